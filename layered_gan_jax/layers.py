@@ -1,0 +1,214 @@
+"""StyleGAN-1 building blocks as Flax linen modules and pure functions (NHWC layout).
+
+Equalized learning rate: every weight is stored as N(0, 1) and multiplied at run time by
+``sqrt(2 / fan_in)``; biases are stored unscaled and start at 0 (or a given constant). Parameters
+are kept in float32; ``dtype`` sets the computation dtype (bfloat16 for mixed precision).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+LRELU_SLOPE = 0.2
+_CONV_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def he_scale(fan_in: int) -> float:
+  """The equalized-learning-rate multiplier ``sqrt(2 / fan_in)``."""
+  return math.sqrt(2.0 / fan_in)
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  return nn.leaky_relu(x, LRELU_SLOPE)
+
+
+def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """``x / sqrt(mean(x^2) + eps)`` over the feature axis."""
+  return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def blur(x: jax.Array) -> jax.Array:
+  """Depthwise [1,2,1] x [1,2,1] / 16 filter with zero padding 1, done as two separable passes.
+
+  Written with shifted slices instead of a grouped convolution: it is cheap, exact, and
+  differentiable to any order.
+  """
+  p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  v = (p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]) * 0.25
+  return (v[:, :, :-2] + 2.0 * v[:, :, 1:-1] + v[:, :, 2:]) * 0.25
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, factor, w, factor, c))
+  return x.reshape(b, h * factor, w * factor, c)
+
+
+def avg_pool2(x: jax.Array) -> jax.Array:
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def _sum_of_shifts(kernel: jax.Array) -> jax.Array:
+  """(k, k, I, O) -> (k+1, k+1, I, O): the sum of the four one-pixel shifts of the kernel."""
+  k = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
+  return k[1:, 1:] + k[:-1, 1:] + k[1:, :-1] + k[:-1, :-1]
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Per-sample, per-channel normalisation over H and W (biased variance), no affine part."""
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  centered = x - mean
+  var = jnp.mean(jnp.square(centered), axis=(1, 2), keepdims=True)
+  return centered * lax.rsqrt(var + eps)
+
+
+def minibatch_stddev(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+  """Appends one channel holding the mean over features of the batch standard deviation.
+
+  The statistic is a single scalar over the whole (global) batch, as in the reference critic.
+  """
+  std = jnp.sqrt(jnp.var(x.astype(jnp.float32), axis=0) + eps)
+  stat = jnp.mean(std).astype(x.dtype)
+  return jnp.concatenate([x, jnp.full(x.shape[:-1] + (1,), stat, x.dtype)], axis=-1)
+
+
+class EqualDense(nn.Module):
+  """Dense layer with equalized learning rate."""
+  features: int
+  bias_init: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+    scale = he_scale(x.shape[-1])
+    y = jnp.dot(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+class EqualConv(nn.Module):
+  """2-D convolution with equalized learning rate (stride 1)."""
+  features: int
+  kernel_size: int = 3
+  padding: str = "SAME"
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
+    scale = he_scale(cin * k * k)
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype), (kernel * scale).astype(self.dtype), (1, 1), self.padding,
+        dimension_numbers=_CONV_DIMS)
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,))
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+class FusedUpsampleConv(nn.Module):
+  """x2 upsampling fused with a 3x3 conv: a stride-2 transposed conv whose 4x4 kernel is the
+  average of the four shifted 3x3 kernels.
+
+  It equals ``conv3x3(upsample_nearest(x)) / 4`` exactly (zero padding), which the tests check.
+  The parameter count equals that of the 3x3 conv it replaces.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cin = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    fused = _sum_of_shifts(kernel * he_scale(cin * 9)) * 0.25
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype), fused.astype(self.dtype), (1, 1), ((2, 2), (2, 2)),
+        lhs_dilation=(2, 2), dimension_numbers=_CONV_DIMS)
+    return y + bias.astype(self.dtype)
+
+
+class FusedDownsampleConv(nn.Module):
+  """A 3x3 conv fused with 2x2 average pooling: a stride-2 conv whose 4x4 kernel is the average
+  of the four shifted 3x3 kernels. Equals ``avg_pool2(conv3x3(x))`` exactly (zero padding)."""
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cin = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    fused = _sum_of_shifts(kernel * he_scale(cin * 9)) * 0.25
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype), fused.astype(self.dtype), (2, 2), ((1, 1), (1, 1)),
+        dimension_numbers=_CONV_DIMS)
+    return y + bias.astype(self.dtype)
+
+
+class NoiseInjection(nn.Module):
+  """``x + weight * noise`` with one weight per channel (equalized lr, fan_in = channels, init 0).
+
+  ``noise`` has shape [B, H, W, 1] and is broadcast over channels.
+  """
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, noise: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    weight = self.param("weight", nn.initializers.zeros, (c,))
+    return x + (weight * he_scale(c)).astype(self.dtype) * noise.astype(self.dtype)
+
+
+class AdaIN(nn.Module):
+  """Adaptive instance norm: instance-normalise, then ``gamma * x + beta`` from a style vector."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    style = EqualDenseAffine(c, dtype=self.dtype, name="style")(w)
+    gamma, beta = style[:, None, None, :c], style[:, None, None, c:]
+    x = instance_norm(x.astype(jnp.float32)).astype(self.dtype)
+    return gamma * x + beta
+
+
+class EqualDenseAffine(nn.Module):
+  """The AdaIN style projection: EqualDense to 2C with the gamma half of the bias starting at 1."""
+  channels: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, w: jax.Array) -> jax.Array:
+    c = self.channels
+
+    def bias_init(key, shape, dtype=jnp.float32):
+      del key
+      return jnp.concatenate([jnp.ones((c,), dtype), jnp.zeros((shape[0] - c,), dtype)])
+
+    kernel = self.param("kernel", nn.initializers.normal(1.0), (w.shape[-1], 2 * c))
+    bias = self.param("bias", bias_init, (2 * c,))
+    y = jnp.dot(w.astype(self.dtype), (kernel * he_scale(w.shape[-1])).astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
+class ConstantInput(nn.Module):
+  """The learned 4x4 constant that starts the synthesis network."""
+  channels: int
+  size: int = 4
+
+  @nn.compact
+  def __call__(self, batch: int, dtype: Dtype = jnp.float32) -> jax.Array:
+    const = self.param("const", nn.initializers.normal(1.0),
+                       (1, self.size, self.size, self.channels))
+    return jnp.broadcast_to(const.astype(dtype), (batch,) + const.shape[1:])
+
