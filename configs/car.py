@@ -1,0 +1,10 @@
+"""LSUN car with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.25."""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.name = "lsun/car"
+  config.loss.min_mask_coverage = 0.25
+  return config

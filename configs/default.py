@@ -1,0 +1,104 @@
+"""Default configuration: the reference LSUN recipe (Bielski & Favaro 2019), fields documented.
+
+Every other config imports this one and overrides a few fields. Any field can be overridden on
+the command line, e.g. ``--config.train.max_steps=1000 --config.perturb.shift=0``.
+"""
+
+import ml_collections
+
+REFERENCE_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)  # 4, 8, ..., 1024 px
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds parameters, latents, perturbations and the data order.
+
+  # ---------------------------------------------------------------- data
+  config.data = ml_collections.ConfigDict()
+  # 'synthetic' (embedded), 'folder', 'lsun/car', 'lsun/horse', 'lsun/chair', 'lsun/bird',
+  # 'caltech_birds2011', 'oxford_iiit_pet'.
+  config.data.name = "lsun/car"
+  config.data.path = ""  # Root folder for name='folder' (images; images/ + masks/ to evaluate).
+  config.data.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data_dir.
+  config.data.num_train_examples = 100_000  # The first N training images (reference: 100k).
+  config.data.org_to_crop = 1.125  # Square-resize to org_to_crop * R, then random R x R crop.
+  config.data.random_crop = True  # False = plain resize to R (poster ablation (e)).
+  config.data.cub_test_ids_path = ""  # ReDO's 1,000-image CUB test list (one file name a line).
+  config.data.on_bad_file = "skip"  # Unreadable images: 'skip' (counted, logged) or 'error'.
+
+  # ---------------------------------------------------------------- model
+  config.model = ml_collections.ConfigDict()
+  # 'two_generators' (default), 'single_generator' (poster ablation (h)), 'shared_style'.
+  config.model.variant = "two_generators"
+  # Channels per resolution 4, 8, 16, ... (generator and critic); only the entries up to the
+  # final training resolution are built. Reference: 512 up to 32 px, then 256, 128, 64, 32, 16.
+  config.model.channels = REFERENCE_CHANNELS
+  config.model.style_dim = 512  # z and w dimension.
+  config.model.mapping_layers = 8  # Dense layers in each mapping network.
+  config.model.fused_resolution = 128  # Fused up/down-sampling convs from this resolution on.
+  config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
+
+  # ---------------------------------------------------------------- perturbations
+  config.perturb = ml_collections.ConfigDict()
+  config.perturb.shift = 0.125  # Max foreground shift as a fraction of R (poster beta; 0 = off).
+  config.perturb.bg_contrast_jitter = 0.3  # Background contrast jitter strength (0 = off).
+
+  # ---------------------------------------------------------------- losses
+  config.loss = ml_collections.ConfigDict()
+  config.loss.min_mask_coverage = 0.25  # eta: car 0.25, horse 0.20, chair 0.15, bird 0.15.
+  config.loss.mask_size_weight = 2.0  # gamma1 (poster ablation (f) raises it).
+  config.loss.binarization_weight = 2.0  # gamma2.
+  config.loss.gp_weight = 10.0  # WGAN-GP gradient-penalty weight.
+  config.loss.drift_weight = 0.001  # Drift penalty on D(real)^2.
+
+  # ---------------------------------------------------------------- training (the GAN)
+  config.train = ml_collections.ConfigDict()
+  config.train.start_resolution = 8  # First progressive stage.
+  config.train.resolution = 128  # Final resolution (= start_resolution: no progressive growing).
+  config.train.phase_images = 600_000  # Real images per fade-in and per stabilization phase.
+  config.train.batch_size = 32  # Global batch for resolutions not in batch_sizes.
+  config.train.batch_sizes = "8:256,16:128,32:64,64:32,128:32"  # Per-resolution global batch.
+  config.train.lr = 1e-3  # Base Adam learning rate.
+  config.train.lrs = "128:0.0015"  # Per-resolution overrides of lr.
+  config.train.mapping_lr_mult = 0.01  # Mapping networks train at lr * this.
+  config.train.critic_lr_mult = 1.0  # The critic trains at lr * this.
+  config.train.adam_b1 = 0.0
+  config.train.adam_b2 = 0.99
+  config.train.adam_eps = 1e-8
+  config.train.ema_decay = 0.999  # EMA of generator parameters after every generator step.
+  config.train.style_mixing_prob = 0.9
+  config.train.max_steps = 110_000  # Stop after this many iterations (critic + generator step).
+  config.train.log_every_steps = 100
+  config.train.sample_every_steps = 2_000  # Image grids from fixed latents (EMA generator).
+  config.train.checkpoint_every_steps = 2_000
+  config.train.keep_checkpoints = 3
+  config.train.num_samples = 16  # Latents in the sample grids.
+
+  # ---------------------------------------------------------------- encoders (segmentation)
+  config.encoder = ml_collections.ConfigDict()
+  # What the encoder predicts: 'z' (one latent for both layers), 'z_per_generator' (a latent per
+  # generator), 'w' (a style per generator), 'w_plus' (a style per block and generator).
+  config.encoder.target = "w_plus"
+  config.encoder.noise = "zero"  # Generator noise while encoding: 'zero' or 'fixed' (seeded).
+  config.encoder.width = 64  # Channels of the first ResNet stage (doubled per stage, capped).
+  config.encoder.max_width = 512
+  config.encoder.blocks_per_stage = 1
+  config.encoder.feature_weight = 1.0  # Weight of the critic-feature term of L_auto.
+  config.encoder.latent_weight = 0.0  # Extra loss on generated samples with known latents.
+  config.encoder.batch_size = 32
+  config.encoder.lr = 1e-4
+  config.encoder.max_steps = 20_000
+  config.encoder.log_every_steps = 100
+  config.encoder.checkpoint_every_steps = 2_000
+
+  # ---------------------------------------------------------------- evaluation
+  config.eval = ml_collections.ConfigDict()
+  config.eval.data = ml_collections.ConfigDict()
+  config.eval.data.name = ""  # '' = the test split of the training dataset.
+  config.eval.data.path = ""  # images/ + masks/ root for name='folder'.
+  config.eval.max_examples = 1000  # Cap on evaluated images (0 = all).
+  config.eval.batch_size = 64
+  config.eval.baselines = ("full_image", "center_prior", "grabcut")
+  config.eval.num_generated = 1000  # Generated images for mask statistics.
+  config.eval.external_segmenter = ""  # 'module:function' plug-in (e.g. a Mask R-CNN wrapper).
+  return config

@@ -1,0 +1,124 @@
+"""Segmentation encoders: a ResNet-style CNN mapping an image to the frozen generator's inputs.
+
+What the encoder predicts (``config.encoder.target``):
+  * ``z``: one latent shared by every generator (mapped by the generator's mapping networks);
+  * ``z_per_generator``: one latent per synthesis network ("encoders", plural, on the poster);
+  * ``w``: one style per synthesis network (the mapping networks are bypassed);
+  * ``w_plus``: one style per block and synthesis network.
+Style predictions are offsets from the generator's mean style ``w_avg``.
+"""
+
+from typing import Dict, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from layered_gan_jax import compositing
+from layered_gan_jax import generator as generator_lib
+
+Array = jax.Array
+
+
+class ResidualBlock(nn.Module):
+  features: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    groups = lambda c: max(1, min(8, c // 4))
+    h = nn.relu(nn.GroupNorm(groups(x.shape[-1]))(x))
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != self.features:
+      shortcut = nn.Conv(self.features, (1, 1), (self.stride, self.stride), use_bias=False)(h)
+    h = nn.Conv(self.features, (3, 3), (self.stride, self.stride), use_bias=False)(h)
+    h = nn.relu(nn.GroupNorm(groups(self.features))(h))
+    h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)
+    return shortcut + h
+
+
+class Encoder(nn.Module):
+  """Pre-activation ResNet down to 4x4, then linear heads, one per predicted quantity."""
+  target: str
+  synthesis_names: Sequence[str]
+  num_blocks: int  # Synthesis blocks of the generator stage (for w_plus).
+  style_dim: int
+  width: int = 64
+  max_width: int = 512
+  blocks_per_stage: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Dict[str, Array]:
+    h = nn.Conv(self.width, (3, 3))(x)
+    c = self.width
+    while h.shape[1] > 4:
+      c = min(2 * c, self.max_width)
+      h = ResidualBlock(c, stride=2)(h)
+      for _ in range(self.blocks_per_stage - 1):
+        h = ResidualBlock(c)(h)
+    h = nn.relu(nn.GroupNorm(max(1, min(8, c // 4)))(h)).reshape(h.shape[0], -1)
+    h = nn.relu(nn.Dense(max(self.style_dim, c))(h))
+    head = lambda n, name: nn.Dense(n, kernel_init=nn.initializers.variance_scaling(
+        0.1, "fan_in", "truncated_normal"), name=name)
+    d = self.style_dim
+    if self.target == "z":
+      return {"shared": head(d, "z")(h)}
+    if self.target in ("z_per_generator", "w"):
+      return {n: head(d, f"{self.target}_{n}")(h) for n in self.synthesis_names}
+    if self.target == "w_plus":
+      return {n: head(d * self.num_blocks, f"w_plus_{n}")(h).reshape(-1, self.num_blocks, d)
+              for n in self.synthesis_names}
+    raise ValueError(f"unknown encoder target {self.target!r}")
+
+
+def build_encoder(config, generator: generator_lib.LayeredGenerator, stage: int) -> Encoder:
+  e = config.encoder
+  return Encoder(target=e.target, synthesis_names=generator.synthesis_names,
+                 num_blocks=stage + 1, style_dim=generator.style_dim, width=e.width,
+                 max_width=e.max_width, blocks_per_stage=e.blocks_per_stage)
+
+
+def predictions_to_styles(pred: Dict[str, Array], target: str, generator, g_params,
+                          w_avg: Dict[str, Array], stage: int) -> Dict[str, object]:
+  """Encoder output -> the ``styles`` argument of ``LayeredGenerator.synthesize``."""
+  if target == "z":
+    return generator.apply({"params": g_params}, pred["shared"],
+                           method=generator_lib.LayeredGenerator.map)
+  if target == "z_per_generator":
+    return generator.apply({"params": g_params}, pred,
+                           method=generator_lib.LayeredGenerator.map)
+  if target == "w":
+    return {n: w_avg[n] + v for n, v in pred.items()}
+  return {n: [w_avg[n] + v[:, i] for i in range(stage + 1)] for n, v in pred.items()}
+
+
+def fixed_noise(mode: str, generator, batch: int, stage: int, seed: int = 0):
+  """Generator noise held fixed while encoding: all zeros, or one seeded sample shared by every
+  image (``mode='fixed'``)."""
+  names = generator.synthesis_names
+  if mode == "zero":
+    return {n: [jnp.zeros(s) for s in generator_lib.noise_shapes(batch, stage)] for n in names}
+  out = {}
+  for i, n in enumerate(names):
+    sample = generator_lib.sample_noise(jax.random.fold_in(jax.random.PRNGKey(seed), i), 1, stage)
+    out[n] = [jnp.broadcast_to(v, (batch,) + v.shape[1:]) for v in sample]
+  return out
+
+
+def make_reconstruct_fn(encoder: Encoder, gan, target: str, noise_mode: str, seed: int = 0):
+  """``reconstruct(enc_params, frozen, images) -> (layers, composite)``: G(E(x)) without
+  perturbation, with the generator's noise held fixed. ``frozen`` holds the EMA generator
+  parameters (``'g'``) and the mean styles (``'w_avg'``); it is an argument, not a constant, so
+  large generators are not baked into the compiled program."""
+  generator, stage = gan.generator, gan.stage
+
+  def reconstruct(enc_params, frozen, images):
+    pred = encoder.apply({"params": enc_params}, images)
+    styles = predictions_to_styles(pred, target, generator, frozen["g"], frozen["w_avg"], stage)
+    noise = fixed_noise(noise_mode, generator, images.shape[0], stage, seed)
+    layers = generator.apply({"params": frozen["g"]}, styles, stage=stage, alpha=gan.alpha,
+                             noise=noise, method=generator_lib.LayeredGenerator.synthesize)
+    return layers, compositing.composite(layers["background"], layers["foreground"],
+                                         layers["mask"])
+
+  return reconstruct

@@ -1,0 +1,180 @@
+"""Evaluation: real-image segmentation against ground truth (with the poster's baselines) and
+statistics of the generated masks (with an optional external segmenter, e.g. Mask R-CNN).
+
+Predicted mask = sigmoid mask of G(E(x)) thresholded at 0.5, resized to the ground-truth size.
+Metrics (see ``metrics``): per-image foreground IoU averaged over images (``fg_iou``, primary),
+two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3).
+"""
+
+import importlib
+import json
+import os
+from typing import Callable, Dict, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers
+
+from layered_gan_jax import baselines, compositing, input_pipeline, metrics, parallel
+from layered_gan_jax import visualization
+from layered_gan_jax.train_encoder import load_encoder
+
+EVAL_DIR = "eval"
+
+
+def eval_data_config(config) -> ml_collections.ConfigDict:
+  """``config.eval.data`` over ``config.data``: by default the training dataset's test split."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  if config.eval.data.name:
+    data.name = config.eval.data.name
+    data.path = config.eval.data.path
+  return data
+
+
+def to_uint8_images(x: np.ndarray) -> np.ndarray:
+  return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def predict_masks(predict: Callable, enc_params, frozen, data_cfg, resolution: int,
+                  batch_size: int, max_examples: Optional[int]):
+  """Runs the encoder + generator on an evaluation split. Returns uint8 images, ground-truth
+  masks, soft predicted masks (all at ``resolution``)."""
+  images, gts, soft = [], [], []
+  for batch in input_pipeline.eval_dataset(data_cfg, resolution=resolution,
+                                           batch_size=batch_size, split="test",
+                                           max_examples=max_examples):
+    x = parallel.put_batch(np.asarray(batch["image"], np.float32))
+    layers, _ = predict(enc_params, frozen, x)
+    valid = np.asarray(batch["valid"], bool)
+    soft.append(np.asarray(jax.device_get(layers["mask"]))[valid, ..., 0])
+    gts.append(np.asarray(batch["mask"])[valid])
+    images.append(to_uint8_images(np.asarray(batch["image"])[valid]))
+  if not images:
+    raise ValueError("the evaluation split is empty")
+  return np.concatenate(images), np.concatenate(gts), np.concatenate(soft)
+
+
+def score_masks(pred_soft: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
+  gt_bin = metrics.binarize(gt)
+  if pred_soft.shape[1:] != gt_bin.shape[1:]:
+    pred_soft = np.stack([metrics.resize_mask(p >= 0.5, gt_bin.shape[1:]) for p in pred_soft])
+  return metrics.segmentation_metrics(pred_soft >= 0.5, gt_bin, scores=pred_soft)
+
+
+def baseline_metrics(images: np.ndarray, gt: np.ndarray, names) -> Dict[str, Dict[str, float]]:
+  out = {}
+  gt_bin = metrics.binarize(gt)
+  for name in names:
+    if name not in baselines.BASELINES:
+      raise ValueError(f"unknown baseline {name!r}; choose from {sorted(baselines.BASELINES)}")
+    out[name] = metrics.segmentation_metrics(baselines.BASELINES[name](images), gt_bin)
+  return out
+
+
+def load_external_segmenter(spec: str):
+  """'package.module:function' -> the function. It takes uint8 images [N, H, W, 3] and returns
+  one boolean mask [H, W] per image, or None where it detects no object."""
+  module_name, _, fn_name = spec.partition(":")
+  if not fn_name:
+    raise ValueError(f"eval.external_segmenter={spec!r} must look like 'module:function'")
+  return getattr(importlib.import_module(module_name), fn_name)
+
+
+def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
+                              segmenter: Optional[Callable] = None) -> Dict[str, float]:
+  """Mask coverage / binarization of the EMA generator on ``num`` random latents; with an
+  external segmenter, also the poster's generated-image protocol: the share of composites where
+  it detects an object and the IoU of the generator's mask with its mask on those."""
+
+  @jax.jit
+  def generate(params, key):
+    k_z, k_noise = jax.random.split(key)
+    z = jax.random.normal(k_z, (batch, gan.generator.style_dim))
+    layers = gan.generator.apply({"params": params}, z, stage=gan.stage, alpha=gan.alpha,
+                                 rngs={"noise": k_noise})
+    comp = compositing.composite(layers["background"], layers["foreground"], layers["mask"])
+    return layers["mask"][..., 0], comp
+
+  coverage, binary, per_image_cov, fg_ious, mious, detected = [], [], [], [], [], 0
+  key = jax.random.PRNGKey(seed)
+  done = 0
+  while done < num:
+    key, sub = jax.random.split(key)
+    mask, comp = jax.device_get(generate(gan.ema_params, sub))
+    n = min(batch, num - done)
+    mask, comp = np.asarray(mask)[:n], np.asarray(comp)[:n]
+    coverage.append(mask.mean())
+    binary.append(np.mean((mask < 0.1) | (mask > 0.9)))
+    per_image_cov.extend((mask >= 0.5).mean(axis=(1, 2)).tolist())
+    if segmenter is not None:
+      found = segmenter(to_uint8_images(comp))
+      for m_gen, m_ext in zip(mask, found):
+        if m_ext is None or not np.any(m_ext):
+          continue
+        detected += 1
+        fg_ious.append(metrics.foreground_iou(m_gen >= 0.5, np.asarray(m_ext, bool)))
+        mious.append(metrics.mean_iou_two_class(m_gen >= 0.5, np.asarray(m_ext, bool)))
+    done += n
+  out = {"mask_coverage": float(np.mean(coverage)),
+         "mask_binary_fraction": float(np.mean(binary)),
+         "binarized_coverage_mean": float(np.mean(per_image_cov)),
+         "binarized_coverage_std": float(np.std(per_image_cov)),
+         "empty_mask_fraction": float(np.mean(np.asarray(per_image_cov) < 0.01)),
+         "num_generated": int(num)}
+  if segmenter is not None:
+    out.update(detected_fraction=detected / num, detected=detected,
+               reference_fg_iou=float(np.mean(fg_ious)) if fg_ious else 0.0,
+               reference_miou=float(np.mean(mious)) if mious else 0.0)
+  return out
+
+
+def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict:
+  """Evaluates the encoder of ``workdir``; writes ``WORKDIR/eval/metrics.json``, clu scalars
+  and a PNG panel. Returns the metrics."""
+  setup, enc_params = load_encoder(config, workdir)
+  gan = setup.gan
+  data_cfg = eval_data_config(config)
+  input_pipeline.validate_data_config(data_cfg)
+  max_examples = config.eval.max_examples or None
+  images, gt, soft = predict_masks(setup.predict_fn(), enc_params, setup.frozen, data_cfg,
+                                   gan.resolution, config.eval.batch_size, max_examples)
+  result = score_masks(soft, gt)
+  result["num_images"] = int(len(images))
+  result["dataset"] = data_cfg.name
+  result["resolution"] = gan.resolution
+  result["baselines"] = baseline_metrics(images, gt, config.eval.baselines)
+  if segmenter is None and config.eval.external_segmenter:
+    segmenter = load_external_segmenter(config.eval.external_segmenter)
+  result["generated"] = generated_mask_statistics(gan, config.eval.num_generated,
+                                                  config.seed + 2024, segmenter=segmenter)
+  out_dir = os.path.join(os.path.abspath(workdir), EVAL_DIR)
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = os.path.join(out_dir, "metrics.json.tmp")
+    with open(tmp, "w") as f:
+      json.dump(result, f, indent=2)
+    os.replace(tmp, os.path.join(out_dir, "metrics.json"))
+    n = min(8, len(images))
+    pred = (soft[:n] >= 0.5).astype(np.float32)[..., None]
+    rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0)),
+            visualization.to_uint8(pred, (0.0, 1.0)),
+            np.stack([visualization.overlay(images[i], pred[i, ..., 0]) for i in range(n)])]
+    visualization.save_png(os.path.join(out_dir, "panel.png"), visualization.grid(rows))
+  writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
+  flat = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float)}
+  flat.update({f"eval/baselines/{b}/{k}": v for b, m in result["baselines"].items()
+               for k, v in m.items()})
+  flat.update({f"eval/generated/{k}": v for k, v in result["generated"].items()})
+  writer.write_scalars(gan.step, flat)
+  writer.flush()
+  logging.info("Evaluation of %s: fg_iou %.4f miou %.4f pixel_accuracy %.4f (baselines: %s)",
+               workdir, result["fg_iou"], result["miou"], result["pixel_accuracy"],
+               {k: round(v["fg_iou"], 4) for k, v in result["baselines"].items()})
+  return result
+
+
+def read_metrics(workdir: str) -> Dict:
+  with open(os.path.join(workdir, EVAL_DIR, "metrics.json")) as f:
+    return json.load(f)

@@ -1,0 +1,32 @@
+"""Builds the generator and critic described by a config."""
+
+import jax.numpy as jnp
+
+from layered_gan_jax.critic import Critic
+from layered_gan_jax.generator import LayeredGenerator, stage_of
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def model_channels(config) -> tuple:
+  """The channel list up to the final training resolution."""
+  n = stage_of(config.train.resolution) + 1
+  channels = tuple(int(c) for c in config.model.channels)
+  if len(channels) < n:
+    raise ValueError(f"model.channels has {len(channels)} entries (4 px .. "
+                     f"{4 * 2 ** (len(channels) - 1)} px) but train.resolution is "
+                     f"{config.train.resolution}; give one width per resolution")
+  return channels[:n]
+
+
+def build_generator(config, dtype=None) -> LayeredGenerator:
+  m = config.model
+  return LayeredGenerator(channels=model_channels(config), variant=m.variant,
+                          style_dim=m.style_dim, mapping_layers=m.mapping_layers,
+                          fused_resolution=m.fused_resolution,
+                          dtype=DTYPES[dtype or m.dtype])
+
+
+def build_critic(config, dtype=None) -> Critic:
+  return Critic(channels=model_channels(config), fused_resolution=config.model.fused_resolution,
+                dtype=DTYPES[dtype or config.model.dtype])

@@ -1,0 +1,40 @@
+"""Training states: flax.struct dataclasses of pytrees (no images, no Python objects).
+
+The stage, fade-in alpha and data position are not stored: they follow from ``step`` and the
+config (see ``schedule.Schedule``).
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from layered_gan_jax import optim
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array  # Iterations done (one critic + one generator step each).
+  g_params: PyTree
+  d_params: PyTree
+  g_opt: optim.AdamState
+  d_opt: optim.AdamState
+  ema_params: PyTree  # EMA of g_params: the generator used for samples, encoders, inference.
+  rng: jax.Array  # Base key; the key of iteration t is fold_in(rng, t).
+
+
+def create_gan_state(g_params, d_params, rng, adam) -> GANState:
+  return GANState(step=jnp.zeros([], jnp.int32), g_params=g_params, d_params=d_params,
+                  g_opt=adam.init(g_params), d_opt=adam.init(d_params),
+                  ema_params=jax.tree.map(jnp.array, g_params), rng=rng)
+
+
+@flax.struct.dataclass
+class EncoderState:
+  step: jax.Array
+  params: PyTree
+  opt_state: PyTree
+  rng: jax.Array

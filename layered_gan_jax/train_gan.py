@@ -1,0 +1,412 @@
+"""Training of the layered GAN: step factories and ``train_and_evaluate(config, workdir)``.
+
+One iteration = one critic step, then one generator step against the updated critic, in one
+compiled function per stage (the stage is static; alpha and the learning rate are traced).
+"""
+
+import os
+import signal
+import time
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+
+from layered_gan_jax import (checkpointing, compositing, config_validation, input_pipeline,
+                             losses, models, optim, parallel, visualization)
+from layered_gan_jax.generator import init_generator
+from layered_gan_jax.critic import init_critic
+from layered_gan_jax.schedule import Schedule
+from layered_gan_jax.state import GANState, create_gan_state
+
+CHECKPOINT_DIR = "checkpoints"
+ITEMS = ("state", "ema", "config", "meta")  # ema: the EMA generator alone, for inference
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+def make_adam(train_config):
+  return optim.per_parameter_adam(train_config.adam_b1, train_config.adam_b2,
+                                  train_config.adam_eps)
+
+
+def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, mixing_prob):
+  """Two latents and one crossover per mixing group. Without mixing (probability
+  ``1 - mixing_prob``, and always at stage 0) the crossover is ``stage``: every block then uses
+  the first latent's style."""
+  k_mix, k_z, k_z2, k_cross = jax.random.split(key, 4)
+  z = jax.random.normal(k_z, (batch, style_dim))
+  z2 = jax.random.normal(k_z2, (batch, style_dim))
+  sharding = parallel.batch_sharded()
+  z, z2 = (jax.lax.with_sharding_constraint(v, sharding) for v in (z, z2))
+  mixing = jax.random.uniform(k_mix) < mixing_prob
+  crossover = {}
+  for i, group in enumerate(mixing_groups):
+    drawn = jax.random.randint(jax.random.fold_in(k_cross, i), (), 0, max(stage, 1))
+    crossover[group] = jnp.where(jnp.logical_and(mixing, stage > 0), drawn, stage)
+  return z, z2, crossover
+
+
+def make_generate_fn(generator, config, stage: int):
+  """``generate(g_params, key, batch, alpha) -> (layers, perturbed_layers, perturbed composite)``
+  for the training generator: random latents with style mixing, random noise, then the shift
+  and contrast-jitter perturbations."""
+  t, p = config.train, config.perturb
+
+  def generate(g_params, key, batch, alpha):
+    k_lat, k_noise, k_pert = jax.random.split(key, 3)
+    z, z2, crossover = sample_latents(k_lat, batch, config.model.style_dim, stage,
+                                      generator.mixing_groups, t.style_mixing_prob)
+    layers = generator.apply({"params": g_params}, z, stage=stage, alpha=alpha, z2=z2,
+                             crossover=crossover, rngs={"noise": k_noise})
+    perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=p.shift,
+                                       bg_contrast_jitter=p.bg_contrast_jitter)
+    fake = compositing.composite(perturbed["background"], perturbed["foreground"],
+                                 perturbed["mask"])
+    return layers, perturbed, fake
+
+  return generate
+
+
+def make_train_step(generator, critic, config, stage: int):
+  """Returns ``step(state, real, alpha, lr) -> (state, metrics)`` for one stage (not jitted)."""
+  t, l = config.train, config.loss
+  adam = make_adam(t)
+  generate = make_generate_fn(generator, config, stage)
+
+  def critic_fn(d_params, alpha):
+    return lambda x: critic.apply({"params": d_params}, x, stage=stage, alpha=alpha)
+
+  def step(state: GANState, real, alpha, lr):
+    key = jax.random.fold_in(state.rng, state.step)
+    k_d, k_gp, k_g = jax.random.split(key, 3)
+    batch = real.shape[0]
+
+    # Critic step on the perturbed composites of the current generator.
+    _, _, fake = generate(state.g_params, k_d, batch, alpha)
+    fake = jax.lax.stop_gradient(fake)
+
+    def d_loss_fn(d_params):
+      return losses.critic_loss(critic_fn(d_params, alpha), real, fake, k_gp,
+                                gp_weight=l.gp_weight, drift_weight=l.drift_weight)
+
+    d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(state.d_params)
+    d_dir, d_opt = adam.update(d_grads, state.d_opt,
+                               active=optim.active_mask(state.d_params, stage, alpha))
+    d_mult = jax.tree.map(lambda _: t.critic_lr_mult, state.d_params)
+    d_params = optim.apply_updates(state.d_params, d_dir, lr, d_mult)
+
+    # Generator step against the updated critic.
+    def g_loss_fn(g_params):
+      layers, perturbed, fake = generate(g_params, k_g, batch, alpha)
+      d_fake = critic_fn(d_params, alpha)(fake)
+      loss, metrics = losses.generator_loss(
+          d_fake, perturbed["mask"], eta=l.min_mask_coverage, size_weight=l.mask_size_weight,
+          binary_weight=l.binarization_weight)
+      metrics.update(losses.mask_statistics(layers["mask"]))
+      return loss, metrics
+
+    g_grads, g_metrics = jax.grad(g_loss_fn, has_aux=True)(state.g_params)
+    g_dir, g_opt = adam.update(g_grads, state.g_opt,
+                               active=optim.active_mask(state.g_params, stage, alpha))
+    g_params = optim.apply_updates(state.g_params, g_dir, lr,
+                                   optim.lr_multipliers(state.g_params, t.mapping_lr_mult))
+    ema = optim.ema_update(state.ema_params, g_params, t.ema_decay)
+    new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                              g_opt=g_opt, d_opt=d_opt, ema_params=ema)
+    return new_state, {**d_metrics, **g_metrics, "alpha": jnp.asarray(alpha, jnp.float32)}
+
+  return step
+
+
+def compile_train_step(generator, critic, config, stage: int, state, real_shape):
+  """jit + ahead-of-time compile of the step of a stage; logs the compile time and FLOPs."""
+  repl, data = parallel.replicated(), parallel.batch_sharded()
+  jitted = jax.jit(make_train_step(generator, critic, config, stage),
+                   in_shardings=(repl, data, repl, repl), out_shardings=(repl, repl),
+                   donate_argnums=(0,))
+  start = time.time()
+  real = jax.ShapeDtypeStruct(real_shape, jnp.float32, sharding=data)
+  scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=repl)
+  compiled = jitted.lower(state, real, scalar, scalar).compile()
+  seconds = time.time() - start
+  flops = flops_of(compiled)
+  logging.info("Compiled the train step of stage %d (%d px, batch %d) in %.1f s; %.3g FLOP per "
+               "iteration (XLA count)", stage, real_shape[1], real_shape[0], seconds, flops)
+  return compiled, seconds, flops
+
+
+def flops_of(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def init_state(generator, critic, config) -> GANState:
+  """Parameters of every stage, both optimizer states and the EMA copy, replicated."""
+  return jax.jit(_init_fn(generator, critic, config),
+                 out_shardings=parallel.replicated())(jax.random.PRNGKey(config.seed))
+
+
+def _init_fn(generator, critic, config):
+  adam = make_adam(config.train)
+
+  def init(key):
+    kg, kd, kr = jax.random.split(key, 3)
+    return create_gan_state(init_generator(generator, kg), init_critic(critic, kd), kr, adam)
+
+  return init
+
+
+def abstract_state(generator, critic, config) -> GANState:
+  """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
+  shapes = jax.eval_shape(_init_fn(generator, critic, config), jax.random.PRNGKey(0))
+  repl = parallel.replicated()
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
+def restore_state(ckpt, step: int, abstract: GANState) -> GANState:
+  restored = ckpt.restore(step, {"state": abstract.replace(ema_params=None),
+                                 "ema": abstract.ema_params})
+  return restored["state"].replace(ema_params=restored["ema"])
+
+
+def make_sample_fn(generator, config, stage: int):
+  """EMA-generator layers from fixed latents and noise, plus a shifted composite."""
+
+  @jax.jit
+  def sample(ema_params, z, key, alpha):
+    k_noise, k_pert = jax.random.split(key)
+    layers = generator.apply({"params": ema_params}, z, stage=stage, alpha=alpha,
+                             rngs={"noise": k_noise})
+    perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=config.perturb.shift,
+                                       bg_contrast_jitter=0.0)
+    shifted = compositing.composite(perturbed["background"], perturbed["foreground"],
+                                    perturbed["mask"])
+    return layers, shifted
+
+  return sample
+
+
+def write_samples(sample_fn, state, config, step, alpha, writer, workdir):
+  key = jax.random.PRNGKey(config.seed + 12345)
+  z = jax.random.normal(key, (config.train.num_samples, config.model.style_dim))
+  layers, shifted = jax.device_get(sample_fn(state.ema_params, z, key, alpha))
+  image = visualization.grid(visualization.layer_rows(layers, shifted))
+  if jax.process_index() == 0:
+    visualization.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), image)
+    visualization.save_png(os.path.join(workdir, "samples", "latest.png"), image)
+  writer.write_images(step, {"samples/composite_bg_fg_mask_maskedfg_shifted": image[None]})
+
+
+def all_finite(tree) -> bool:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return bool(jax.device_get(jnp.all(jnp.stack(leaves))))
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread: no handler.
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+    return False
+
+
+def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer) -> GANState:
+  state = init_state(generator, critic, config)
+  latest = ckpt.latest_step()
+  if latest is None:
+    return state
+  saved_config = ckpt.read_json(latest, "config")
+  diffs = config_validation.model_differences(saved_config,
+                                              checkpointing.config_to_dict(config))
+  if diffs:
+    raise config_validation.ConfigError(
+        f"the checkpoint in {ckpt.directory} (step {latest}) was made with another model: "
+        + "; ".join(diffs) + ". Use the same model settings or another --workdir")
+  restored = restore_state(ckpt, latest, checkpointing.abstract_like(state))
+  logging.info("Resumed from the checkpoint of step %d in %s", latest, ckpt.directory)
+  return restored
+
+
+def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int]) -> int:
+  if not all_finite((state.g_params, state.d_params, state.ema_params)):
+    raise NonFiniteLossError(
+        f"non-finite parameters at step {step}; no checkpoint written. The last good "
+        f"checkpoint is step {last_good} in {ckpt.directory}")
+  stage, alpha = schedule.at(max(step - 1, 0))
+  meta = {"step": step, "stage": stage.stage, "resolution": stage.resolution,
+          "alpha": alpha, "images_seen": schedule.images_seen(step)}
+  ckpt.save(step, {"state": state.replace(ema_params=None), "ema": state.ema_params,
+                   "config": checkpointing.config_to_dict(config), "meta": meta})
+  logging.info("Saved checkpoint of step %d", step)
+  return step
+
+
+def train_and_evaluate(config, workdir: str) -> GANState:
+  """Trains the layered GAN described by ``config``; resumes from ``workdir`` if it holds a
+  checkpoint. Returns the final state."""
+  config_validation.validate_config(config, "train", jax.device_count())
+  input_pipeline.validate_data_config(config.data)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  schedule = Schedule(config.train)
+  generator, critic = models.build_generator(config), models.build_critic(config)
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), ITEMS,
+                                    config.train.keep_checkpoints)
+  state = restore_or_init(generator, critic, config, ckpt)
+  step = int(jax.device_get(state.step))
+  last_saved = ckpt.latest_step()
+
+  writer = metric_writers.create_default_writer(workdir,
+                                                just_logging=jax.process_index() > 0)
+  if step == 0:
+    writer.write_hparams({k: v for k, v in _flatten(checkpointing.config_to_dict(config)).items()})
+    logging.info("Generator parameters:\n%s",
+                 parameter_overview.get_parameter_overview(state.g_params))
+    logging.info("Critic parameters:\n%s",
+                 parameter_overview.get_parameter_overview(state.d_params))
+  report = periodic_actions.ReportProgress(num_train_steps=schedule.max_steps, writer=writer)
+  t = config.train
+
+  compiled: Dict[int, object] = {}
+  current = None
+  iterator = None
+  pending = []
+  timer = time.time()
+  images_since = 0
+  with _Preemption() as preemption:
+    while step < schedule.max_steps:
+      stage, alpha = schedule.at(step)
+      if current is None or stage.stage != current.stage:
+        if current is not None and last_saved != step:
+          last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+        current = stage
+        if stage.stage not in compiled:
+          shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
+          compiled[stage.stage] = compile_train_step(generator, critic, config, stage.stage,
+                                                     state, shape)[0]
+        sample_fn = make_sample_fn(generator, config, stage.stage)
+        iterator = input_pipeline.train_iterator(
+            config.data, resolution=stage.resolution,
+            batch_size=parallel.per_process_batch(stage.batch_size),
+            seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+      batch = next(iterator)
+      real = parallel.put_batch(batch["image"])
+      state, metrics = compiled[stage.stage](state, real, jnp.float32(alpha),
+                                             jnp.float32(stage.lr))
+      step += 1
+      images_since += stage.batch_size
+      pending.append(metrics)
+      report(step)
+      is_last = step == schedule.max_steps
+      if step % t.log_every_steps == 0 or is_last or preemption.requested:
+        summary = {k: float(v) for k, v in
+                   jax.device_get(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)),
+                                               *pending)).items()}
+        pending = []
+        bad = [k for k, v in summary.items() if not np.isfinite(v)]
+        if bad:
+          raise NonFiniteLossError(
+              f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good "
+              f"checkpoint is step {last_saved} in {ckpt.directory}")
+        elapsed = time.time() - timer
+        summary.update(resolution=stage.resolution, images_per_s=images_since / elapsed,
+                       images_seen=schedule.images_seen(step), learning_rate=stage.lr)
+        writer.write_scalars(step, summary)
+        timer, images_since = time.time(), 0
+      if step % t.sample_every_steps == 0 or is_last:
+        write_samples(sample_fn, state, config, step, jnp.float32(alpha), writer, workdir)
+      if step % t.checkpoint_every_steps == 0 or is_last or preemption.requested:
+        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+      if preemption.requested:
+        logging.warning("Stopped at step %d after SIGTERM; rerun the same command to resume.",
+                        step)
+        break
+  writer.flush()
+  ckpt.close()
+  return state
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    name = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, name + "."))
+    else:
+      out[name] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  return out
+
+
+class LoadedGAN:
+  """A trained GAN restored from a workdir for encoders, evaluation and inference."""
+
+  def __init__(self, config, generator, critic, ema_params, d_params, stage, alpha, step):
+    self.config, self.generator, self.critic = config, generator, critic
+    self.ema_params, self.d_params = ema_params, d_params
+    self.stage, self.alpha, self.step = stage, alpha, step
+
+  @property
+  def resolution(self) -> int:
+    return 4 * 2 ** self.stage
+
+
+def load_gan(workdir: str, config=None, with_critic: bool = False) -> LoadedGAN:
+  """Restores the latest GAN checkpoint of ``workdir``: the EMA generator (and the critic if
+  ``with_critic``), built from the checkpoint's own config. If ``config`` is given, its model
+  fields must match the checkpoint's."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  if not os.path.isdir(directory):
+    raise config_validation.ConfigError(
+        f"no GAN checkpoint in {directory}; train one first with --mode=train "
+        "(or point --workdir at a trained run)")
+  ckpt = checkpointing.Checkpointer(directory, ITEMS)
+  step = ckpt.latest_step()
+  if step is None:
+    raise config_validation.ConfigError(
+        f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
+  saved = ckpt.read_json(step, "config")
+  if config is not None:
+    diffs = config_validation.model_differences(saved, checkpointing.config_to_dict(config))
+    if diffs:
+      raise config_validation.ConfigError(
+          f"the checkpoint in {directory} (step {step}) holds another model: " + "; ".join(diffs)
+          + ". Use the config it was trained with")
+  saved_config = ml_collections.ConfigDict(saved)
+  generator, critic = models.build_generator(saved_config), models.build_critic(saved_config)
+  meta = ckpt.read_json(step, "meta")
+  abstract = abstract_state(generator, critic, saved_config)
+  if with_critic:
+    state = restore_state(ckpt, step, abstract)
+    ema, d_params = state.ema_params, state.d_params
+  else:
+    ema, d_params = ckpt.restore(step, {"ema": abstract.ema_params})["ema"], None
+  ckpt.close()
+  return LoadedGAN(saved_config, generator, critic, ema, d_params, int(meta["stage"]),
+                   float(meta["alpha"]), step)

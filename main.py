@@ -1,0 +1,83 @@
+"""Command line of layered_gan_jax.
+
+  python main.py --config=configs/synthetic.py --workdir=/tmp/run            # train the GAN
+  python main.py --config=configs/synthetic.py --workdir=/tmp/run --mode=pipeline
+  python main.py --config=configs/car.py --workdir=DIR --config.train.max_steps=1000
+
+Modes: train (the GAN), train_encoder, evaluate, sample, segment, pipeline (train,
+train_encoder, evaluate in sequence). A bad config or input stops with one line on stderr and
+exit status 2, before anything is compiled or written.
+"""
+
+import os
+import sys
+
+# TensorFlow (tf.data, tfds, clu's writers) must not claim the accelerator JAX uses.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, logs, samples, results.")
+flags.DEFINE_string("mode", "train", "train | train_encoder | evaluate | sample | segment | "
+                    "pipeline")
+flags.DEFINE_string("output", None, "Output folder for --mode=sample / segment.")
+flags.DEFINE_string("input", None, "Image file or folder for --mode=segment.")
+flags.DEFINE_integer("num_samples", 16, "Samples for --mode=sample.")
+flags.DEFINE_float("truncation", None, "Truncation psi for --mode=sample (None = off).")
+flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _hide_accelerators_from_tensorflow():
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
+def run(config, workdir: str, mode: str):
+  """Dispatches one mode. Imported lazily so that config errors come before heavy imports."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import config_validation, parallel  # pylint: disable=g-import-not-at-top
+  config_validation.validate_config(config, mode, jax.device_count())
+  parallel.maybe_initialize_distributed()
+  if mode in ("train", "pipeline"):
+    from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+    train_gan.train_and_evaluate(config, workdir)
+  if mode in ("train_encoder", "pipeline"):
+    from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
+    train_encoder.train_and_evaluate(config, workdir)
+  if mode in ("evaluate", "pipeline"):
+    from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+    evaluation.evaluate(config, workdir)
+  if mode == "sample":
+    from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
+    inference.sample(config, workdir, FLAGS.output, num_samples=FLAGS.num_samples,
+                     truncation=FLAGS.truncation, seed=FLAGS.seed)
+  if mode == "segment":
+    from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
+    inference.segment(config, workdir, FLAGS.input, FLAGS.output)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from layered_gan_jax.config_validation import ConfigError  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
+  _hide_accelerators_from_tensorflow()
+  try:
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except (ConfigError, DataError) as e:
+    logging.flush()
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)
