@@ -1,0 +1,457 @@
+"""Embedded procedural dataset: one textured object over an independent textured background.
+
+Nothing can be downloaded where this project is tested, so this module draws its own images, each
+with an exact ground-truth object mask. Every example is a pure function of
+``(seed, split, index)``: the random stream is ``np.random.default_rng(SeedSequence([seed,
+split_id, index]))``, and the two splits use different ``split_id`` values, so their streams are
+disjoint.
+
+A scene is built from two full-frame layers and a mask, exactly like the generator's output:
+
+* background: a full-frame texture (smooth random field, colour clouds, linear or radial
+  gradient, stripes, checks, flat colour, or two such textures split by a wavy horizon), plus
+  optional lighting, grain, and a clutter of small distractor marks (discs, boxes, bars, small
+  rings). Distractors belong to the background: they are never in the mask.
+* foreground: a texture of the same families, attached to the object (stripes, gradients and
+  shading move with it), optionally shaded like a lit solid.
+* mask: one object of varied shape: ellipse, polygon, star, smooth random blob; about a fifth of
+  them have an elliptic hole (rings, shapes with a hole), so the mask has holes where background
+  shows through. Objects lie anywhere; some are partly cut by the border.
+
+The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
+anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
+three layers for checks of that.
+
+Colours are drawn per scene: a palette of four colours feeds the background, about half of
+the object's colours are (jittered) palette colours and the rest come from the same
+distribution, so colour statistics of object and background overlap; what tells the object apart
+is its shape, its texture and its clear boundary (and, for a layered GAN, the fact that it can
+move independently of the background).
+
+Geometry and textures are defined in continuous image coordinates ([0, 1] across the frame) and
+evaluated at pixel centres, so one example rendered at different resolutions shows the same scene
+(only the per-pixel grain and the pixel-rounded widths of thin distractor marks differ). The
+object's visible area is kept within ``[MIN_OBJECT_AREA, MAX_OBJECT_AREA]`` of the frame: the
+acceptance test runs on a fixed 32x32 grid (so it does not depend on the resolution), with a
+small margin for the discretisation at the rendered resolution.
+"""
+
+import bisect
+import functools
+from typing import Dict, Tuple
+
+import cv2
+import numpy as np
+
+SPLIT_SIZES = {'train': 20000, 'test': 1000}
+"""Nominal split sizes (what the input pipeline uses); any index >= 0 can be rendered."""
+
+RESOLUTIONS = (16, 32, 64, 128)
+MIN_OBJECT_AREA = 0.08
+MAX_OBJECT_AREA = 0.40
+
+_SPLIT_IDS = {'train': 1, 'test': 2}
+_CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
+_ACCEPT_LO, _ACCEPT_HI = 0.095, 0.39  # on the check grid; inside the documented range
+_BLOB_TABLE = 256  # samples of a blob's radial profile over [-pi, pi)
+_BLOB_PHI = -np.pi + 2.0 * np.pi * np.arange(_BLOB_TABLE) / _BLOB_TABLE
+_BLOB_K = np.arange(1.0, 6.0)[:, None]
+_BLOB_WEIGHTS = np.array([0.4, 2.0 ** -0.6, 3.0 ** -0.6, 4.0 ** -0.6, 5.0 ** -0.6])
+_TWO_PI = 2.0 * np.pi
+
+def check_resolution(resolution) -> int:
+  """Returns ``resolution`` as an int, or raises ValueError if it is not 16, 32, 64 or 128."""
+  if (isinstance(resolution, (bool, np.bool_)) or
+      not isinstance(resolution, (int, np.integer)) or int(resolution) not in RESOLUTIONS):
+    raise ValueError(
+        f'synthetic dataset: resolution must be a power of two in {RESOLUTIONS}, got '
+        f'{resolution!r}.')
+  return int(resolution)
+
+
+def _check_split_index(split: str, index: int) -> None:
+  if split not in _SPLIT_IDS:
+    raise ValueError(f"synthetic dataset: split must be one of {sorted(_SPLIT_IDS)}, got "
+                     f"{split!r}.")
+  if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)) or index < 0:
+    raise ValueError(f'synthetic dataset: index must be an integer >= 0, got {index!r}.')
+
+
+@functools.lru_cache(maxsize=None)
+def _grid(n: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Pixel-centre coordinates in [0, 1]: X varies along columns (x), Y along rows (y)."""
+  c = (np.arange(n, dtype=np.float32) + 0.5) / np.float32(n)
+  xx, yy = np.meshgrid(c, c)
+  xx.setflags(write=False)
+  yy.setflags(write=False)
+  return xx, yy
+
+
+# ----------------------------------------------------------------------------------------------
+# Colours.
+
+_HSV_OFFSETS = np.array([5.0, 3.0, 1.0])
+
+
+def _hsv_to_rgb(h, s, v):
+  """Vectorised HSV -> RGB for a few colours: inputs [k] in [0, 1], output [k, 3] float32."""
+  k = (_HSV_OFFSETS + 6.0 * h[:, None]) % 6.0
+  ramp = np.minimum(np.maximum(np.minimum(k, 4.0 - k), 0.0), 1.0)
+  return (v[:, None] * (1.0 - s[:, None] * ramp)).astype(np.float32)
+
+
+def _random_colors(rng, n: int) -> np.ndarray:
+  """``n`` colours from one broad distribution (all hues, greys to saturated, dark to light)."""
+  u = rng.random((3, n))
+  sat = u[1] ** 0.8
+  val = 0.12 + 0.88 * u[2] ** 0.7
+  return _hsv_to_rgb(u[0], sat, val)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes: a star-shaped region around its centre, in units where the shape's size is 1.
+
+class _Shape:
+  """An object's geometry: unit profile + hole + placement (centre, rotation, scale)."""
+
+  def __init__(self, rng):
+    u = rng.random()
+    if u < 0.25:
+      self.kind = 'ellipse'
+      self.aspect = rng.uniform(0.45, 1.0)
+      self.unit_area = np.pi * self.aspect
+      self.inradius = self.aspect
+    elif u < 0.5:
+      self.kind = 'polygon'
+      n = int(rng.integers(3, 9))
+      jitter = rng.uniform(-0.2, 0.2, n)
+      angles = -np.pi + _TWO_PI * (np.arange(n) + jitter) / n
+      radii = np.ones(n) if rng.random() < 0.4 else rng.uniform(0.7, 1.0, n)
+      self._set_polygon(angles, radii)
+    elif u < 0.7:
+      self.kind = 'star'
+      n = int(rng.integers(4, 8))
+      inner = rng.uniform(0.4, 0.65)
+      angles = -np.pi + _TWO_PI * (np.arange(2 * n) + rng.uniform(-0.1, 0.1, 2 * n)) / (2 * n)
+      radii = np.where(np.arange(2 * n) % 2 == 0, 1.0, inner) * rng.uniform(0.9, 1.0, 2 * n)
+      self._set_polygon(angles, radii)
+    else:
+      self.kind = 'blob'
+      # log r(phi) = sum_k a_k cos(k phi + p_k), k = 1..5, amplitudes falling with k.
+      amp = rng.uniform(0.12, 0.4) * rng.uniform(-1.0, 1.0, 5) * _BLOB_WEIGHTS
+      phase = rng.uniform(0.0, _TWO_PI, 5)
+      r = np.exp(amp @ np.cos(_BLOB_K * _BLOB_PHI + phase[:, None]))
+      r /= r.max()
+      self.table_r2 = (r * r).astype(np.float32)
+      self.unit_area = np.pi * float(np.mean(r * r))
+      self.inradius = float(r.min())
+    # Optional elliptic hole, strictly inside the shape (radius below its inradius).
+    self.hole = None
+    if rng.random() < 0.22:
+      frac = rng.uniform(0.45, 0.7) if self.kind == 'ellipse' else rng.uniform(0.4, 0.65)
+      hr = frac * self.inradius
+      h_aspect = 1.0 if self.kind != 'ellipse' else rng.uniform(0.6, 1.0)
+      off = (self.inradius - hr) * 0.5 * rng.uniform(-1.0, 1.0, 2)
+      self.hole = (float(off[0]), float(off[1]), float(hr), float(h_aspect))
+      self.unit_area -= np.pi * hr * hr * h_aspect
+    self.theta = rng.uniform(0.0, _TWO_PI)
+    self.cx = self.cy = 0.5
+    self.scale = 0.25
+
+  def _set_polygon(self, angles, radii):
+    px, py = radii * np.cos(angles), radii * np.sin(angles)
+    qx, qy = np.concatenate((px[1:], px[:1])), np.concatenate((py[1:], py[:1]))
+    ex, ey = qx - px, qy - py
+    length = np.hypot(ex, ey)
+    nx, ny = ey / length, -ex / length  # outward normals (vertices are counter-clockwise)
+    d = nx * px + ny * py
+    self.angles = angles.astype(np.float32)
+    self.nx, self.ny, self.d = (a.astype(np.float32) for a in (nx, ny, d))
+    self.unit_area = float(0.5 * np.sum(px * qy - qx * py))
+    self.inradius = float(d.min())
+
+  def set_area(self, area: float) -> None:
+    self.scale = float(np.sqrt(area / self.unit_area))
+
+  def inside(self, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points (xx, yy) (image coordinates) inside the object."""
+    c, s = np.cos(self.theta), np.sin(self.theta)
+    inv = 1.0 / self.scale
+    dx = xx - np.float32(self.cx)
+    dy = yy - np.float32(self.cy)
+    u = (dx * np.float32(c * inv) + dy * np.float32(s * inv))
+    v = (dy * np.float32(c * inv) - dx * np.float32(s * inv))
+    if self.kind == 'ellipse':
+      w = v * np.float32(1.0 / self.aspect)
+      out = u * u + w * w <= 1.0
+    elif self.kind == 'blob':
+      phi = np.arctan2(v, u)
+      idx = ((phi + np.float32(np.pi)) * np.float32(_BLOB_TABLE / _TWO_PI)).astype(np.int32)
+      np.minimum(idx, _BLOB_TABLE - 1, out=idx)  # phi == pi
+      out = u * u + v * v <= self.table_r2[idx]
+    else:
+      phi = np.arctan2(v, u)
+      seg = np.searchsorted(self.angles, phi, side='right') - 1  # -1 wraps to the last edge
+      out = u * self.nx[seg] + v * self.ny[seg] <= self.d[seg]
+    if self.hole is not None:
+      hx, hy, hr, ha = self.hole
+      a = u - np.float32(hx)
+      b = (v - np.float32(hy)) * np.float32(1.0 / ha)
+      out &= a * a + b * b > np.float32(hr * hr)
+    return out
+
+
+def _place_object(rng, shape: _Shape) -> None:
+  """Chooses size and position so that the visible area (on the check grid) is in range."""
+  gx, gy = _grid(_CHECK_GRID)
+  target = rng.uniform(0.10, 0.38)
+  shape.set_area(target)
+  for attempt in range(8):
+    if attempt < 6:
+      shape.cx, shape.cy = rng.uniform(0.08, 0.92, 2)
+    else:  # fall back to a centred object
+      shape.cx, shape.cy = rng.uniform(0.4, 0.6, 2)
+    area = np.count_nonzero(shape.inside(gx, gy)) / gx.size
+    if _ACCEPT_LO <= area <= _ACCEPT_HI:
+      return
+    if area > _ACCEPT_HI:  # only from discretisation of a nominal area close to the top
+      shape.set_area(target * 0.9)
+      target *= 0.9
+  # Last resort: centred, nominal size mid-range (always inside the range on the check grid).
+  shape.cx = shape.cy = 0.5
+  shape.set_area(0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Textures: float32 [R, R, 3] in (about) [0, 1], defined in continuous image coordinates.
+
+_LUT_T = np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None]
+
+
+def _map_colors(t: np.ndarray, colors: np.ndarray) -> np.ndarray:
+  """Maps a scalar field t in [0, 1] onto a linear ramp through ``colors`` [k, 3] (k = 2, 3).
+
+  The ramp is tabulated at 256 levels (the output is 8-bit anyway) and looked up.
+  """
+  if len(colors) == 2:
+    lut = colors[0] + _LUT_T * (colors[1] - colors[0])
+  else:
+    lo = np.minimum(2.0 * _LUT_T, 1.0)
+    hi = np.maximum(2.0 * _LUT_T - 1.0, 0.0)
+    lut = colors[0] + lo * (colors[1] - colors[0]) + hi * (colors[2] - colors[1])
+  idx = (t * np.float32(255.0) + np.float32(0.5)).astype(np.intp)
+  return np.take(lut.astype(np.float32), idx, axis=0)
+
+
+def _gray3(field: np.ndarray) -> np.ndarray:
+  """[R, R] float32 -> [R, R, 3] (the same value in each channel)."""
+  return cv2.cvtColor(np.ascontiguousarray(field, dtype=np.float32), cv2.COLOR_GRAY2RGB)
+
+
+def _smooth_field(rng, n: int, cells: int, channels: int = 1) -> np.ndarray:
+  """Smooth random field in [0, 1]: a cells x cells grid of random values upsampled bicubically
+  to 16 x 16, then bilinearly to n x n (cheaper than bicubic all the way, as smooth)."""
+  shape = (cells, cells) if channels == 1 else (cells, cells, channels)
+  small = rng.random(shape, dtype=np.float32)
+  field = cv2.resize(small, (16, 16), interpolation=cv2.INTER_CUBIC)
+  if n != 16:
+    field = cv2.resize(field, (n, n), interpolation=cv2.INTER_LINEAR)
+  np.maximum(field, 0.0, out=field)
+  np.minimum(field, 1.0, out=field)
+  return field
+
+
+def _stretch(t: np.ndarray) -> np.ndarray:
+  lo, hi = float(t.min()), float(t.max())
+  return (t - lo) * np.float32(1.0 / max(hi - lo, 1e-3))
+
+
+def _texture(rng, n: int, cx: float, cy: float, colors: np.ndarray, cum_probs, size: float):
+  """One texture drawn from the shared families (``cum_probs``: their cumulative weights);
+  ``(cx, cy)`` is the frame it is attached to, ``size`` its scale (image units)."""
+  xx, yy = _grid(n)
+  u = xx - np.float32(cx)
+  v = yy - np.float32(cy)
+  kind = min(bisect.bisect_right(cum_probs, rng.random() * cum_probs[-1]), len(cum_probs) - 1)
+  ang = rng.uniform(0.0, _TWO_PI)
+  ca, sa = np.float32(np.cos(ang)), np.float32(np.sin(ang))
+  two = colors[:2]
+  if kind == 0:  # flat colour
+    img = np.empty((n, n, 3), np.float32)
+    img[...] = colors[0]
+    return img
+  if kind == 1:  # linear gradient across the frame (or across the object)
+    span = size * rng.uniform(1.2, 3.0)
+    t = np.minimum(np.maximum(0.5 + (u * ca + v * sa) * np.float32(1.0 / span), 0.0), 1.0)
+    return _map_colors(t, colors if rng.random() < 0.3 else two)
+  if kind == 2:  # stripes: soft (sinusoidal) or hard, random orientation and period
+    period = rng.uniform(0.04, 0.2)
+    t = 0.5 + 0.5 * np.sin((u * ca + v * sa) * np.float32(_TWO_PI / period)
+                           + np.float32(rng.uniform(0, _TWO_PI)))
+    if rng.random() < 0.5:
+      t = (t > rng.uniform(0.3, 0.7)).astype(np.float32)
+    return _map_colors(t, two)
+  if kind == 3:  # checks
+    period = rng.uniform(0.06, 0.2)
+    k = np.float32(_TWO_PI / period)
+    t = (np.sin((u * ca + v * sa) * k) * np.sin((v * ca - u * sa) * k) > 0).astype(np.float32)
+    return _map_colors(t, two)
+  if kind == 4:  # smooth random field through two or three colours
+    t = _stretch(_smooth_field(rng, n, int(rng.integers(3, 9))))
+    return _map_colors(t, colors if rng.random() < 0.5 else two)
+  if kind == 5:  # colour clouds: independent smooth fields per channel around a base colour
+    f = _smooth_field(rng, n, int(rng.integers(3, 7)), channels=3)
+    return colors[0] + (f - 0.5) * np.float32(rng.uniform(0.4, 0.9))
+  # kind == 6: radial gradient / shaded solid around the frame's centre.
+  r2 = (u * u + v * v) * np.float32(1.0 / (size * size))
+  t = np.minimum(r2 * np.float32(rng.uniform(0.6, 1.2)), 1.0)
+  return _map_colors(t, two)
+
+
+# Family weights: flat, linear, stripes, checks, smooth field, clouds, radial (stored as
+# cumulative sums for the draw in _texture).
+_FG_TEXTURES = tuple(np.cumsum((0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)).tolist())
+_BG_TEXTURES = tuple(np.cumsum((0.04, 0.14, 0.16, 0.06, 0.28, 0.22, 0.10)).tolist())
+
+
+def _lighting(rng, img: np.ndarray, n: int, strength: float) -> np.ndarray:
+  """Multiplicative linear shading with a random light direction."""
+  xx, yy = _grid(n)
+  ang = rng.uniform(0.0, _TWO_PI)
+  ramp = (xx - 0.5) * np.float32(np.cos(ang)) + (yy - 0.5) * np.float32(np.sin(ang))
+  return cv2.multiply(img, _gray3(1.0 + np.float32(strength) * ramp))
+
+
+def _grain(rng, img: np.ndarray, n: int, sigma: float) -> np.ndarray:
+  """Adds grey per-pixel grain: uniform noise with standard deviation ``sigma``."""
+  noise = rng.random((n, n), dtype=np.float32) - np.float32(0.5)
+  return cv2.add(img, _gray3(noise * np.float32(sigma * np.sqrt(12.0))))
+
+
+_SHIFT = 4  # sub-pixel bits for OpenCV drawing
+
+
+def _distractors(rng, img: np.ndarray, n: int, palette: np.ndarray, extra: np.ndarray) -> None:
+  """Paints small marks (discs, boxes, bars, small rings) into the background, in place."""
+  count = int(rng.integers(1, 9))
+  params = rng.random((count, 8))
+  one = float(1 << _SHIFT)
+  for j, p in enumerate(params):
+    kind = int(p[0] * 4)
+    rad = (0.02 + 0.05 * p[1]) * n  # pixels
+    cx, cy = p[2] * n - 0.5, p[3] * n - 0.5  # pixel coordinates (OpenCV: centres at integers)
+    color = palette[int(p[4] * len(palette))] if p[5] < 0.6 else extra[j % len(extra)]
+    color = tuple(float(c) for c in color)
+    centre = (int(round(cx * one)), int(round(cy * one)))
+    if kind == 0:  # disc
+      cv2.circle(img, centre, int(round(rad * one)), color, -1, cv2.LINE_8, _SHIFT)
+    elif kind == 3:  # small ring
+      thick = max(1, int(round(0.45 * rad)))
+      cv2.circle(img, centre, int(round(0.775 * rad * one)), color, thick, cv2.LINE_8, _SHIFT)
+    else:  # rotated box (kind 1) or bar (kind 2)
+      a = p[6] * np.pi
+      half_long = rad if kind == 1 else 2.0 * rad
+      half_short = rad * (0.4 + 0.6 * p[7]) if kind == 1 else max(0.25 * rad, 0.5)
+      ux, uy = np.cos(a), np.sin(a)
+      corners = np.array([[cx + sx * half_long * ux - sy * half_short * uy,
+                           cy + sx * half_long * uy + sy * half_short * ux]
+                          for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+      cv2.fillConvexPoly(img, np.round(corners * one).astype(np.int32), color, cv2.LINE_8,
+                         _SHIFT)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+  """[0, 1] float32 -> uint8, rounded to nearest, saturated at both ends."""
+  img = np.maximum(img, np.float32(0.0))
+  return cv2.convertScaleAbs(img, alpha=255.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API.
+
+def _rng(split: str, index: int, seed: int):
+  _check_split_index(split, index)
+  if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+    raise ValueError(f'synthetic dataset: seed must be an integer >= 0, got {seed!r}.')
+  return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_IDS[split], int(index)]))
+
+
+def render_layers(split: str, index: int, resolution: int,
+                  seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Returns the example's layers: (background uint8 [R,R,3], foreground uint8 [R,R,3],
+  mask uint8 [R,R] in {0, 1}); the image is ``where(mask[..., None], foreground, background)``."""
+  n = check_resolution(resolution)
+  rng = _rng(split, index, seed)
+  colors = _random_colors(rng, 12)
+  palette = colors[:4]  # the scene's palette, shared by background and object
+
+  # Object geometry.
+  shape = _Shape(rng)
+  _place_object(rng, shape)
+  mask = shape.inside(*_grid(n))
+
+  # Background layer.
+  bg_cols = palette[rng.permutation(4)[:3]]
+  bg = _texture(rng, n, 0.5, 0.5, bg_cols, _BG_TEXTURES, 0.5)
+  if rng.random() < 0.3:  # two regions split by a wavy horizon
+    other = _texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], _BG_TEXTURES, 0.5)
+    xx, yy = _grid(n)
+    h = rng.uniform(0.25, 0.75)
+    wave = np.float32(rng.uniform(0.0, 0.12)) * np.sin(
+        xx * np.float32(rng.uniform(3.0, 12.0)) + np.float32(rng.uniform(0, _TWO_PI)))
+    region = (yy - h - wave) > (xx - 0.5) * np.float32(rng.uniform(-0.6, 0.6))
+    bg = cv2.copyTo(other, region.astype(np.uint8), bg)
+  if rng.random() < 0.5:
+    bg = _lighting(rng, bg, n, rng.uniform(0.2, 0.7))
+  if rng.random() < 0.75:
+    bg = np.ascontiguousarray(bg, dtype=np.float32)
+    _distractors(rng, bg, n, palette, colors[7:])
+  if rng.random() < 0.4:
+    bg = _grain(rng, bg, n, rng.uniform(0.01, 0.06))
+
+  # Foreground layer: colours shared with the background palette about half of the time.
+  fg_cols = colors[4:7]
+  share = rng.random(3) < 0.5
+  picks = palette[rng.integers(0, 4, 3)] + rng.uniform(-0.06, 0.06, (3, 3)).astype(np.float32)
+  fg_cols = np.where(share[:, None], picks, fg_cols).astype(np.float32)
+  size = shape.scale
+  fg = _texture(rng, n, shape.cx, shape.cy, fg_cols, _FG_TEXTURES, size)
+  if rng.random() < 0.35:  # shaded like a lit solid: bright spot, darker towards the rim
+    xx, yy = _grid(n)
+    hx = shape.cx + size * rng.uniform(-0.5, 0.5)
+    hy = shape.cy + size * rng.uniform(-0.5, 0.5)
+    r2 = ((xx - np.float32(hx)) ** 2 + (yy - np.float32(hy)) ** 2) * np.float32(1.0 / size ** 2)
+    fg = cv2.multiply(fg, _gray3(1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)))
+  elif rng.random() < 0.4:
+    fg = _lighting(rng, fg, n, rng.uniform(0.3, 0.9))
+  if rng.random() < 0.3:
+    fg = _grain(rng, fg, n, rng.uniform(0.01, 0.05))
+
+  return _to_uint8(bg), _to_uint8(fg), mask.astype(np.uint8)
+
+
+def render_example(split: str, index: int, resolution: int,
+                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+  """Renders one example: (image uint8 [R,R,3], mask uint8 [R,R] with values in {0, 1}).
+
+  Deterministic in (seed, split, index); ``split`` is 'train' or 'test' (disjoint streams);
+  ``resolution`` is 16, 32, 64 or 128 (ValueError otherwise).
+  """
+  bg, fg, mask = render_layers(split, index, resolution, seed)
+  image = cv2.copyTo(fg, mask, bg)  # == np.where(mask[..., None] != 0, fg, bg)
+  return image, mask
+
+
+def generate(split: str, start: int, count: int, resolution: int,
+             seed: int = 0) -> Dict[str, np.ndarray]:
+  """Renders examples ``start .. start + count - 1``: {'image': uint8 [count,R,R,3],
+  'mask': uint8 [count,R,R]}."""
+  n = check_resolution(resolution)
+  _check_split_index(split, start)
+  if not isinstance(count, (int, np.integer)) or count < 0:
+    raise ValueError(f'synthetic dataset: count must be an integer >= 0, got {count!r}.')
+  images = np.empty((count, n, n, 3), np.uint8)
+  masks = np.empty((count, n, n), np.uint8)
+  for i in range(count):
+    images[i], masks[i] = render_example(split, int(start) + i, n, seed)
+  return {'image': images, 'mask': masks}
