@@ -43,10 +43,13 @@ def _hide_accelerators_from_tensorflow():
 
 def run(config, workdir: str, mode: str):
   """Dispatches one mode. Imported lazily so that config errors come before heavy imports."""
+  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
+  _hide_accelerators_from_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import config_validation, parallel  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  parallel.maybe_initialize_distributed()  # Must precede any use of the devices.
   config_validation.validate_config(config, mode, jax.device_count())
-  parallel.maybe_initialize_distributed()
   if mode in ("train", "pipeline"):
     from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
     train_gan.train_and_evaluate(config, workdir)
@@ -70,7 +73,6 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from layered_gan_jax.config_validation import ConfigError  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
-  _hide_accelerators_from_tensorflow()
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except (ConfigError, DataError) as e:

@@ -1,0 +1,110 @@
+"""Throughput of the training input pipeline (images/s delivered by train_iterator).
+
+  python benchmarks/input_pipeline.py --resolution=64 \
+      --json=benchmarks/results/input_pipeline_64.json
+
+Two sources, each timed over --steps batches of --batch images, after --warmup batches:
+* synthetic: the embedded dataset (rendered at R, square-resized to 1.125 R, random R crop).
+  ``first_pass_images_per_s`` includes rendering (each image rendered once, then cached in
+  memory); ``images_per_s`` is the steady state once the shard is cached (every epoch after the
+  first), which is what a long training run sees.
+* folder_jpeg: a temporary folder of --folder_images JPEGs (quality 90) at 2R, made from the
+  synthetic dataset; every image is decoded from disk each time (no cache).
+The consumer only pulls batches: these are upper bounds on what the pipeline can feed a
+training step, with --num_workers decoding threads plus the prefetch thread.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from layered_gan_jax import input_pipeline  # pylint: disable=wrong-import-position
+from layered_gan_jax.datasets import synthetic  # pylint: disable=wrong-import-position
+
+
+def _time_batches(it, n: int, batch: int) -> float:
+  start = time.perf_counter()
+  for _ in range(n):
+    next(it)
+  return n * batch / (time.perf_counter() - start)
+
+
+def bench_synthetic(args) -> dict:
+  n = args.synthetic_examples
+  cfg = dict(name='synthetic', num_train_examples=n, num_workers=args.num_workers,
+             synthetic_seed=1234)  # A seed of its own: nothing cached by earlier runs.
+  it = input_pipeline.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
+                                     seed=0, process_index=0, process_count=1)
+  first_pass_batches = n // args.batch
+  first = _time_batches(it, first_pass_batches, args.batch)
+  _time_batches(it, args.warmup, args.batch)
+  steady = _time_batches(it, args.steps, args.batch)
+  it.close()
+  return {'images_per_s': round(steady, 1), 'first_pass_images_per_s': round(first, 1),
+          'examples': n}
+
+
+def bench_folder(args) -> dict:
+  r = args.resolution
+  size = 2 * r
+  render = min(size, synthetic.RESOLUTIONS[-1]) if hasattr(synthetic, 'RESOLUTIONS') else min(
+      size, 128)
+  with tempfile.TemporaryDirectory() as tmp:
+    for i in range(args.folder_images):
+      image, _ = synthetic.render_example('train', i, render)
+      pil = Image.fromarray(np.asarray(image))
+      if render != size:
+        pil = pil.resize((size, size), Image.Resampling.BICUBIC)
+      pil.save(os.path.join(tmp, f'{i:05d}.jpg'), quality=90)
+    cfg = dict(name='folder', path=tmp, num_workers=args.num_workers)
+    it = input_pipeline.train_iterator(cfg, resolution=r, batch_size=args.batch, seed=0,
+                                       process_index=0, process_count=1)
+    _time_batches(it, args.warmup, args.batch)
+    rate = _time_batches(it, args.steps, args.batch)
+    it.close()
+  return {'images_per_s': round(rate, 1), 'files': args.folder_images,
+          'file_size': f'{size}x{size} JPEG q90'}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--resolution', type=int, default=64)
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--steps', type=int, default=40, help='timed batches per source')
+  p.add_argument('--warmup', type=int, default=3)
+  p.add_argument('--num_workers', type=int, default=os.cpu_count() or 1)
+  p.add_argument('--synthetic_examples', type=int, default=1024)
+  p.add_argument('--folder_images', type=int, default=300)
+  p.add_argument('--json', default='')
+  args = p.parse_args()
+  result = {
+      'synthetic': bench_synthetic(args),
+      'folder_jpeg': bench_folder(args),
+      'resolution': args.resolution,
+      'batch': args.batch,
+      'num_workers': args.num_workers,
+      'command': 'python ' + ' '.join(sys.argv),
+      'machine': f'{platform.machine()}, {os.cpu_count()} CPU cores visible '
+                 f'({platform.processor() or platform.platform()}), shared with other jobs',
+      'load_average_1min_at_end': round(os.getloadavg()[0], 2),
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }
+  text = json.dumps(result, indent=2)
+  print(text)
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, 'w') as f:
+      f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  main()
