@@ -9,9 +9,19 @@ Two entry points, both returning iterators of numpy dicts (the trainer puts them
 
 Design: every source is turned into a random-access list of examples (file paths, encoded
 bytes read once from tfds, or indices of the synthetic dataset), so that each batch is a pure
-function of ``(seed, batch index)``. That makes resumption exact and cheap (no replay), and the
-per-process shards trivially disjoint. Batches are assembled by a thread pool (PIL decodes and
-resizes outside the GIL) and prefetched by a background thread into a small bounded queue.
+function of ``(seed, global batch size, batch index)``. That makes resumption exact and cheap
+(no replay), and makes the GLOBAL batch independent of the number of processes (see
+"Multi-host" below). Batches are assembled by a thread pool (PIL decodes and resizes outside
+the GIL) and prefetched by a background thread into a small bounded queue.
+
+Training stream (every source): let N be the number of training examples (after bad files are
+left out up front) and ``G = batch_size * process_count`` the global batch. Each epoch e has
+one permutation of the N examples, derived from ``(seed, e)`` only (:func:`epoch_permutation`);
+the infinite stream of examples is the concatenation of these permutations, epochs following
+each other without a gap (so a global batch may straddle two epochs). Global batch k is stream
+positions ``[k G, (k + 1) G)``; process p of P takes its rows ``[p b, (p + 1) b)``, with
+``b = batch_size`` (the per-process batch). Crop offsets are a function of
+``(seed, epoch, example index)``, independent of the process as well.
 
 Training transform (SPEC section 4, "Real images"), identical for every source:
   1. square resize (aspect ratio not kept) of the original image to
@@ -19,7 +29,7 @@ Training transform (SPEC section 4, "Real images"), identical for every source:
      BILINEAR filter, which is antialiased (its triangle kernel widens with the downscale factor,
      like an area filter; this is also what torchvision's ``Resize`` does on PIL images);
   2. an ``R x R`` crop at a uniform random offset in ``[0, S - R]`` per axis, the offset a hash of
-     ``(seed, epoch, global example index)`` (no stateful RNG);
+     ``(seed, epoch, example index)`` (no stateful RNG, no process dependence);
   3. no flip; ``x / 127.5 - 1``.
   With ``random_crop=False`` (poster ablation (e)) step 1 resizes straight to ``R`` and step 2
   is skipped.
@@ -59,8 +69,9 @@ Data config fields (an ``ml_collections.ConfigDict`` or a dict; ``.get`` default
   on_bad_file ('skip'): 'skip' or 'error'. Folder files are checked up front (empty, not an
       image); files that fail later when decoded (truncated) are handled the same way. Skipped
       files are logged by name and listed in the iterator's ``skipped_files``. In training a
-      file that fails to decode is replaced, deterministically, by the next example of the
-      shard; in evaluation its slot is padding (``valid=False``).
+      file that fails to decode is replaced, deterministically, by the next loadable example in
+      index order (wrapping around), the same on every process; in evaluation its slot is
+      padding (``valid=False``).
   on_missing_mask ('error'): 'error' or 'skip', for folder images without a mask.
   num_workers (min(16, cpus)), prefetch (2): decoding threads, prefetched batches.
   synthetic_cache_bytes (2 GiB): the synthetic training images, rendered and resized to
@@ -71,18 +82,22 @@ Sources:
   synthetic: ``datasets.synthetic.render_example(split, i, R)``; stages below 16 px use the 16 px
     rendering (the smallest the dataset draws) as the original image. Training images are
     cached in memory after their first use (see synthetic_cache_bytes).
-  folder: files are listed in sorted relative-path order; the first N are used; each process
-    checks (header only) and decodes its own shard from disk every time.
-  tfds: the first N examples of ``train_split`` in file order (shuffle_files=False); each
-    process reads only its contiguous slice ``split[lo:hi]`` (the same contiguous sharding
-    ``tfds.split_for_jax_process`` does, computed by :func:`shard_range` for every source)
-    and keeps it in memory as ENCODED bytes (about N / process_count * 30 KB: ~3 GB for 100k
-    LSUN JPEGs on one host), decoded on demand by PIL. The bytes are cached per process, so
-    later progressive stages and resumed iterators do not read tfds again
-    (:func:`clear_caches` frees them). When the split size is unknown (tfds.testing.mock_data
-    ignores split slicing and sizes) every process reads the first N and keeps its slice.
-  Multi-host: process p of P owns examples ``[N p / P, N (p + 1) / P)``. A resumed run must use
-  the same process count, seed and per-process batch size to continue the same stream.
+  folder: files are listed in sorted relative-path order; the first N are used; every process
+    checks all N (header only, up front) and decodes the files its batches need from disk
+    every time.
+  tfds: the first N examples of ``train_split`` in file order (shuffle_files=False). EVERY
+    process reads the whole ``split[:N]`` and keeps it in memory as ENCODED bytes, decoded on
+    demand by PIL: the memory cost is the encoded size of N images on each host (about
+    N * 30 KB: ~3 GB for the reference 100k LSUN JPEGs), whatever the process count. The bytes
+    are cached per process, so later progressive stages and resumed iterators do not read
+    tfds again (:func:`clear_caches` frees them). When the split size is unknown
+    (tfds.testing.mock_data ignores split slicing and sizes) the first N are read in order.
+  Multi-host: every process holds (random access to) all N examples and builds its rows of
+  each global batch as described under "Training stream". A run on P processes with
+  per-process batch b therefore feeds exactly the global batches of a one-process run with
+  batch ``G = P b`` (given that the trainer assembles process p's rows as rows
+  ``[p b, (p + 1) b)`` of the global array), and the stream depends on the seed and G only: a
+  resumed run must use the same seed and global batch size, but may use another process count.
 
 TensorFlow / tfds are imported lazily, on first use of a tfds source, and TensorFlow is then
 denied any GPU so that it never takes accelerator memory from JAX (the accelerator image has
@@ -237,19 +252,10 @@ def crop_offsets(seed: int, epochs, indices, max_offset: int) -> np.ndarray:
   return np.stack([oy, ox], axis=-1).astype(np.int64)
 
 
-def shard_range(num_examples: int, process_index: int, process_count: int) -> tuple[int, int]:
-  """Contiguous [lo, hi) of the examples owned by one process (sizes differ by at most 1)."""
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} out of range for process_count "
-                     f"{process_count}.")
-  return (num_examples * process_index // process_count,
-          num_examples * (process_index + 1) // process_count)
-
-
-def epoch_permutation(num_examples: int, seed: int, epoch: int,
-                      process_index: int = 0) -> np.ndarray:
-  """The order in which one process visits its shard during one epoch."""
-  rng = np.random.default_rng([seed % (1 << 63), epoch, process_index, 0x5EED])
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the training examples in one epoch of the stream, shared by all processes."""
+  # The constant 0 was once the process index: kept so that one-process streams are unchanged.
+  rng = np.random.default_rng([seed % (1 << 63), epoch, 0, 0x5EED])
   return rng.permutation(num_examples)
 
 
@@ -263,13 +269,15 @@ def _train_transform(image: np.ndarray, resolution: int, size: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# Random-access sources. Each holds one process's examples; ``load(i)`` returns the original
-# uint8 [H, W, 3] image of local example i (raising DataError if it cannot be decoded) and
-# ``name(i)`` what to call it in messages.
+# Random-access sources. Each holds all the training examples (every process has its own);
+# ``load(i)`` returns the original uint8 [H, W, 3] image of example i (raising DataError if it
+# cannot be decoded) and ``name(i)`` what to call it in messages.
 
 
 class _Source:
-  global_indices: np.ndarray  # int64 [n], the example's index in the whole (unsharded) set.
+  # int64 [n], the example's index among the first N (differs from i where bad files were left
+  # out up front): what batch_indices reports and crop offsets are derived from.
+  global_indices: np.ndarray
   skipped: list[str]
 
   def __len__(self) -> int:
@@ -348,7 +356,7 @@ class _SyntheticSource(_Source):
       key = (render_res, store_size, dataset_seed)
       with _SYNTHETIC_CACHE_LOCK:
         if key not in _SYNTHETIC_CACHE:
-          # np.zeros is lazily committed: only the rows this process renders use memory.
+          # np.zeros is lazily committed: only the rows rendered so far use memory.
           _SYNTHETIC_CACHE[key] = (np.zeros((total, store_size, store_size, 3), np.uint8),
                                    np.zeros((total,), bool))
         self._cache = _SYNTHETIC_CACHE[key]
@@ -489,29 +497,27 @@ def _cub_test_stems(cfg) -> list[str] | None:
 _TFDS_CACHE: dict[tuple, tuple[list[bytes], list[str], np.ndarray]] = {}
 
 
-def _tfds_train_source(cfg, n_limit: int | None, process_index: int,
-                       process_count: int) -> _Source:
+def _tfds_train_source(cfg, n_limit: int | None) -> _Source:
+  """The first N training examples, all of them (every process reads the same ones)."""
   name = cfg.get('name')
   n_limit = n_limit or REFERENCE_NUM_TRAIN_EXAMPLES
   split = _get(cfg, 'train_split', 'train')
   filename_key = _TFDS_FILENAME_KEY.get(name)
   features = ['image'] + ([filename_key] if filename_key else [])
   test_stems = _cub_test_stems(cfg)
-  key = (name, cfg.get('data_dir', None), split, n_limit, process_index, process_count,
-         tuple(test_stems or ()))
+  key = (name, cfg.get('data_dir', None), split, n_limit, tuple(test_stems or ()))
   if key not in _TFDS_CACHE:
-    logging.info('Reading up to %d encoded training images of tfds %s (%s) for process %d/%d.',
-                 n_limit, name, split, process_index, process_count)
+    logging.info('Reading up to %d encoded training images of tfds %s (%s).', n_limit, name,
+                 split)
     tfds = _import_tfds()
     size = None if test_stems else _split_size(tfds, name, split, cfg.get('data_dir', None))
     if size is not None:
-      # The usual path: tfds reads only this process's slice.
+      # The usual path: tfds reads only the first N.
       total = min(n_limit, size)
-      lo, hi = shard_range(total, process_index, process_count)
-      records = _tfds_records(cfg, f'{split}[{lo}:{hi}]', features, take=hi - lo)
+      records = _tfds_records(cfg, f'{split}[:{total}]', features, take=total)
     else:
       # Split size unknown (mock data), or CUB with ReDO's test images held out: read the
-      # first examples in order, then shard here.
+      # first examples in order.
       if test_stems:
         split = 'train+test'
         excluded = set(test_stems)
@@ -519,16 +525,13 @@ def _tfds_train_source(cfg, n_limit: int | None, process_index: int,
       else:
         keep = None
       records = _tfds_records(cfg, split, features, take=n_limit, keep=keep)
-      lo, hi = shard_range(len(records), process_index, process_count)
-      records = records[lo:hi]
-    names = [_as_text(r[filename_key]) if filename_key else f'{split} example {lo + j}'
+    names = [_as_text(r[filename_key]) if filename_key else f'{split} example {j}'
              for j, r in enumerate(records)]
-    _TFDS_CACHE[key] = ([r['image'] for r in records], names, np.arange(lo, lo + len(records)))
+    _TFDS_CACHE[key] = ([r['image'] for r in records], names, np.arange(len(records)))
   encoded, names, global_indices = _TFDS_CACHE[key]
   if not len(encoded):
-    raise DataError(f"tfds {name} split {split!r} gave no training examples for process "
-                    f"{process_index} of {process_count}; check num_train_examples and the "
-                    f"split.")
+    raise DataError(f"tfds {name} split {split!r} gave no training examples; check "
+                    f"num_train_examples and the split.")
   return _EncodedSource(name, encoded, names, global_indices)
 
 
@@ -664,10 +667,10 @@ class _BatchIterator:
 
 
 class _TrainBatches:
-  """Batch k of one process's training stream, as a pure function of k."""
+  """This process's rows of global batch k of the training stream, as a pure function of k."""
 
   def __init__(self, cfg, source: _Source, *, resolution: int, batch_size: int, seed: int,
-               process_index: int):
+               process_index: int, process_count: int):
     self.workers = _num_workers(cfg)
     self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
                                                       thread_name_prefix='input_pipeline')
@@ -676,6 +679,8 @@ class _TrainBatches:
     self.batch_size = batch_size
     self.seed = seed
     self.process_index = process_index
+    self.process_count = process_count
+    self.global_batch_size = batch_size * process_count
     self.random_crop = bool(_get(cfg, 'random_crop', True))
     self.size = crop_size(resolution, float(_get(cfg, 'org_to_crop', DEFAULT_ORG_TO_CROP)))
     self.on_bad_file = image_io.check_on_bad_file(_get(cfg, 'on_bad_file', 'skip'))
@@ -689,14 +694,14 @@ class _TrainBatches:
       if epoch not in self._perms:
         if len(self._perms) > 4:
           self._perms.pop(min(self._perms))
-        self._perms[epoch] = epoch_permutation(len(self.source), self.seed, epoch,
-                                               self.process_index)
+        self._perms[epoch] = epoch_permutation(len(self.source), self.seed, epoch)
       return self._perms[epoch]
 
   def plan(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch, local example) of each row of batch k."""
+    """(epoch, source example) of each of this process's rows of global batch k."""
     n = len(self.source)
-    positions = np.arange(k * self.batch_size, (k + 1) * self.batch_size, dtype=np.int64)
+    first = k * self.global_batch_size + self.process_index * self.batch_size
+    positions = np.arange(first, first + self.batch_size, dtype=np.int64)  # In the stream.
     epochs, within = positions // n, positions % n
     local = np.empty_like(positions)
     for e in np.unique(epochs):
@@ -705,7 +710,8 @@ class _TrainBatches:
     return epochs, local
 
   def _load_good(self, local: int) -> np.ndarray:
-    """The image of ``local``; a bad file is replaced by the next good example of the shard."""
+    """The image of ``local``; a bad file is replaced by the next loadable example (in index
+    order, wrapping around): the same replacement on every process, whatever it saw before."""
     n = len(self.source)
     for step in range(n):
       i = (local + step) % n
@@ -721,7 +727,7 @@ class _TrainBatches:
             self._bad_local.add(i)
             self.skipped_files.append(self.source.name(i))
             logging.warning('Skipping bad training example (replaced by the next one): %s', e)
-    raise DataError(f"Every training example of this process ({n}) failed to load; see the "
+    raise DataError(f"Every training example ({n}) failed to load; see the "
                     f"warnings above for the files and the reason.")
 
   def make(self, k: int) -> dict:
@@ -744,14 +750,17 @@ class TrainIterator(_BatchIterator):
   """Infinite iterator of training batches; see :func:`train_iterator`.
 
   Attributes:
-    batches_consumed: start_index + the number of batches returned so far: the value to store
-      in a checkpoint and pass back as ``start_index`` to resume.
-    examples_per_epoch: examples in this process's shard.
+    batches_consumed: start_index + the number of batches returned so far (global batch index
+      == this process's batch index): the value to store in a checkpoint and pass back as
+      ``start_index`` to resume.
+    examples_per_epoch: N, the training examples of one epoch (the same on every process).
+    global_batch_size: ``batch_size * process_count``.
     skipped_files: names of the files left out (bad files) by this process so far.
   """
 
   def __init__(self, cfg, maker: _TrainBatches, start_index: int):
     self.examples_per_epoch = len(maker.source)
+    self.global_batch_size = maker.global_batch_size
     super().__init__(cfg, maker, start_index, None)
 
   @property
@@ -759,11 +768,14 @@ class TrainIterator(_BatchIterator):
     return self._next
 
   def batch_indices(self, k: int) -> np.ndarray:
-    """Global example indices of batch k (before any bad-file substitution); pure."""
+    """Example indices of this process's rows of global batch k (before any bad-file
+    substitution); pure. Concatenated over processes 0..P-1 they are the indices of a
+    one-process run's batch k with batch size ``global_batch_size``."""
     return self._maker.source.global_indices[self._maker.plan(k)[1]]
 
   def crop_offsets_of_batch(self, k: int) -> np.ndarray | None:
-    """int64 [batch_size, 2] (y, x) crop offsets of batch k (None without random crops)."""
+    """int64 [batch_size, 2] (y, x) crop offsets of this process's rows of global batch k
+    (None without random crops)."""
     if not self._maker.random_crop:
       return None
     epochs, local = self._maker.plan(k)
@@ -782,18 +794,17 @@ def _resolve_processes(process_index, process_count) -> tuple[int, int]:
   return int(process_index), int(process_count)
 
 
-def _folder_train_source(cfg, n_limit, process_index, process_count) -> _Source:
+def _folder_train_source(cfg, n_limit) -> _Source:
   root = cfg.get('path')
   image_root = os.path.join(root, 'images')
   files = image_io.list_images(image_root if os.path.isdir(image_root) else root)
   if n_limit:
     files = files[:n_limit]
-  lo, hi = shard_range(len(files), process_index, process_count)
-  good, skipped = image_io.scan_files(files[lo:hi], _get(cfg, 'on_bad_file', 'skip'))
+  good, skipped = image_io.scan_files(files, _get(cfg, 'on_bad_file', 'skip'))
   if not good:
-    raise DataError(f"{root}: none of the {hi - lo} image files of this process's shard can be "
-                    f"read (see the warnings above). Fix or replace the files.")
-  position = {f: lo + j for j, f in enumerate(files[lo:hi])}
+    raise DataError(f"{root}: none of the {len(files)} image files can be read (see the "
+                    f"warnings above). Fix or replace the files.")
+  position = {f: j for j, f in enumerate(files)}
   return _FileSource(good, [position[f] for f in good], skipped)
 
 
@@ -802,17 +813,22 @@ def train_iterator(cfg, *, resolution: int, batch_size: int, seed: int, start_in
                    process_count: int | None = None) -> TrainIterator:
   """Infinite iterator of ``{'image': float32 [batch_size, R, R, 3] in [-1, 1]}``.
 
-  ``batch_size`` is this process's batch. The examples (the first ``num_train_examples``) are
-  split into ``process_count`` contiguous, disjoint shards; this process visits its shard in a
-  new permutation each epoch (derived from ``(seed, epoch, process_index)``), epochs following
-  each other without a gap (a batch may straddle two epochs), and crops each example at an
-  offset derived from ``(seed, epoch, example index)``. So batch ``k`` is a pure function of
-  ``(cfg, resolution, batch_size, seed, process_index, process_count, k)``.
+  ``batch_size`` (b) is this process's batch; the global batch is ``G = b * process_count``.
+  The N examples (the first ``num_train_examples``) are visited in a new permutation each
+  epoch, derived from ``(seed, epoch)`` only, the same on every process; the stream of
+  examples is the concatenation of these permutations (a batch may straddle two epochs).
+  Global batch k is stream positions ``[k G, (k + 1) G)``, and process p yields its rows
+  ``[p b, (p + 1) b)``. Each example is cropped at an offset derived from
+  ``(seed, epoch, example index)``. So global batch k is a pure function of
+  ``(cfg, resolution, G, seed, k)``, whatever the process count: the batches k of processes
+  0..P-1, concatenated in process order, equal batch k of a one-process iterator with
+  ``batch_size=G``. Every process holds all N examples (for tfds: their encoded bytes, in
+  memory; see the module doc).
 
-  ``start_index`` counts BATCHES already consumed by this process with these same arguments:
-  ``train_iterator(..., start_index=k)`` yields exactly batches ``k, k+1, ...`` of a fresh
-  iterator. Store ``iterator.batches_consumed`` in the checkpoint. A resumed run must use the
-  same seed, batch size and process count.
+  ``start_index`` counts BATCHES already consumed (global batch index == this process's batch
+  index): ``train_iterator(..., start_index=k)`` yields exactly batches ``k, k+1, ...`` of a
+  fresh iterator. Store ``iterator.batches_consumed`` in the checkpoint. A resumed run must use
+  the same seed and global batch size G; it may use another process count (with ``b = G / P``).
 
   The returned iterator prefetches in a background thread; call ``close()`` (or use it as a
   context manager) to stop it early.
@@ -830,24 +846,22 @@ def train_iterator(cfg, *, resolution: int, batch_size: int, seed: int, start_in
       raise ValueError(f"num_train_examples={n_limit} exceeds the synthetic train split "
                        f"({synthetic.SPLIT_SIZES['train']} images); lower it or leave it None.")
     total = n_limit or synthetic.SPLIT_SIZES['train']
-    lo, hi = shard_range(total, process_index, process_count)
     store_size = (crop_size(resolution, float(_get(cfg, 'org_to_crop', DEFAULT_ORG_TO_CROP)))
                   if _get(cfg, 'random_crop', True) else resolution)
-    source = _SyntheticSource(np.arange(lo, hi), _synthetic_render_resolution(resolution),
+    source = _SyntheticSource(np.arange(total), _synthetic_render_resolution(resolution),
                               store_size, int(_get(cfg, 'synthetic_seed', 0)),
                               int(_get(cfg, 'synthetic_cache_bytes', 2 << 30)))
   elif name == 'folder':
-    source = _folder_train_source(cfg, n_limit, process_index, process_count)
+    source = _folder_train_source(cfg, n_limit)
   else:
-    source = _tfds_train_source(cfg, n_limit, process_index, process_count)
+    source = _tfds_train_source(cfg, n_limit)
   if len(source) == 0:
-    raise DataError(f"Process {process_index} of {process_count} has no training examples of "
-                    f"{name!r}: there are fewer examples than processes.")
-  logging.info('train_iterator(%s): %d examples in process %d/%d, %d px, batch %d, from batch '
-               '%d.', name, len(source), process_index, process_count, resolution, batch_size,
-               start_index)
+    raise DataError(f"No training examples of {name!r}.")
+  logging.info('train_iterator(%s): %d examples, %d px, batch %d in process %d/%d (global '
+               '%d), from batch %d.', name, len(source), resolution, batch_size, process_index,
+               process_count, batch_size * process_count, start_index)
   maker = _TrainBatches(cfg, source, resolution=resolution, batch_size=batch_size, seed=seed,
-                        process_index=process_index)
+                        process_index=process_index, process_count=process_count)
   return TrainIterator(cfg, maker, start_index)
 
 

@@ -1,4 +1,5 @@
-"""Tests for layered_gan_jax.input_pipeline: transforms, determinism, resumption, sharding,
+"""Tests for layered_gan_jax.input_pipeline: transforms, determinism, resumption, multi-host
+global batches,
 evaluation masks, folders of mixed files, bad files, and tfds (mock data, offline)."""
 import io
 import os
@@ -134,7 +135,7 @@ def test_crop_offsets_pure_and_uniform():
 
 
 # --------------------------------------------------------------------------------------------
-# Training stream: determinism, resumption, shards, epochs.
+# Training stream: determinism, resumption, multi-host global batches, epochs.
 
 
 def _train(cfg, seed=0, start=0, pi=0, pc=1, r=16, b=8):
@@ -173,21 +174,52 @@ def test_epochs_are_permutations_and_reshuffled():
   assert not np.array_equal(e0, e1)
 
 
-def test_process_shards_disjoint_and_covering():
-  cfg = _cfg(num_train_examples=50)
-  seen = []
-  for p in range(3):
-    it = _train(cfg, pi=p, pc=3, b=4)
-    n = it.examples_per_epoch
-    epoch = np.concatenate([it.batch_indices(k) for k in range(-(-n // 4))])[:n]
-    assert len(set(epoch)) == n
-    seen.append(set(epoch))
-    it.close()
-  assert sum(len(s) for s in seen) == 50 and set.union(*seen) == set(range(50))
-  # Different processes, different images.
-  a = _take(_train(cfg, pi=0, pc=3), 1)[0]
-  b = _take(_train(cfg, pi=1, pc=3), 1)[0]
-  assert not np.array_equal(a, b)
+def _assert_global_batches_match(cfg, g, num_batches, r=16, seed=0):
+  """For P = 2 and 4: the per-process batches k (batch g / P), concatenated in process order,
+  equal the one-process batch k with batch g (indices, crops and images); the processes' rows
+  of one global batch are disjoint stream positions."""
+  single = _train(cfg, r=r, b=g, seed=seed)
+  n = single.examples_per_epoch
+  want_idx = [single.batch_indices(k) for k in range(num_batches)]
+  want_off = [single.crop_offsets_of_batch(k) for k in range(num_batches)]
+  want = _take(single, num_batches)
+  for pc in (2, 4):
+    its = [_train(cfg, r=r, b=g // pc, seed=seed, pi=p, pc=pc) for p in range(pc)]
+    assert all(it.global_batch_size == g and it.examples_per_epoch == n for it in its)
+    for k in range(num_batches):
+      np.testing.assert_array_equal(np.concatenate([it.batch_indices(k) for it in its]),
+                                    want_idx[k])
+      if want_off[k] is not None:
+        np.testing.assert_array_equal(
+            np.concatenate([it.crop_offsets_of_batch(k) for it in its]), want_off[k])
+      # (epoch, example) of each row: no row of global batch k is taken by two processes.
+      rows = [set(zip(*it._maker.plan(k))) for it in its]
+      assert sum(len(x) for x in rows) == g and len(set.union(*rows)) == g
+      if (k * g) // n == ((k + 1) * g - 1) // n:  # Within one epoch: disjoint examples too.
+        assert len(set(want_idx[k])) == g
+    got = [_take(it, num_batches) for it in its]
+    for k in range(num_batches):
+      np.testing.assert_array_equal(np.concatenate([x[k] for x in got]), want[k])
+  return n
+
+
+def test_multi_process_global_batches_equal_single_process():
+  # N = 20, G = 8: global batches 2 (positions 16..23) and 7 (56..63) straddle epochs.
+  n = _assert_global_batches_match(_cfg(num_train_examples=20), g=8, num_batches=8, seed=3)
+  assert n == 20
+  # Resuming a 2-process run at a straddling batch continues the same global stream.
+  cfg = _cfg(num_train_examples=20)
+  want = _take(_train(cfg, b=8, start=7), 1)[0]
+  got = [_take(_train(cfg, b=4, pi=p, pc=2, start=7), 1)[0] for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+def test_multi_process_folder_with_bad_files_equals_single_process(tmp_path):
+  # 6 good files (trunc.png fails only when decoded, on whichever process meets it first): the
+  # replacement of a bad file does not depend on the process either.
+  root = str(tmp_path / 'bad')
+  _folder_with_bad_files(root)
+  _assert_global_batches_match(_cfg(name='folder', path=root), g=4, num_batches=4)
 
 
 def test_no_random_crop_is_plain_resize(synthetic_module):
@@ -450,12 +482,14 @@ def test_tfds_lsun_train(mock_tfds):
     np.testing.assert_array_equal(x, y)
   for x, y in zip(a[2:], resumed):
     np.testing.assert_array_equal(x, y)
-  seen = []
-  for p in range(2):
-    it = _train(cfg, r=16, b=5, pi=p, pc=2)
-    seen.append(set(it.batch_indices(0)))
-    it.close()
-  assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(10))
+  # Two processes (each reading all 10 examples) feed the one-process global batch.
+  single = _train(cfg, r=16, b=10)
+  want_idx, want = single.batch_indices(1), _take(single, 2)[1]
+  its = [_train(cfg, r=16, b=5, pi=p, pc=2, start=1) for p in range(2)]
+  idx = [it.batch_indices(1) for it in its]
+  assert set(idx[0]).isdisjoint(idx[1]) and set(idx[0]) | set(idx[1]) == set(range(10))
+  np.testing.assert_array_equal(np.concatenate(idx), want_idx)
+  np.testing.assert_array_equal(np.concatenate([_take(it, 1)[0] for it in its]), want)
 
 
 def test_tfds_lsun_train_matches_manual_decode(mock_tfds):
@@ -557,9 +591,10 @@ def test_tfds_pets_trimap_foreground(mock_tfds):
     np.testing.assert_array_equal(batch['mask'][i], ip.resize_mask(fg, 8) > 0.5)
 
 
-def test_tfds_known_split_size_reads_only_the_process_slice(mock_tfds, monkeypatch):
-  # With a prepared dataset tfds knows the split size and reads 'train[lo:hi]' directly (the
-  # mock ignores slicing, so only the requested split strings and index bookkeeping are checked).
+def test_tfds_known_split_size_reads_the_first_n_on_every_process(mock_tfds, monkeypatch):
+  # With a prepared dataset tfds knows the split size and reads 'train[:N]' directly, on every
+  # process (the mock ignores slicing, so only the requested split strings and index
+  # bookkeeping are checked).
   monkeypatch.setattr(ip, '_split_size', lambda *a: 1000)
   requested = []
   real = ip._tfds_records
@@ -569,8 +604,12 @@ def test_tfds_known_split_size_reads_only_the_process_slice(mock_tfds, monkeypat
     return real(cfg, split, features, **kw)
 
   monkeypatch.setattr(ip, '_tfds_records', spy)
-  it = _train(_cfg(name='lsun/car', num_train_examples=10), r=16, b=5, pi=1, pc=2)
-  assert requested == ['train[5:10]'] and it.examples_per_epoch == 5
-  assert set(it.batch_indices(0)) == set(range(5, 10))
+  cfg = _cfg(name='lsun/car', num_train_examples=10)
+  it = _train(cfg, r=16, b=5, pi=1, pc=2)
+  assert requested == ['train[:10]'] and it.examples_per_epoch == 10
+  single = _train(cfg, r=16, b=10)
+  assert requested == ['train[:10]']  # Cached: the same records for every process.
+  np.testing.assert_array_equal(it.batch_indices(0), single.batch_indices(0)[5:])
+  single.close()
   assert next(it)['image'].shape == (5, 16, 16, 3)
   it.close()
