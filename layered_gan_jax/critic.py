@@ -76,9 +76,10 @@ class Critic(nn.Module):
     h = layers.leaky_relu(layers.EqualConv(c0, kernel_size=4, padding="VALID", dtype=self.dtype,
                                            name="final_conv2")(h))
     scores = layers.EqualDense(1, dtype=self.dtype, name="output")(h.reshape(h.shape[0], -1))
-    scores = scores[:, 0].astype(jnp.float32)
+    out_dtype = jnp.promote_types(self.dtype, jnp.float32)  # bf16 -> f32; f64 stays f64
+    scores = scores[:, 0].astype(out_dtype)
     if return_features:
-      return scores, features.astype(jnp.float32)
+      return scores, features.astype(out_dtype)
     return scores
 
   def init_all(self, batch: int = 2):

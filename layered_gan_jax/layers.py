@@ -73,7 +73,8 @@ def minibatch_stddev(x: jax.Array, eps: float = 1e-8) -> jax.Array:
 
   The statistic is a single scalar over the whole (global) batch, as in the reference critic.
   """
-  std = jnp.sqrt(jnp.var(x.astype(jnp.float32), axis=0) + eps)
+  stat_dtype = jnp.promote_types(x.dtype, jnp.float32)  # at least float32; float64 stays float64
+  std = jnp.sqrt(jnp.var(x.astype(stat_dtype), axis=0) + eps)
   stat = jnp.mean(std).astype(x.dtype)
   return jnp.concatenate([x, jnp.full(x.shape[:-1] + (1,), stat, x.dtype)], axis=-1)
 
