@@ -178,11 +178,14 @@ def restore_state(ckpt, step: int, abstract: GANState) -> GANState:
 
 
 def make_sample_fn(generator, config, stage: int):
-  """EMA-generator layers from fixed latents and noise, plus a shifted composite."""
+  """``sample(ema_params, alpha) -> (layers, shifted composite)``: the EMA generator on fixed
+  latents and noise (derived from the seed inside the compiled function, so every process of a
+  multi-host run computes the same grid)."""
+  num, seed = config.train.num_samples, config.seed + 12345
 
-  @jax.jit
-  def sample(ema_params, z, key, alpha):
-    k_noise, k_pert = jax.random.split(key)
+  def sample(ema_params, alpha):
+    k_z, k_noise, k_pert = jax.random.split(jax.random.PRNGKey(seed), 3)
+    z = jax.random.normal(k_z, (num, config.model.style_dim))
     layers = generator.apply({"params": ema_params}, z, stage=stage, alpha=alpha,
                              rngs={"noise": k_noise})
     perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=config.perturb.shift,
@@ -191,13 +194,11 @@ def make_sample_fn(generator, config, stage: int):
                                     perturbed["mask"])
     return layers, shifted
 
-  return sample
+  return jax.jit(sample, out_shardings=parallel.replicated())
 
 
-def write_samples(sample_fn, state, config, step, alpha, writer, workdir):
-  key = jax.random.PRNGKey(config.seed + 12345)
-  z = jax.random.normal(key, (config.train.num_samples, config.model.style_dim))
-  layers, shifted = jax.device_get(sample_fn(state.ema_params, z, key, alpha))
+def write_samples(sample_fn, state, step, alpha, writer, workdir):
+  layers, shifted = jax.device_get(sample_fn(state.ema_params, alpha))
   image = visualization.grid(visualization.layer_rows(layers, shifted))
   if jax.process_index() == 0:
     visualization.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), image)
@@ -340,7 +341,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
         writer.write_scalars(step, summary)
         timer, images_since = time.time(), 0
       if step % t.sample_every_steps == 0 or is_last:
-        write_samples(sample_fn, state, config, step, jnp.float32(alpha), writer, workdir)
+        write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
       if step % t.checkpoint_every_steps == 0 or is_last or preemption.requested:
         last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
       if preemption.requested:

@@ -1,6 +1,16 @@
 """Shared pytest setup: keep the CPU tests small and reproducible."""
 import os
+import sys
+import tempfile
 
 # TensorFlow (used by tf.data / tfds / clu) must never grab an accelerator or spam logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One persistent XLA compilation cache per test session, shared with the subprocesses the tests
+# start: many tests compile the same tiny training step.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jax_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)

@@ -1,0 +1,53 @@
+"""Runs a tiny GAN training in a fresh process (own device count / jax.distributed) and saves
+the final parameters to an .npz file. Used by the multi-device and multi-host tests.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/train_subprocess.py \
+      --workdir=DIR --out=params.npz [--steps=3] [--coordinator=127.0.0.1:PORT
+      --num_processes=2 --process_id=0]
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--steps", type=int, default=3)
+  parser.add_argument("--coordinator", default="")
+  parser.add_argument("--num_processes", type=int, default=1)
+  parser.add_argument("--process_id", type=int, default=0)
+  args = parser.parse_args()
+
+  import jax  # pylint: disable=g-import-not-at-top
+  if args.coordinator:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+
+  config = tiny.get_config()
+  config.train.start_resolution = 8
+  config.train.resolution = 8
+  config.train.batch_size = 8
+  config.train.max_steps = args.steps
+  config.train.log_every_steps = 1
+  config.train.checkpoint_every_steps = 1000
+  config.train.sample_every_steps = 1000
+  state = train_gan.train_and_evaluate(config, args.workdir)
+  leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,
+                                                 state.ema_params))[0]
+  arrays = {jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
+  if jax.process_index() == 0:
+    np.savez(args.out, **arrays)
+  print("devices", jax.device_count(), "processes", jax.process_count())
+
+
+if __name__ == "__main__":
+  main()
