@@ -24,7 +24,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.org_to_crop = 1.125  # Square-resize to org_to_crop * R, then random R x R crop.
   config.data.random_crop = True  # False = plain resize to R (poster ablation (e)).
   config.data.cub_test_ids_path = ""  # ReDO's 1,000-image CUB test list (one file name a line).
+  config.data.cub_images_txt_path = ""  # CUB images.txt, to map ReDO's numeric ids to names.
   config.data.on_bad_file = "skip"  # Unreadable images: 'skip' (counted, logged) or 'error'.
+  config.data.on_missing_mask = "error"  # Evaluation folders: an image without mask.
+  config.data.pet_boundary_is_foreground = False  # Oxford pets: trimap 3 (boundary) -> fg?
+  config.data.train_split = "train"  # tfds split the training images come from.
+  config.data.download = False  # Let tfds download and prepare missing datasets.
+  config.data.synthetic_seed = 0  # Which embedded synthetic dataset (not the run's seed).
+  config.data.num_workers = 4  # Threads decoding / transforming images.
+  config.data.prefetch = 2  # Batches prepared ahead of the training step.
 
   # ---------------------------------------------------------------- model
   config.model = ml_collections.ConfigDict()
@@ -66,6 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.adam_b2 = 0.99
   config.train.adam_eps = 1e-8
   config.train.ema_decay = 0.999  # EMA of generator parameters after every generator step.
+  # Use min(ema_decay, (1 + t) / (10 + t)) at iteration t, so that short runs are not dominated
+  # by the random initialisation (not in the reference, which trains ~100k iterations).
+  config.train.ema_rampup = False
   config.train.style_mixing_prob = 0.9
   config.train.max_steps = 110_000  # Stop after this many iterations (critic + generator step).
   config.train.log_every_steps = 100

@@ -22,6 +22,7 @@ def get_config():
   config.train.batch_sizes = ""
   config.train.lrs = ""
   config.train.lr = 2e-3
+  config.train.ema_rampup = True
   config.train.phase_images = 50_000
   config.train.max_steps = 3_000
   config.train.log_every_steps = 50

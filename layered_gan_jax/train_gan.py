@@ -116,7 +116,11 @@ def make_train_step(generator, critic, config, stage: int):
                                active=optim.active_mask(state.g_params, stage, alpha))
     g_params = optim.apply_updates(state.g_params, g_dir, lr,
                                    optim.lr_multipliers(state.g_params, t.mapping_lr_mult))
-    ema = optim.ema_update(state.ema_params, g_params, t.ema_decay)
+    decay = t.ema_decay
+    if t.ema_rampup:  # Short runs: the EMA forgets the random init sooner.
+      step_f = state.step.astype(jnp.float32)
+      decay = jnp.minimum(decay, (1.0 + step_f) / (10.0 + step_f))
+    ema = optim.ema_update(state.ema_params, g_params, decay)
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt=g_opt, d_opt=d_opt, ema_params=ema)
     return new_state, {**d_metrics, **g_metrics, "alpha": jnp.asarray(alpha, jnp.float32)}
