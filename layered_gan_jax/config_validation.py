@@ -94,6 +94,27 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   eval_name = config.eval.data.name
   _check(not eval_name or eval_name in DATASETS,
          f"eval.data.name={eval_name!r} is unknown; choose one of {', '.join(DATASETS)}")
+  _validate_data(config, mode)
+
+
+def _validate_data(config, mode: str) -> None:
+  """The data the mode reads: paths exist, names and options are valid (cheap checks only)."""
+  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
+  checks = []
+  if mode in ("train", "train_encoder", "pipeline"):
+    checks.append(("data", config.data))
+  if mode in ("evaluate", "pipeline") and config.eval.data.name:
+    eval_data = config.data.to_dict()
+    eval_data.update(name=config.eval.data.name, path=config.eval.data.path)
+    checks.append(("eval.data", eval_data))
+  for where, data in checks:
+    try:
+      input_pipeline.validate_data_config(data)
+    except DataError:
+      raise
+    except ValueError as e:
+      raise ConfigError(f"{where}: {e}") from None
 
 
 def _get(tree: Dict[str, Any], dotted: str):

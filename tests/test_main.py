@@ -1,0 +1,71 @@
+"""The command line: clear one-line errors (exit status 2, no traceback) and a full pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(args, env=None, timeout=900):
+  return subprocess.run([sys.executable, os.path.join(REPO, "main.py")] + args, cwd=REPO,
+                        env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def _assert_clean_error(result, *needles):
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  for needle in needles:
+    assert needle in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("--config.train.resolution=48", "train.resolution=48 must be a power of two"),
+    ("--config.train.resolution=2048", "between 8 and 1024"),
+    ("--config.loss.min_mask_coverage=1.0", "must be in [0, 1)"),
+    ("--config.perturb.shift=0.6", "perturb.shift=0.6 must be in [0, 0.5]"),
+    ("--config.model.channels=(16,0,8)", "must be positive integers"),
+    ("--config.data.name=imagenet", "data.name='imagenet' is unknown"),
+    ("--mode=dance", "unknown mode 'dance'"),
+    ("--config.model.variant=three", "model.variant='three'"),
+])
+def test_bad_config_gives_one_line_and_status_2(tmp_path, override, needle):
+  result = _main(["--config=configs/tiny.py", f"--workdir={tmp_path}", override])
+  _assert_clean_error(result, needle)
+  assert not os.listdir(tmp_path)  # Nothing was written.
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  result = _main(["--config=configs/tiny.py", f"--workdir={tmp_path}",
+                  "--config.train.batch_size=6"],
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  _assert_clean_error(result, "not divisible by the 4 devices")
+
+
+def test_missing_folder(tmp_path):
+  result = _main(["--config=configs/tiny.py", f"--workdir={tmp_path / 'w'}",
+                  "--config.data.name=folder", f"--config.data.path={tmp_path / 'nope'}"])
+  _assert_clean_error(result, str(tmp_path / "nope"))
+
+
+def test_pipeline_then_restart_with_another_model(tmp_path):
+  """train -> train_encoder -> evaluate from the command line, then a restart whose model
+  differs from the checkpoint's is refused with the differing fields listed."""
+  workdir = str(tmp_path / "run")
+  result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=pipeline",
+                  "--config.train.max_steps=5"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    metrics = json.load(f)
+  assert {"fg_iou", "miou", "pixel_accuracy", "max_fbeta", "baselines"} <= set(metrics)
+  result = _main(["--config=configs/tiny.py", f"--workdir={workdir}",
+                  "--config.model.style_dim=32", "--config.train.max_steps=6"])
+  _assert_clean_error(result, "model.style_dim: checkpoint 16 vs config 32")
+  result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=sample"])
+  _assert_clean_error(result, "--output")
