@@ -1,0 +1,83 @@
+"""Smoke tests of benchmarks/throughput.py on the tiny config (CPU, seconds; numbers meaningless).
+
+Most of the time is the XLA compile of the tiny training step (about 10-30 s per test on a
+2-core CPU); the persistent compilation cache of conftest.py may shorten repeated compiles.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "benchmarks", "throughput.py")
+COMMON = ["--config=configs/tiny.py", "--resolution=8", "--batch=8", "--steps=2", "--warmup=1",
+          "--matmul_size=128", "--matmul_reps=3", "--pipeline_batches=5"]
+KEYS = ("images_per_s", "step_seconds_median", "step_seconds_all", "compile_seconds",
+        "flops_per_iteration", "achieved_flops_per_s", "matmul_flops_per_s", "utilization",
+        "peak_memory_bytes", "peak_memory_kind", "input_pipeline_images_per_s", "config",
+        "resolution", "batch", "dtype", "devices", "device_kind", "command", "machine", "date",
+        "jax_version")
+
+
+def _run(tmp_path, *extra):
+  out = tmp_path / "throughput.json"
+  proc = subprocess.run([sys.executable, SCRIPT, *COMMON, *extra, f"--json={out}"], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "img/s" in proc.stdout
+  return json.loads(out.read_text())
+
+
+def _check_common(r, dtype):
+  missing = [k for k in KEYS if k not in r]
+  assert not missing, missing
+  assert r["images_per_s"] > 0 and math.isfinite(r["images_per_s"])
+  assert len(r["step_seconds_all"]) == 2 and all(s > 0 for s in r["step_seconds_all"])
+  assert r["images_per_s"] == pytest.approx(8 / r["step_seconds_median"])
+  assert r["flops_per_iteration"] > 0
+  assert r["matmul_flops_per_s"] > 0
+  assert 0 < r["utilization"] < 10  # loose: a tiny step vs a small matmul on a shared CPU
+  assert r["compile_seconds"] > 0
+  assert r["peak_memory_bytes"] > 0
+  assert r["input_pipeline_images_per_s"] > 0
+  assert (r["resolution"], r["batch"], r["dtype"]) == (8, 8, dtype)
+  assert r["devices"] >= 1 and r["machine"]["nproc"] >= 1
+  assert r["param_dtypes"] == ["float32"]
+  assert r["warmup_metrics_finite"]
+  assert all(math.isfinite(v) for v in r["last_metrics"].values())
+
+
+@pytest.mark.slow
+def test_throughput_fp32_smoke(tmp_path):
+  r = _run(tmp_path)
+  _check_common(r, "float32")
+  assert r["data_used"] == "synthetic"
+  assert "bf16_loss_drift" not in r
+
+
+@pytest.mark.slow
+def test_throughput_bf16_with_fp32_comparison_smoke(tmp_path):
+  r = _run(tmp_path, "--dtype=bfloat16", "--compare_fp32_steps=2")
+  _check_common(r, "bfloat16")
+  assert r["matmul_bf16_flops_per_s"] > 0
+  drift = r["bf16_loss_drift"]
+  assert drift["steps"] == 2 and len(drift["per_step"]) == 2 and drift["all_finite"]
+  assert set(drift["max_per_loss"]) == {"critic_loss", "generator_loss", "gradient_penalty"}
+  # bf16 only changes the computation dtype: the losses stay close to fp32 for two steps.
+  assert 0 <= drift["max_per_loss"]["critic_loss"] < 0.1
+  assert 0 <= drift["max"] == max(drift["max_per_loss"].values())
+
+
+def test_unavailable_dataset_falls_back_to_synthetic():
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import throughput  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  config = throughput.load_config(os.path.join(REPO, "configs", "car.py"))
+  config.data.data_dir = str(REPO)  # No tfds data here.
+  cfg, used, note = throughput.resolve_data(config, 8, 8, 32)
+  assert used == "synthetic" and cfg["name"] == "synthetic" and cfg["num_train_examples"] == 32
+  assert "lsun/car is not available offline" in note
+  cfg, used, note = throughput.resolve_data(config, 256, 8, 32)
+  assert cfg is None and used == "random"
