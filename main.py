@@ -52,7 +52,11 @@ def run(config, workdir: str, mode: str):
   config_validation.validate_config(config, mode, jax.device_count())
   if mode in ("train", "pipeline"):
     from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
-    train_gan.train_and_evaluate(config, workdir)
+    try:
+      train_gan.train_and_evaluate(config, workdir)
+    except train_gan.Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
+      logging.warning("%s", e)
+      return
   if mode in ("train_encoder", "pipeline"):
     from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
     train_encoder.train_and_evaluate(config, workdir)
@@ -79,6 +83,7 @@ def main(argv):
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
 
 
 if __name__ == "__main__":

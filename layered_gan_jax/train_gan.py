@@ -30,6 +30,11 @@ class NonFiniteLossError(FloatingPointError):
   pass
 
 
+class Preempted(Exception):
+  """Raised after SIGTERM once a checkpoint is saved: the run stops here (exit status 0) and
+  the same command resumes it."""
+
+
 def make_adam(train_config):
   return optim.per_parameter_adam(train_config.adam_b1, train_config.adam_b2,
                                   train_config.adam_eps)
@@ -349,9 +354,10 @@ def train_and_evaluate(config, workdir: str) -> GANState:
       if step % t.checkpoint_every_steps == 0 or is_last or preemption.requested:
         last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
       if preemption.requested:
-        logging.warning("Stopped at step %d after SIGTERM; rerun the same command to resume.",
-                        step)
-        break
+        writer.flush()
+        ckpt.close()
+        raise Preempted(f"stopped at step {step} after SIGTERM with a checkpoint; rerun the "
+                        "same command to resume")
   writer.flush()
   ckpt.close()
   return state
