@@ -1,0 +1,99 @@
+"""The supervised reference segmenter (offline stand-in for Mask R-CNN): training lowers the
+loss, output shapes, the detection rule, save / load, metrics on the test split. Its use as the
+evaluation plug-in is exercised by tests/test_emergence_smoke.py."""
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from layered_gan_jax import reference_segmenter as rs
+from layered_gan_jax.datasets import synthetic
+
+STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def trained():
+  history = []
+  segmenter = rs.train_reference_segmenter(16, STEPS, seed=0, batch_size=16, width=8, levels=3,
+                                           lr=3e-3, log_every=0, loss_history=history)
+  return segmenter, history
+
+
+def test_training_lowers_the_loss(trained):
+  segmenter, history = trained
+  assert len(history) == STEPS and all(np.isfinite(history))
+  assert np.mean(history[-4:]) < np.mean(history[:4]) - 0.05
+  assert segmenter.meta["steps"] == STEPS and segmenter.meta["resolution"] == 16
+
+
+def test_output_shapes(trained):
+  segmenter, _ = trained
+  images = synthetic.generate("test", 0, 5, 16)["image"]
+  proba = segmenter.predict_proba(images)
+  assert proba.shape == (5, 16, 16) and proba.dtype == np.float32
+  assert np.all((proba >= 0) & (proba <= 1))
+  masks = segmenter(images)
+  assert isinstance(masks, list) and len(masks) == 5
+  for m in masks:
+    assert m is None or (m.dtype == bool and m.shape == (16, 16))
+  # Other sizes are resized to the training resolution and back.
+  big = synthetic.generate("test", 0, 3, 32)["image"]
+  assert segmenter.predict_proba(big).shape == (3, 32, 32)
+  assert all(m is None or m.shape == (32, 32) for m in segmenter(big))
+  assert segmenter(np.zeros((0, 16, 16, 3), np.uint8)) == []
+  with pytest.raises(ValueError):
+    segmenter(images.astype(np.float32))
+
+
+def test_save_load_round_trip(trained, tmp_path):
+  segmenter, _ = trained
+  path = str(tmp_path / "seg.npz")
+  segmenter.save(path)
+  loaded = rs.load(path)
+  assert loaded.meta == segmenter.meta
+  images = synthetic.generate("test", 10, 6, 16)["image"]
+  np.testing.assert_array_equal(loaded.predict_proba(images), segmenter.predict_proba(images))
+  a, b = segmenter(images), loaded(images)
+  assert [m is None for m in a] == [m is None for m in b]
+  for x, y in zip(a, b):
+    if x is not None:
+      np.testing.assert_array_equal(x, y)
+
+
+def _with_constant_output(segmenter, logit: float) -> rs.ReferenceSegmenter:
+  flat = traverse_util.flatten_dict(jax.device_get(segmenter.params))
+  final = [k for k in flat if k[0] == "Conv_0"]  # The 1x1 output conv of the U-Net.
+  assert final
+  for k in final:
+    flat[k] = np.full_like(flat[k], logit if k[-1] == "bias" else 0.0)
+  return rs.ReferenceSegmenter(traverse_util.unflatten_dict(flat), segmenter.meta)
+
+
+def test_detection_rule(trained):
+  segmenter, _ = trained
+  images = synthetic.generate("test", 0, 4, 16)["image"]
+  assert _with_constant_output(segmenter, -10.0)(images) == [None] * 4
+  full = _with_constant_output(segmenter, 10.0)(images)
+  assert all(m is not None and m.all() for m in full)
+
+  # Exactly at the threshold: 1 pixel of 100 (1 %) is an object; none is not.
+  class Fixed(rs.ReferenceSegmenter):
+    def predict_proba(self, images):
+      p = np.zeros((2, 10, 10), np.float32)
+      p[0, 3, 4] = 0.9
+      return p
+
+  fixed = Fixed(segmenter.params, segmenter.meta)
+  out = fixed(np.zeros((2, 10, 10, 3), np.uint8))
+  assert out[0] is not None and out[0].sum() == 1 and out[1] is None
+  assert rs.MIN_FRACTION == 0.01
+
+
+def test_evaluate_on_test(trained):
+  segmenter, _ = trained
+  result = segmenter.evaluate_on_test(num_examples=8)
+  for key in ("fg_iou", "miou", "pixel_accuracy", "detected_fraction"):
+    assert 0.0 <= result[key] <= 1.0
+  assert result["num_images"] == 8 and result["resolution"] == 16
