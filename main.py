@@ -59,7 +59,11 @@ def run(config, workdir: str, mode: str):
       return
   if mode in ("train_encoder", "pipeline"):
     from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
-    train_encoder.train_and_evaluate(config, workdir)
+    try:
+      train_encoder.train_and_evaluate(config, workdir)
+    except train_encoder.Preempted as e:
+      logging.warning("%s", e)
+      return
   if mode in ("evaluate", "pipeline"):
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.evaluate(config, workdir)

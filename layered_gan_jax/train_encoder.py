@@ -21,7 +21,8 @@ from layered_gan_jax import (checkpointing, compositing, config_validation, inpu
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
 from layered_gan_jax.state import EncoderState
-from layered_gan_jax.train_gan import LoadedGAN, NonFiniteLossError, load_gan
+from layered_gan_jax.train_gan import (LoadedGAN, NonFiniteLossError, Preempted,
+                                       PreemptionGuard, load_gan)
 
 ENCODER_DIR = "encoder_checkpoints"
 ITEMS = ("state", "config", "meta")
@@ -159,8 +160,23 @@ def train_and_evaluate(config, workdir: str) -> EncoderState:
       start_index=step)
   logging.info("Training the %s encoder at %d px on the GAN of step %d", e.target,
                gan.resolution, gan.step)
+  with PreemptionGuard() as preemption:
+    return _train(setup, config, state, step, ckpt, train_step, predict, writer, report,
+                  iterator, preemption)
+
+
+def _train(setup, config, state, step, ckpt, train_step, predict, writer, report, iterator,
+           preemption):
+  e, gan, last_saved = config.encoder, setup.gan, ckpt.latest_step()
   pending, timer = [], time.time()
   while step < e.max_steps:
+    if preemption.requested:
+      if last_saved != step and step > 0:
+        _save(ckpt, state, config, step, gan)
+      writer.flush()
+      ckpt.close()
+      raise Preempted(f"encoder training stopped at step {step} after SIGTERM; rerun the same "
+                      "command to resume")
     images = parallel.put_batch(next(iterator)["image"])
     state, metrics = train_step(state, setup.frozen, images)
     step += 1
@@ -183,8 +199,13 @@ def train_and_evaluate(config, workdir: str) -> EncoderState:
               visualization.to_uint8(layers["mask"][:8], (0.0, 1.0))]
       writer.write_images(step, {"encoder/image_reconstruction_mask":
                                  visualization.grid(rows)[None]})
-      ckpt.save(step, {"state": state, "config": checkpointing.config_to_dict(config),
-                       "meta": {"step": step, "gan_step": gan.step}})
+      last_saved = _save(ckpt, state, config, step, gan)
   writer.flush()
   ckpt.close()
   return state
+
+
+def _save(ckpt, state, config, step: int, gan) -> int:
+  ckpt.save(step, {"state": state, "config": checkpointing.config_to_dict(config),
+                   "meta": {"step": step, "gan_step": gan.step}})
+  return step

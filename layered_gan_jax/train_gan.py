@@ -221,7 +221,7 @@ def all_finite(tree) -> bool:
   return bool(jax.device_get(jnp.all(jnp.stack(leaves))))
 
 
-class _Preemption:
+class PreemptionGuard:
   """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
 
   def __init__(self):
@@ -284,6 +284,11 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   input_pipeline.validate_data_config(config.data)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  with PreemptionGuard() as preemption:  # From here on SIGTERM stops cleanly, even before the loop.
+    return _train(config, workdir, preemption)
+
+
+def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
   schedule = Schedule(config.train)
   generator, critic = models.build_generator(config), models.build_critic(config)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), ITEMS,
@@ -309,55 +314,56 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   pending = []
   timer = time.time()
   images_since = 0
-  with _Preemption() as preemption:
-    while step < schedule.max_steps:
-      stage, alpha = schedule.at(step)
-      if current is None or stage.stage != current.stage:
-        if current is not None and last_saved != step:
-          last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
-        current = stage
-        if stage.stage not in compiled:
-          shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
-          compiled[stage.stage] = compile_train_step(generator, critic, config, stage.stage,
-                                                     state, shape)[0]
-        sample_fn = make_sample_fn(generator, config, stage.stage)
-        iterator = input_pipeline.train_iterator(
-            config.data, resolution=stage.resolution,
-            batch_size=parallel.per_process_batch(stage.batch_size),
-            seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
-      batch = next(iterator)
-      real = parallel.put_batch(batch["image"])
-      state, metrics = compiled[stage.stage](state, real, jnp.float32(alpha),
-                                             jnp.float32(stage.lr))
-      step += 1
-      images_since += stage.batch_size
-      pending.append(metrics)
-      report(step)
-      is_last = step == schedule.max_steps
-      if step % t.log_every_steps == 0 or is_last or preemption.requested:
-        summary = {k: float(v) for k, v in
-                   jax.device_get(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)),
-                                               *pending)).items()}
-        pending = []
-        bad = [k for k, v in summary.items() if not np.isfinite(v)]
-        if bad:
-          raise NonFiniteLossError(
-              f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good "
-              f"checkpoint is step {last_saved} in {ckpt.directory}")
-        elapsed = time.time() - timer
-        summary.update(resolution=stage.resolution, images_per_s=images_since / elapsed,
-                       images_seen=schedule.images_seen(step), learning_rate=stage.lr)
-        writer.write_scalars(step, summary)
-        timer, images_since = time.time(), 0
-      if step % t.sample_every_steps == 0 or is_last:
-        write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
-      if step % t.checkpoint_every_steps == 0 or is_last or preemption.requested:
+  while step < schedule.max_steps:
+    if preemption.requested:
+      if last_saved != step and step > 0:
         last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
-      if preemption.requested:
-        writer.flush()
-        ckpt.close()
-        raise Preempted(f"stopped at step {step} after SIGTERM with a checkpoint; rerun the "
-                        "same command to resume")
+      writer.flush()
+      ckpt.close()
+      raise Preempted(f"stopped at step {step} after SIGTERM (checkpoint {last_saved}); rerun "
+                      "the same command to resume")
+    stage, alpha = schedule.at(step)
+    if current is None or stage.stage != current.stage:
+      if current is not None and last_saved != step:
+        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+      current = stage
+      if stage.stage not in compiled:
+        shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
+        compiled[stage.stage] = compile_train_step(generator, critic, config, stage.stage,
+                                                   state, shape)[0]
+      sample_fn = make_sample_fn(generator, config, stage.stage)
+      iterator = input_pipeline.train_iterator(
+          config.data, resolution=stage.resolution,
+          batch_size=parallel.per_process_batch(stage.batch_size),
+          seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+    batch = next(iterator)
+    real = parallel.put_batch(batch["image"])
+    state, metrics = compiled[stage.stage](state, real, jnp.float32(alpha),
+                                           jnp.float32(stage.lr))
+    step += 1
+    images_since += stage.batch_size
+    pending.append(metrics)
+    report(step)
+    is_last = step == schedule.max_steps
+    if step % t.log_every_steps == 0 or is_last or preemption.requested:
+      summary = {k: float(v) for k, v in
+                 jax.device_get(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)),
+                                             *pending)).items()}
+      pending = []
+      bad = [k for k, v in summary.items() if not np.isfinite(v)]
+      if bad:
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good "
+            f"checkpoint is step {last_saved} in {ckpt.directory}")
+      elapsed = time.time() - timer
+      summary.update(resolution=stage.resolution, images_per_s=images_since / elapsed,
+                     images_seen=schedule.images_seen(step), learning_rate=stage.lr)
+      writer.write_scalars(step, summary)
+      timer, images_since = time.time(), 0
+    if step % t.sample_every_steps == 0 or is_last:
+      write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
+    if step % t.checkpoint_every_steps == 0 or is_last:
+      last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
   writer.flush()
   ckpt.close()
   return state
