@@ -315,13 +315,6 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
   timer = time.time()
   images_since = 0
   while step < schedule.max_steps:
-    if preemption.requested:
-      if last_saved != step and step > 0:
-        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
-      writer.flush()
-      ckpt.close()
-      raise Preempted(f"stopped at step {step} after SIGTERM (checkpoint {last_saved}); rerun "
-                      "the same command to resume")
     stage, alpha = schedule.at(step)
     if current is None or stage.stage != current.stage:
       if current is not None and last_saved != step:
@@ -336,6 +329,13 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+    if preemption.requested:  # Checked after any compile, before the next iteration runs.
+      if last_saved != step and step > 0:
+        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+      writer.flush()
+      ckpt.close()
+      raise Preempted(f"stopped at step {step} after SIGTERM (checkpoint {last_saved}); rerun "
+                      "the same command to resume")
     batch = next(iterator)
     real = parallel.put_batch(batch["image"])
     state, metrics = compiled[stage.stage](state, real, jnp.float32(alpha),
