@@ -11,7 +11,7 @@ def get_config():
   config = default.get_config()
   config.data.name = "synthetic"
   config.data.num_train_examples = 20_000
-  config.model.channels = (64, 64, 64, 32, 16)  # 4, 8, 16, 32, 64 px
+  config.model.channels = (64, 64, 32, 16, 16)  # 4, 8, 16, 32, 64 px
   config.model.style_dim = 128
   config.model.mapping_layers = 4
   config.perturb.bg_contrast_jitter = 0.0
