@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+from benchmarks.common import cpu_model  # noqa: E402
 import time  # noqa: E402
 
 from layered_gan_jax import baselines, metrics  # noqa: E402
@@ -26,15 +27,7 @@ from layered_gan_jax.datasets import synthetic  # noqa: E402
 
 
 def _machine() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          cpu = line.split(':', 1)[1].strip()
-          break
-  except OSError:
-    pass
+  cpu = cpu_model()
   return f'{platform.node()} | {cpu} | {os.cpu_count()} CPUs | {platform.platform()}'
 
 

@@ -57,6 +57,7 @@ import datetime  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+from benchmarks.common import cpu_model  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -445,15 +446,7 @@ def make_figure(result: Dict, path: str, columns: int = 6) -> None:
 
 
 def _machine() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
+  cpu = cpu_model()
   try:
     import jax  # pylint: disable=g-import-not-at-top
     devices = f"{jax.device_count()} x {jax.devices()[0].device_kind}"

@@ -64,6 +64,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from benchmarks.common import cpu_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax import (config_validation, input_pipeline, models,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
 from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -298,15 +299,7 @@ def compare_bf16_fp32(config, stage: int, compiled_bf16, batches, n: int, alpha,
 
 
 def machine() -> dict:
-  cpu = platform.processor() or ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
-  except OSError:
-    pass
+  cpu = cpu_model()
   try:
     usable = len(os.sched_getaffinity(0))
   except AttributeError:
