@@ -46,6 +46,8 @@ def run(config, workdir: str, mode: str):
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   _hide_accelerators_from_tensorflow()
+  from layered_gan_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.configure_xla_cpu(config.runtime.xla_cpu_kernels)  # Before JAX creates its backends.
   import jax  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()  # Must precede any use of the devices.

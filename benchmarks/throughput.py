@@ -65,7 +65,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks.common import cpu_model  # pylint: disable=g-import-not-at-top,wrong-import-position
-from layered_gan_jax import (config_validation, input_pipeline, models,  # pylint: disable=g-import-not-at-top,wrong-import-position
+from layered_gan_jax import (config_validation, input_pipeline, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
 from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -115,6 +115,8 @@ def prepare_config(args):
   config.train.batch_sizes = ""
   if args.dtype:
     config.model.dtype = args.dtype
+  config_validation.validate_config(config, "train")
+  runtime.configure_xla_cpu(config.runtime.xla_cpu_kernels)  # Before the first device use.
   config_validation.validate_config(config, "train", jax.device_count())
   parallel.check_batch_size(batch)
   return config, stage, batch, schedule_stage.lr
@@ -425,6 +427,8 @@ def main(argv=None):
       "batch": batch,
       "batch_per_device": batch // jax.device_count(),
       "dtype": dtype,
+      "xla_cpu_kernels": config.runtime.xla_cpu_kernels,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "param_dtypes": param_dtypes,
       "generator_params": param_counts[0],
       "critic_params": param_counts[1],

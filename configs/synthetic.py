@@ -37,4 +37,5 @@ def get_config():
   config.encoder.checkpoint_every_steps = 500
   config.eval.max_examples = 500
   config.eval.num_generated = 256
+  config.runtime.xla_cpu_kernels = "xla"  # Narrow models: XLA's own kernels are faster.
   return config

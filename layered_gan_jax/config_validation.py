@@ -55,8 +55,13 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
          f"perturb.bg_contrast_jitter={p.bg_contrast_jitter} must be in [0, 1)")
   _check(0.0 <= l.min_mask_coverage < 1.0,
          f"loss.min_mask_coverage (eta)={l.min_mask_coverage} must be in [0, 1)")
+  _check(l.min_mask_coverage < l.max_mask_coverage <= 1.0,
+         f"loss.max_mask_coverage={l.max_mask_coverage} must be in (min_mask_coverage="
+         f"{l.min_mask_coverage}, 1] (1 = off)")
   for name in ("mask_size_weight", "binarization_weight", "gp_weight", "drift_weight"):
     _check(l[name] >= 0, f"loss.{name}={l[name]} must be >= 0")
+  _check(config.runtime.xla_cpu_kernels in ("xla", "ynn"),
+         f"runtime.xla_cpu_kernels={config.runtime.xla_cpu_kernels!r}; use 'xla' or 'ynn'")
   _check(config.data.name in DATASETS,
          f"data.name={config.data.name!r} is unknown; choose one of {', '.join(DATASETS)}")
   _check(config.data.name != "folder" or bool(config.data.path),

@@ -48,15 +48,30 @@ def mask_size_loss(mask: Array, eta: float) -> Array:
   return jnp.mean(jax.nn.relu(eta - coverage))
 
 
+def mask_max_size_loss(mask: Array, eta_max: float) -> Array:
+  """``mean_b max(0, mean_hw(m_b) - eta_max)``: penalises masks covering more than eta_max.
+
+  Not in the paper (off by default, ``eta_max = 1``): an option against the inverted solution,
+  where the object generator paints the scene and the background generator the object.
+  """
+  coverage = jnp.mean(mask.reshape(mask.shape[0], -1), axis=1)
+  return jnp.mean(jax.nn.relu(coverage - eta_max))
+
+
 def mask_binary_loss(mask: Array) -> Array:
   """``mean min(m, 1 - m)``: pushes every mask pixel towards 0 or 1."""
   return jnp.mean(jnp.minimum(mask, 1.0 - mask))
 
 
 def generator_loss(d_fake: Array, shifted_mask: Array, *, eta: float, size_weight: float,
-                   binary_weight: float) -> Tuple[Array, Dict[str, Array]]:
-  """``-mean D(perturbed composite) + gamma1 * L_size + gamma2 * L_binary`` on the shifted mask."""
+                   binary_weight: float, eta_max: float = 1.0) -> Tuple[Array, Dict[str, Array]]:
+  """``-mean D(perturbed composite) + gamma1 * L_size + gamma2 * L_binary`` on the shifted mask.
+
+  With ``eta_max < 1`` the size term also holds ``mask_max_size_loss`` (same weight gamma1).
+  """
   size = mask_size_loss(shifted_mask, eta)
+  if eta_max < 1.0:
+    size = size + mask_max_size_loss(shifted_mask, eta_max)
   binary = mask_binary_loss(shifted_mask)
   adversarial = -jnp.mean(d_fake)
   loss = adversarial + size_weight * size + binary_weight * binary

@@ -112,7 +112,7 @@ def make_train_step(generator, critic, config, stage: int):
       d_fake = critic_fn(d_params, alpha)(fake)
       loss, metrics = losses.generator_loss(
           d_fake, perturbed["mask"], eta=l.min_mask_coverage, size_weight=l.mask_size_weight,
-          binary_weight=l.binarization_weight)
+          binary_weight=l.binarization_weight, eta_max=l.max_mask_coverage)
       metrics.update(losses.mask_statistics(layers["mask"]))
       return loss, metrics
 

@@ -185,6 +185,26 @@ def test_generator_loss_hand_computed():
   assert float(aux["mask_binary_loss"]) == pytest.approx(binary, rel=1e-6)
 
 
+def test_max_mask_coverage_against_numpy():
+  rng = np.random.default_rng(3)
+  mask = rng.uniform(size=(6, 5, 5, 1)).astype(np.float32)
+  mask[0] = 0.95  # coverage 0.95
+  mask[1] = 0.05  # coverage 0.05: below eta
+  cover = mask.reshape(6, -1).mean(axis=1)
+  eta, eta_max = 0.2, 0.5
+  low = np.maximum(0.0, eta - cover).mean()
+  high = np.maximum(0.0, cover - eta_max).mean()
+  assert high > 0.07 and low > 0.02  # both terms are active in this batch
+  assert float(losses.mask_max_size_loss(jnp.asarray(mask), eta_max)) == pytest.approx(
+      high, rel=1e-5)
+  d_fake = jnp.zeros((6,))
+  for e_max, expected in ((1.0, low), (eta_max, low + high)):
+    _, aux = losses.generator_loss(d_fake, jnp.asarray(mask), eta=eta, size_weight=2.0,
+                                   binary_weight=0.0, eta_max=e_max)
+    assert float(aux["mask_size_loss"]) == pytest.approx(expected, rel=1e-5)
+    assert float(aux["generator_loss"]) == pytest.approx(2.0 * expected, rel=1e-5)
+
+
 def test_mask_statistics_and_reconstruction_loss():
   mask = jnp.asarray(np.array([0.0, 0.05, 0.5, 0.95, 1.0, 0.3], np.float32))
   stats = losses.mask_statistics(mask)

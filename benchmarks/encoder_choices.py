@@ -1,0 +1,169 @@
+"""Which encoder wins? The open choices of SPEC section 6, measured on one frozen GAN.
+
+  python benchmarks/encoder_choices.py --gan_workdir=DIR [--config=configs/synthetic.py] \
+      [--variants=w_plus,w,z,z_per_generator,w_plus_fixed_noise,w_plus_latent] \
+      [--steps=600] [--set KEY=VALUE ...] --json=benchmarks/results/encoder_choices.json
+
+``--gan_workdir`` holds a trained GAN (``checkpoints/``, e.g. the README's main job). Each
+variant trains a fresh encoder for ``--steps`` steps against that frozen EMA generator and
+critic (the GAN checkpoints are linked, never written), then is evaluated on the synthetic test
+split exactly as ``--mode=evaluate`` does (``config.eval.max_examples`` images; baselines are
+not recomputed: they do not depend on the encoder). Same seed, data order, width, learning rate
+and step count for every variant; only the listed fields differ:
+
+  w_plus               target=w_plus (a style per block and generator), noise=zero
+  w                    target=w (one style per generator), noise=zero
+  z                    target=z (one latent for both generators), noise=zero
+  z_per_generator      target=z_per_generator (a latent per generator), noise=zero
+  w_plus_fixed_noise   target=w_plus, noise=fixed (a seeded noise draw held fixed)
+  w_plus_latent        target=w_plus, noise=zero, latent_weight=1 (extra loss on generated
+                       samples whose latents are known)
+
+Prints a table and writes the JSON (per variant: fg_iou, miou, pixel_accuracy, max_fbeta, the
+final reconstruction losses, seconds; command, machine, date).
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import ast  # noqa: E402
+import datetime  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from benchmarks.common import cpu_model  # noqa: E402
+
+VARIANTS = {
+    "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
+    "w": {"encoder.target": "w", "encoder.noise": "zero"},
+    "z": {"encoder.target": "z", "encoder.noise": "zero"},
+    "z_per_generator": {"encoder.target": "z_per_generator", "encoder.noise": "zero"},
+    "w_plus_fixed_noise": {"encoder.target": "w_plus", "encoder.noise": "fixed"},
+    "w_plus_latent": {"encoder.target": "w_plus", "encoder.noise": "zero",
+                      "encoder.latent_weight": 1.0},
+}
+METRICS = ("fg_iou", "miou", "pixel_accuracy", "max_fbeta")
+
+
+def load_config(path):
+  spec = importlib.util.spec_from_file_location("bench_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def set_field(config, key, value):
+  node = config
+  *parents, leaf = key.split(".")
+  for name in parents:
+    node = node[name]
+  node[leaf] = value
+
+
+def parse_set(items):
+  out = {}
+  for item in items:
+    key, _, text = item.partition("=")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    out[key] = value
+  return out
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--gan_workdir", required=True)
+  p.add_argument("--config", default=os.path.join(REPO, "configs", "synthetic.py"))
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--steps", type=int, default=None, help="encoder.max_steps (default: config)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--workdir_root", default=None, help="default: a new temporary directory")
+  p.add_argument("--json", required=True)
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  variants = [v for v in args.variants.split(",") if v]
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    sys.exit(f"error: unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+  gan_ckpt = os.path.join(os.path.abspath(args.gan_workdir), "checkpoints")
+  if not os.path.isdir(gan_ckpt):
+    sys.exit(f"error: {args.gan_workdir} has no checkpoints/ folder: train a GAN there first "
+             "(python main.py --config=configs/synthetic.py --workdir=DIR)")
+  overrides = parse_set(args.set)
+  configs = {}
+  for name in variants:  # Validate every config before anything runs.
+    config = load_config(args.config)
+    for key, value in {**overrides, **VARIANTS[name]}.items():
+      set_field(config, key, value)
+    if args.steps:
+      config.encoder.max_steps = args.steps
+    config.encoder.checkpoint_every_steps = config.encoder.max_steps
+    config.eval.baselines = ()
+    config.eval.num_generated = 64  # Mask statistics only (cheap); not the subject here.
+    from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+    config_validation.validate_config(config, "pipeline")
+    configs[name] = config
+
+  from layered_gan_jax import evaluation, runtime  # pylint: disable=g-import-not-at-top
+  runtime.configure_xla_cpu(configs[variants[0]].runtime.xla_cpu_kernels)
+  from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
+
+  root = args.workdir_root or tempfile.mkdtemp(prefix="encoder_choices_")
+  start = time.time()
+  results = {}
+  for name in variants:
+    workdir = os.path.join(root, name)
+    os.makedirs(workdir, exist_ok=True)
+    link = os.path.join(workdir, "checkpoints")
+    if not os.path.exists(link):
+      os.symlink(gan_ckpt, link)
+    t = time.time()
+    state = train_encoder.train_and_evaluate(configs[name], workdir)
+    metrics = evaluation.evaluate(configs[name], workdir)
+    results[name] = {
+        "overrides": VARIANTS[name],
+        **{k: float(metrics[k]) for k in METRICS},
+        "encoder_steps": int(state.step),
+        "seconds": time.time() - t,
+    }
+    print(f"{name:20s} fg_iou {results[name]['fg_iou']:.3f}  miou {results[name]['miou']:.3f}  "
+          f"pixel acc {results[name]['pixel_accuracy']:.3f}  ({results[name]['seconds']:.0f} s)",
+          flush=True)
+
+  best = max(results, key=lambda k: results[k]["fg_iou"])
+  out = {
+      "variants": results,
+      "best_by_fg_iou": best,
+      "gan_workdir": os.path.abspath(args.gan_workdir),
+      "config": os.path.relpath(args.config, REPO),
+      "overrides": overrides,
+      "encoder_steps": configs[variants[0]].encoder.max_steps,
+      "eval_images": configs[variants[0]].eval.max_examples,
+      "command": "python " + " ".join(shlex.quote(a) for a in
+                                      ["benchmarks/encoder_choices.py"] + sys.argv[1:]),
+      "machine": f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores",
+      "date": datetime.date.today().isoformat(),
+      "seconds": time.time() - start,
+  }
+  os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+  with open(args.json, "w") as f:
+    json.dump(out, f, indent=2)
+  print(f"best by fg_iou: {best}; wrote {args.json}")
+
+
+if __name__ == "__main__":
+  main()
