@@ -20,7 +20,9 @@ and step count for every variant; only the listed fields differ:
                        samples whose latents are known)
 
 Prints a table and writes the JSON (per variant: fg_iou, miou, pixel_accuracy, max_fbeta, the
-final reconstruction losses, seconds; command, machine, date).
+final training losses (means of the last 3 logged values), seconds; command, machine, date).
+Rerunning with the same ``--workdir_root`` reuses finished encoders (they resume at their last
+step) and only re-evaluates them.
 """
 
 import os
@@ -52,6 +54,7 @@ VARIANTS = {
                       "encoder.latent_weight": 1.0},
 }
 METRICS = ("fg_iou", "miou", "pixel_accuracy", "max_fbeta")
+LOSSES = ("encoder_loss", "l1", "feature_loss", "mask_coverage")
 
 
 def load_config(path):
@@ -78,6 +81,23 @@ def parse_set(items):
     except (ValueError, SyntaxError):
       value = text
     out[key] = value
+  return out
+
+
+def final_losses(workdir, last=3):
+  """Means of the last ``last`` logged values of the encoder's training scalars (clu events)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  values = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "encoder", "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        if v.tag in LOSSES and v.HasField("tensor"):
+          values.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
+  out = {}
+  for tag, by_step in values.items():
+    tail = [by_step[step] for step in sorted(by_step)][-last:]
+    out[tag] = sum(tail) / len(tail)
   return out
 
 
@@ -138,16 +158,23 @@ def main(argv=None):
         "overrides": VARIANTS[name],
         **{k: float(metrics[k]) for k in METRICS},
         "encoder_steps": int(state.step),
+        "final_train": final_losses(workdir),
         "seconds": time.time() - t,
     }
-    print(f"{name:20s} fg_iou {results[name]['fg_iou']:.3f}  miou {results[name]['miou']:.3f}  "
-          f"pixel acc {results[name]['pixel_accuracy']:.3f}  ({results[name]['seconds']:.0f} s)",
-          flush=True)
+    r = results[name]
+    print(f"{name:20s} fg_iou {r['fg_iou']:.3f}  miou {r['miou']:.3f}  pixel acc "
+          f"{r['pixel_accuracy']:.3f}  train L1 {r['final_train'].get('l1', float('nan')):.4f}  "
+          f"feature {r['final_train'].get('feature_loss', float('nan')):.4f}  "
+          f"({r['seconds']:.0f} s)", flush=True)
 
   best = max(results, key=lambda k: results[k]["fg_iou"])
+  best_recon = min(results, key=lambda k: results[k]["final_train"].get("l1", float("inf")))
   out = {
       "variants": results,
       "best_by_fg_iou": best,
+      "best_by_reconstruction_l1": best_recon,
+      "final_train_note": "final_train: means of the last 3 logged training values (batch "
+                          "means of L1, critic-feature loss, total, mask coverage)",
       "gan_workdir": os.path.abspath(args.gan_workdir),
       "config": os.path.relpath(args.config, REPO),
       "overrides": overrides,
@@ -162,7 +189,7 @@ def main(argv=None):
   os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
   with open(args.json, "w") as f:
     json.dump(out, f, indent=2)
-  print(f"best by fg_iou: {best}; wrote {args.json}")
+  print(f"best by fg_iou: {best}; best by reconstruction L1: {best_recon}; wrote {args.json}")
 
 
 if __name__ == "__main__":

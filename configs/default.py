@@ -44,6 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.style_dim = 512  # z and w dimension.
   config.model.mapping_layers = 8  # Dense layers in each mapping network.
   config.model.fused_resolution = 128  # Fused up/down-sampling convs from this resolution on.
+  # Not in the paper: a constant added to the mask logit (e.g. -3: start with an almost empty
+  # mask, so the background generator models whole images first). 0 = reference.
+  config.model.mask_logit_offset = 0.0
   config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
 
   # ---------------------------------------------------------------- perturbations
@@ -91,8 +94,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.encoder = ml_collections.ConfigDict()
   # What the encoder predicts: 'z' (one latent for both layers), 'z_per_generator' (a latent per
   # generator), 'w' (a style per generator), 'w_plus' (a style per block and generator).
+  # Measured (benchmarks/results/encoder_choices.json, README): w_plus with fixed noise
+  # reconstructs best (train L1 0.281 vs 0.288 zero noise, 0.290 w, 0.302 z_per_generator,
+  # 0.380 z).
   config.encoder.target = "w_plus"
-  config.encoder.noise = "zero"  # Generator noise while encoding: 'zero' or 'fixed' (seeded).
+  # Generator noise while encoding: 'fixed' (one seeded draw, as in training) or 'zero'.
+  config.encoder.noise = "fixed"
   config.encoder.width = 64  # Channels of the first ResNet stage (doubled per stage, capped).
   config.encoder.max_width = 512
   config.encoder.blocks_per_stage = 1

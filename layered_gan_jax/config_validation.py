@@ -15,7 +15,9 @@ ENCODER_TARGETS = ("z", "z_per_generator", "w", "w_plus")
 ENCODER_NOISE = ("zero", "fixed")
 # Fields of the model that must match a checkpoint being resumed or restored.
 MODEL_FIELDS = ("model.variant", "model.channels", "model.style_dim", "model.mapping_layers",
-                "model.fused_resolution", "train.resolution")
+                "model.fused_resolution", "model.mask_logit_offset", "train.resolution")
+# Fields added after checkpoints existed: their value when a saved config lacks them.
+_FIELD_DEFAULTS = {"model.mask_logit_offset": 0.0}
 
 
 class ConfigError(ValueError):
@@ -135,6 +137,8 @@ def model_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[st
   diffs = []
   for field in MODEL_FIELDS:
     a, b = _get(saved, field), _get(current, field)
+    a = _FIELD_DEFAULTS.get(field) if a is None else a
+    b = _FIELD_DEFAULTS.get(field) if b is None else b
     if a != b:
       diffs.append(f"{field}: checkpoint {a!r} vs config {b!r}")
   return diffs

@@ -138,6 +138,10 @@ class LayeredGenerator(nn.Module):
 
   Output: dict with ``background`` [B,R,R,3], ``foreground`` [B,R,R,3], ``mask_logit`` and
   ``mask`` [B,R,R,1] (mask = sigmoid(logit), computed after the fade-in blend of the logit).
+
+  ``mask_logit_offset`` (not in the paper; 0 = off) is a constant added to the mask logit: a
+  negative value starts training with a nearly empty mask, so that the background generator
+  first models whole images and the object layer has to grow from the mask losses.
   """
   channels: Sequence[int] = REFERENCE_CHANNELS
   variant: str = "two_generators"
@@ -145,6 +149,7 @@ class LayeredGenerator(nn.Module):
   mapping_layers: int = 8
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
+  mask_logit_offset: float = 0.0
 
   def setup(self):
     if self.variant not in VARIANTS:
@@ -213,6 +218,8 @@ class LayeredGenerator(nn.Module):
       bg, fg, logit = out[..., :3], out[..., 3:6], out[..., 6:7]
     else:
       bg, fg, logit = outs["background"], outs["object"][..., :3], outs["object"][..., 3:4]
+    if self.mask_logit_offset:
+      logit = logit + self.mask_logit_offset
     return {"background": bg, "foreground": fg, "mask_logit": logit,
             "mask": jax.nn.sigmoid(logit)}
 

@@ -24,6 +24,7 @@ def build_generator(config, dtype=None) -> LayeredGenerator:
   return LayeredGenerator(channels=model_channels(config), variant=m.variant,
                           style_dim=m.style_dim, mapping_layers=m.mapping_layers,
                           fused_resolution=m.fused_resolution,
+                          mask_logit_offset=float(m.get("mask_logit_offset", 0.0)),
                           dtype=DTYPES[dtype or m.dtype])
 
 

@@ -400,3 +400,18 @@ def test_parameter_counts_of_the_other_variants():
   single = _reference_shapes("single_generator")
   assert _count(single["mapping"]) == 2_101_248
   assert _count(single) == 26_219_115 + 4 * (2_544 + 9)
+
+
+@pytest.mark.parametrize("variant", G.VARIANTS)
+def test_mask_logit_offset_shifts_only_the_mask_logit(models, variant):
+  model, params = models[variant]
+  shifted = G.LayeredGenerator(channels=CHANNELS, variant=variant, style_dim=STYLE_DIM,
+                               mapping_layers=2, mask_logit_offset=-3.0)
+  z, stage = latents(11), 2
+  run = lambda m: m.apply({"params": params}, z, stage=stage, alpha=0.5,
+                          rngs={"noise": KEY(11)})
+  a, b = run(model), run(shifted)
+  for name in ("background", "foreground"):
+    np.testing.assert_array_equal(a[name], b[name])
+  _close(b["mask_logit"], a["mask_logit"] - 3.0, tol=1e-5)
+  _close(b["mask"], 1.0 / (1.0 + np.exp(-(np.asarray(a["mask_logit"]) - 3.0))), tol=1e-5)

@@ -232,7 +232,8 @@ def test_restart_refused_for_every_model_field(field):
   section, name = field.split(".")
   value = current[section][name]
   current[section][name] = (value + [8] if isinstance(value, list) else
-                            value * 2 if isinstance(value, int) else value + "_other")
+                            value * 2 if isinstance(value, int) else
+                            value - 1.0 if isinstance(value, float) else value + "_other")
   diffs = config_validation.model_differences(saved, current)
   assert len(diffs) == 1 and diffs[0].startswith(f"{field}: checkpoint "), diffs
   assert config_validation.model_differences(saved, saved) == []
@@ -292,3 +293,15 @@ def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
   assert any("is 64x48 but its image" in m and "im0.png" in m for m in caplog.messages)
   want = (input_pipeline.resize_mask(mask / 255.0, 16) > 0.5).astype(np.float32)
   assert (batch["mask"][0] == want).mean() > 0.9
+
+
+def test_checkpoint_without_newer_model_fields_is_compatible():
+  """A config saved before ``model.mask_logit_offset`` existed equals offset 0, not another
+  model; a different offset is reported."""
+  saved = checkpointing.config_to_dict(tiny.get_config())
+  del saved["model"]["mask_logit_offset"]
+  current = checkpointing.config_to_dict(tiny.get_config())
+  assert config_validation.model_differences(saved, current) == []
+  current["model"]["mask_logit_offset"] = -3.0
+  diffs = config_validation.model_differences(saved, current)
+  assert len(diffs) == 1 and "model.mask_logit_offset" in diffs[0]

@@ -144,3 +144,29 @@ def _gan_only_copy(workdir, tmp_path):
   dst = tmp_path / "gan_only"
   shutil.copytree(os.path.join(workdir, "checkpoints"), dst / "checkpoints")
   return str(dst)
+
+
+@pytest.mark.slow
+def test_encoder_choices_benchmark_smoke(trained, tmp_path):
+  """benchmarks/encoder_choices.py on the tiny GAN: every variant is trained from scratch
+  against the same frozen GAN (whose checkpoints it must not touch) and evaluated."""
+  from benchmarks import encoder_choices  # pylint: disable=g-import-not-at-top
+  _, workdir = trained
+  before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  out = tmp_path / "choices.json"
+  encoder_choices.main([f"--gan_workdir={workdir}", "--config=" + os.path.join(
+                            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "configs", "tiny.py"),
+                        "--variants=w_plus,z_per_generator", "--steps=3",
+                        f"--workdir_root={tmp_path / 'runs'}", f"--json={out}"])
+  result = json.loads(out.read_text())
+  assert set(result["variants"]) == {"w_plus", "z_per_generator"}
+  for name, r in result["variants"].items():
+    assert r["encoder_steps"] == 3
+    assert 0.0 <= r["fg_iou"] <= 1.0 and 0.0 <= r["miou"] <= 1.0
+    assert r["final_train"]["l1"] > 0.0
+    assert r["overrides"] == encoder_choices.VARIANTS[name]
+  assert result["best_by_fg_iou"] in result["variants"]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+  with pytest.raises(SystemExit, match="unknown variant"):
+    encoder_choices.main([f"--gan_workdir={workdir}", "--variants=resnet", f"--json={out}"])
