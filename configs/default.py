@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Not in the paper: a constant added to the mask logit (e.g. -3: start with an almost empty
   # mask, so the background generator models whole images first). 0 = reference.
   config.model.mask_logit_offset = 0.0
+  # Not in the paper: init std of the generators' 1x1 output heads (1.0 = reference; below 1
+  # the layers start nearer the data's contrast).
+  config.model.head_init_std = 1.0
   config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
 
   # ---------------------------------------------------------------- perturbations

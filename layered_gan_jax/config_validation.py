@@ -51,6 +51,7 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   for name in ("style_dim", "mapping_layers"):
     _check(isinstance(m[name], int) and m[name] > 0, f"model.{name}={m[name]!r} must be > 0")
   _check(m.variant in VARIANTS, f"model.variant={m.variant!r}; choose one of {VARIANTS}")
+  _check(m.head_init_std > 0, f"model.head_init_std={m.head_init_std} must be > 0 (1 = reference)")
   _check(m.dtype in ("float32", "bfloat16"), f"model.dtype={m.dtype!r}; use float32 or bfloat16")
   _check(0.0 <= p.shift <= 0.5, f"perturb.shift={p.shift} must be in [0, 0.5] (0.125 reference)")
   _check(0.0 <= p.bg_contrast_jitter < 1.0,

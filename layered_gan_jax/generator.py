@@ -82,6 +82,7 @@ class SynthesisNetwork(nn.Module):
   out_channels: int
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
+  head_init_std: float = 1.0
 
   @property
   def max_stage(self) -> int:
@@ -107,7 +108,7 @@ class SynthesisNetwork(nn.Module):
 
   def _head(self, stage: int, x: Array) -> Array:
     head = layers.EqualConv(self.out_channels, kernel_size=1, dtype=self.dtype,
-                            name=f"head_{stage}")
+                            init_std=self.head_init_std, name=f"head_{stage}")
     return head(x).astype(jnp.float32)
 
 
@@ -142,6 +143,8 @@ class LayeredGenerator(nn.Module):
   ``mask_logit_offset`` (not in the paper; 0 = off) is a constant added to the mask logit: a
   negative value starts training with a nearly empty mask, so that the background generator
   first models whole images and the object layer has to grow from the mask losses.
+  ``head_init_std`` (not in the paper; 1 = reference) is the init std of the stored 1x1 output
+  head kernels: below 1, the layers start closer to the data's contrast.
   """
   channels: Sequence[int] = REFERENCE_CHANNELS
   variant: str = "two_generators"
@@ -150,13 +153,14 @@ class LayeredGenerator(nn.Module):
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
   mask_logit_offset: float = 0.0
+  head_init_std: float = 1.0
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f"unknown generator variant {self.variant!r}; choose one of {VARIANTS}")
     mapping = lambda: MappingNetwork(self.style_dim, self.mapping_layers, self.dtype)
     synth = lambda out: SynthesisNetwork(tuple(self.channels), out, self.fused_resolution,
-                                         self.dtype)
+                                         self.dtype, self.head_init_std)
     if self.variant == "two_generators":
       self.background_mapping = mapping()
       self.object_mapping = mapping()

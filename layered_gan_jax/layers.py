@@ -109,11 +109,13 @@ class EqualConv(nn.Module):
   padding: str = "SAME"
   use_bias: bool = True
   dtype: Dtype = jnp.float32
+  init_std: float = 1.0  # Std of the stored kernel at init (1 = equalized-lr reference).
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, cin = self.kernel_size, x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
+    kernel = self.param("kernel", nn.initializers.normal(self.init_std),
+                        (k, k, cin, self.features))
     scale = he_scale(cin * k * k)
     y = lax.conv_general_dilated(
         x.astype(self.dtype), (kernel * scale).astype(self.dtype), (1, 1), self.padding,

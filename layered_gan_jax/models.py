@@ -25,6 +25,7 @@ def build_generator(config, dtype=None) -> LayeredGenerator:
                           style_dim=m.style_dim, mapping_layers=m.mapping_layers,
                           fused_resolution=m.fused_resolution,
                           mask_logit_offset=float(m.get("mask_logit_offset", 0.0)),
+                          head_init_std=float(m.get("head_init_std", 1.0)),
                           dtype=DTYPES[dtype or m.dtype])
 
 

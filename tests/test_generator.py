@@ -415,3 +415,22 @@ def test_mask_logit_offset_shifts_only_the_mask_logit(models, variant):
     np.testing.assert_array_equal(a[name], b[name])
   _close(b["mask_logit"], a["mask_logit"] - 3.0, tol=1e-5)
   _close(b["mask"], 1.0 / (1.0 + np.exp(-(np.asarray(a["mask_logit"]) - 3.0))), tol=1e-5)
+
+
+def test_head_init_std_scales_only_the_output_heads():
+  base = make("two_generators")
+  small = G.LayeredGenerator(channels=CHANNELS, variant="two_generators", style_dim=STYLE_DIM,
+                             mapping_layers=2, head_init_std=0.1)
+  a = G.init_generator(base, jax.random.PRNGKey(4))
+  b = G.init_generator(small, jax.random.PRNGKey(4))
+  flat_a = jax.tree_util.tree_leaves_with_path(a)
+  flat_b = dict(jax.tree_util.tree_leaves_with_path(b))
+  heads = 0
+  for path, value in flat_a:
+    name = jax.tree_util.keystr(path)
+    if "head_" in name and "kernel" in name:
+      heads += 1
+      _close(flat_b[path], 0.1 * np.asarray(value), tol=1e-6)
+    else:
+      np.testing.assert_array_equal(flat_b[path], value)
+  assert heads == 2 * len(CHANNELS)  # one head per stage in each of the two networks
