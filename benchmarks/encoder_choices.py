@@ -33,9 +33,7 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
 import datetime  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shlex  # noqa: E402
@@ -43,6 +41,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from benchmarks.common import cpu_model  # noqa: E402
+from benchmarks.emergence import apply_overrides, parse_set  # noqa: E402
+from benchmarks.emergence import load_base_config as load_config  # noqa: E402
 
 VARIANTS = {
     "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
@@ -55,33 +55,6 @@ VARIANTS = {
 }
 METRICS = ("fg_iou", "miou", "pixel_accuracy", "max_fbeta")
 LOSSES = ("encoder_loss", "l1", "feature_loss", "mask_coverage")
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def set_field(config, key, value):
-  node = config
-  *parents, leaf = key.split(".")
-  for name in parents:
-    node = node[name]
-  node[leaf] = value
-
-
-def parse_set(items):
-  out = {}
-  for item in items:
-    key, _, text = item.partition("=")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    out[key] = value
-  return out
 
 
 def final_losses(workdir, last=3):
@@ -127,8 +100,7 @@ def main(argv=None):
   configs = {}
   for name in variants:  # Validate every config before anything runs.
     config = load_config(args.config)
-    for key, value in {**overrides, **VARIANTS[name]}.items():
-      set_field(config, key, value)
+    apply_overrides(config, {**overrides, **VARIANTS[name]})
     if args.steps:
       config.encoder.max_steps = args.steps
     config.encoder.checkpoint_every_steps = config.encoder.max_steps
