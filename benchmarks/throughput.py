@@ -9,7 +9,10 @@ train.resolution = R``, so the model is built up to R with the config's channel 
 reference widths for car.py) and a global batch B split over ``jax.device_count()`` devices:
 
 * ``compile_seconds`` and ``flops_per_iteration``: ``train_gan.compile_train_step`` (ahead of
-  time compile of the whole iteration; FLOPs are XLA's ``cost_analysis`` count). A persistent
+  time compile of the whole iteration; FLOPs are XLA's ``cost_analysis`` count of the lowered
+  program, i.e. before XLA's optimizations, divided by the device count: on GPU the compiled
+  program's own count misses the cuDNN convolutions, see ``train_gan.flops_of``;
+  ``xla_compiled_flops_per_iteration`` keeps that compiled count for comparison). A persistent
   compilation cache (``JAX_COMPILATION_CACHE_DIR``) makes the compile time a cache hit.
 * ``step_seconds_all``: ``--steps`` full training iterations (critic step + generator step with
   the perturbations, the two Adam updates and the EMA update, exactly as compiled for training),
@@ -403,7 +406,8 @@ def main(argv=None):
       "compile_seconds": compile_seconds,
       "flops_per_iteration": flops,
       "achieved_flops_per_s": achieved,
-      "flops_scope": ("per device: XLA's cost_analysis of the SPMD-partitioned program; "
+      "xla_compiled_flops_per_iteration": train_gan.flops_of(compiled),
+      "flops_scope": ("per device: XLA's cost_analysis of the lowered (global) program / devices; "
                       "matmul_flops_per_s is one device too, so utilization is per device"),
       "flops_per_iteration_all_devices": flops * jax.device_count(),
       "achieved_flops_per_s_all_devices": achieved * jax.device_count(),

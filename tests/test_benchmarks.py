@@ -81,3 +81,31 @@ def test_unavailable_dataset_falls_back_to_synthetic():
   assert "lsun/car is not available offline" in note
   cfg, used, note = throughput.resolve_data(config, 256, 8, 32)
   assert cfg is None and used == "random"
+
+
+_NO_TF_SCRIPT = r"""
+import sys
+from clu import metric_writers
+writer = metric_writers.create_default_writer(sys.argv[1])
+writer.write_scalars(1, {"x": 1.0})
+writer.flush()
+from layered_gan_jax import train_gan  # noqa: F401  (the trainers import clu too)
+print("tensorflow" in sys.modules)
+"""
+
+
+def test_no_tf_launch_runs_a_script_with_logging_only_writers(tmp_path):
+  """benchmarks/device/no_tf_launch.py (for GPU machines without TensorFlow): with the stand-in
+  forced, a script that imports clu and the trainers runs, its default writers write no event
+  files, and the stand-in is gone from sys.modules again."""
+  script = tmp_path / "script.py"
+  script.write_text(_NO_TF_SCRIPT)
+  logdir = tmp_path / "logs"
+  env = dict(os.environ, FORCE_TF_STUB="1", PYTHONPATH=REPO)
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "benchmarks", "device", "no_tf_launch.py"),
+       str(script), str(logdir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "TensorFlow stand-in" in result.stdout
+  assert result.stdout.strip().splitlines()[-1] == "False"
+  assert not list(logdir.rglob("*tfevents*"))

@@ -114,6 +114,29 @@ def progressive_run(tmp_path_factory):
   return config, workdir, state, compiles
 
 
+def test_flop_count_includes_convolutions_and_matches_the_compiled_count():
+  """The FLOP count used for utilization is the lowered program's: it counts a convolution as
+  2 * N * Hout * Wout * Cout * Cin * kh * kw (on GPU the compiled program's count misses cuDNN
+  convolutions), and for a whole training iteration it agrees with XLA:CPU's compiled count."""
+  n, h, w, cin, cout, k = 2, 8, 8, 5, 7, 3
+  conv = jax.jit(lambda x, y: jax.lax.conv_general_dilated(
+      x, y, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  lowered = conv.lower(jax.ShapeDtypeStruct((n, h, w, cin), jnp.float32),
+                       jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32))
+  out_hw = (h - k + 1) * (w - k + 1)  # VALID: XLA counts no taps on padding.
+  assert train_gan.flops_of(lowered) == 2 * n * out_hw * cout * cin * k * k
+
+  from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
+  config = _config()
+  g, d = models.build_generator(config), models.build_critic(config)
+  state = train_gan.init_state(g, d, config)
+  r = config.train.start_resolution
+  compiled, _, flops = train_gan.compile_train_step(g, d, config, 1, state,
+                                                    (config.train.batch_size, r, r, 3))
+  assert flops > 0
+  assert flops == pytest.approx(train_gan.flops_of(compiled) / jax.device_count(), rel=0.05)
+
+
 def test_progressive_growing_three_stages(progressive_run):
   config, workdir, state, compiles = progressive_run
   assert compiles == [1, 2, 3]  # One compile per stage (8, 16, 32 px), none within a stage.
