@@ -1,6 +1,10 @@
-"""Helpers shared by the benchmark scripts."""
+"""Helpers shared by the benchmark scripts: machine description, config files and --set."""
 
+import ast
+import importlib.util
+import os
 import platform
+from typing import Any, Dict, List
 
 
 def cpu_model() -> str:
@@ -13,3 +17,53 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or platform.machine()
+
+
+def load_config(path: str):
+  """``get_config()`` of a config file (e.g. configs/synthetic.py), imported by its path."""
+  path = os.path.abspath(path)
+  if not os.path.isfile(path):
+    raise SystemExit(f"error: config file {path}: no such file")
+  spec = importlib.util.spec_from_file_location("benchmark_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _coerce(old: Any, value: Any) -> Any:
+  if isinstance(old, bool) or old is None:
+    return value
+  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if isinstance(old, tuple) and isinstance(value, list):
+    return tuple(value)
+  return value
+
+
+def apply_overrides(config, overrides: Dict[str, Any]):
+  """Sets dotted keys (``'perturb.shift': 0.0``) of an ml_collections config in place."""
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for p in parents:
+      if p not in node:
+        raise KeyError(f"config override {dotted!r}: no field {p!r}")
+      node = node[p]
+    if leaf not in node:
+      raise KeyError(f"config override {dotted!r}: no field {leaf!r}")
+    node[leaf] = _coerce(node[leaf], value)
+  return config
+
+
+def parse_set(items: List[str]) -> Dict[str, Any]:
+  """``['a.b=1', 'c=(1,2)', 'd=text']`` -> {'a.b': 1, 'c': (1, 2), 'd': 'text'}."""
+  out = {}
+  for item in items or []:
+    key, sep, raw = item.partition("=")
+    if not sep:
+      raise SystemExit(f"error: --set {item!r} must look like key=value")
+    try:
+      out[key.strip()] = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      out[key.strip()] = raw
+  return out

@@ -52,12 +52,11 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
 import datetime  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-from benchmarks.common import cpu_model  # noqa: E402
+from benchmarks.common import apply_overrides, cpu_model, parse_set  # noqa: E402,F401
+from benchmarks.common import load_config as load_base_config  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -97,56 +96,6 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ configs
-
-
-def load_base_config(path: str):
-  """``get_config()`` of a config file (e.g. configs/synthetic.py), imported by its path."""
-  path = os.path.abspath(path)
-  if not os.path.isfile(path):
-    raise SystemExit(f"error: --base_config={path}: no such file")
-  spec = importlib.util.spec_from_file_location("emergence_base_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _coerce(old: Any, value: Any) -> Any:
-  if isinstance(old, bool) or old is None:
-    return value
-  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-    return float(value)
-  if isinstance(old, tuple) and isinstance(value, list):
-    return tuple(value)
-  return value
-
-
-def apply_overrides(config, overrides: Dict[str, Any]):
-  """Sets dotted keys (``'perturb.shift': 0.0``) of an ml_collections config in place."""
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-      if p not in node:
-        raise KeyError(f"config override {dotted!r}: no field {p!r}")
-      node = node[p]
-    if leaf not in node:
-      raise KeyError(f"config override {dotted!r}: no field {leaf!r}")
-    node[leaf] = _coerce(node[leaf], value)
-  return config
-
-
-def parse_set(items: List[str]) -> Dict[str, Any]:
-  """``['a.b=1', 'c=(1,2)', 'd=text']`` -> {'a.b': 1, 'c': (1, 2), 'd': 'text'}."""
-  out = {}
-  for item in items or []:
-    key, sep, raw = item.partition("=")
-    if not sep:
-      raise SystemExit(f"error: --set {item!r} must look like key=value")
-    try:
-      out[key.strip()] = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      out[key.strip()] = raw
-  return out
 
 
 def common_overrides(base, args) -> Dict[str, Any]:

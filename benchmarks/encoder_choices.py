@@ -40,9 +40,7 @@ import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import cpu_model  # noqa: E402
-from benchmarks.emergence import apply_overrides, parse_set  # noqa: E402
-from benchmarks.emergence import load_base_config as load_config  # noqa: E402
+from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # noqa: E402
 
 VARIANTS = {
     "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},

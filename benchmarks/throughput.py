@@ -46,9 +46,7 @@ reference widths for car.py) and a global batch B split over ``jax.device_count(
 ``--set KEY=VALUE`` (repeatable) overrides config fields, e.g. ``--set model.channels=(64,64,64)``.
 """
 import argparse
-import ast
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -67,7 +65,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from benchmarks.common import cpu_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax import (config_validation, input_pipeline, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
 from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -81,32 +79,10 @@ SYNTHETIC_MAX_RESOLUTION = 128
 # Config.
 
 
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("throughput_config", os.path.abspath(path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _parse_value(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text  # A bare string.
-
-
-def apply_overrides(config, items):
-  for item in items or ():
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. model.channels=(64,64,64)")
-    config.update_from_flattened_dict({key.strip(): _parse_value(value.strip())})
-
-
 def prepare_config(args):
   """The config at one fixed resolution; returns (config, stage, batch, lr)."""
   config = load_config(args.config)
-  apply_overrides(config, args.set)
+  apply_overrides(config, parse_set(args.set))
   r = args.resolution or config.train.resolution
   stage = stage_of(r)
   config.train.start_resolution = r

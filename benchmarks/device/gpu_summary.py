@@ -28,10 +28,10 @@ def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> 
   """FLOPs of one training iteration (global batch ``batch``), counted on the lowered program."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from benchmarks.emergence import load_base_config  # pylint: disable=g-import-not-at-top
+  from benchmarks.common import load_config  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top
-  config = load_base_config(os.path.join(ROOT, config_path))
+  config = load_config(os.path.join(ROOT, config_path))
   config.train.start_resolution = config.train.resolution = resolution
   config.model.dtype = dtype
   g, d = models.build_generator(config), models.build_critic(config)
