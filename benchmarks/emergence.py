@@ -241,7 +241,8 @@ def aggregate(setting: str, seeds: List[int], runs: List[Dict]) -> Dict:
     out[f"{key}_per_seed"] = values
     out[f"{key}_std"] = _std(values)
   for key in ("mask_coverage", "mask_binary_fraction", "binarized_coverage_mean",
-              "empty_mask_fraction", "reference_miou", "reference_fg_iou", "detected_fraction"):
+              "empty_mask_fraction", "reference_miou", "reference_miou_inverted_mask",
+              "reference_fg_iou", "detected_fraction"):
     values = per_seed(key, generated=True)
     out[key] = _mean(values)
     out[f"{key}_per_seed"] = values

@@ -98,6 +98,7 @@ def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
     return layers["mask"][..., 0], comp
 
   coverage, binary, per_image_cov, fg_ious, mious, detected = [], [], [], [], [], 0
+  mious_inverted = []
   key = jax.random.PRNGKey(seed)
   done = 0
   while done < num:
@@ -116,6 +117,7 @@ def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
         detected += 1
         fg_ious.append(metrics.foreground_iou(m_gen >= 0.5, np.asarray(m_ext, bool)))
         mious.append(metrics.mean_iou_two_class(m_gen >= 0.5, np.asarray(m_ext, bool)))
+        mious_inverted.append(metrics.mean_iou_two_class(m_gen < 0.5, np.asarray(m_ext, bool)))
     done += n
   out = {"mask_coverage": float(np.mean(coverage)),
          "mask_binary_fraction": float(np.mean(binary)),
@@ -126,7 +128,11 @@ def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
   if segmenter is not None:
     out.update(detected_fraction=detected / num, detected=detected,
                reference_fg_iou=float(np.mean(fg_ious)) if fg_ious else 0.0,
-               reference_miou=float(np.mean(mious)) if mious else 0.0)
+               reference_miou=float(np.mean(mious)) if mious else 0.0,
+               # The same with the generator's mask inverted: high when the layers are swapped
+               # (the segmenter's object is where the generator's mask is 0).
+               reference_miou_inverted_mask=(float(np.mean(mious_inverted)) if mious_inverted
+                                             else 0.0))
   return out
 
 

@@ -86,6 +86,19 @@ def test_external_segmenter_protocol_with_stand_ins(trained):
   nothing = lambda images: [None] * len(images)
   stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=nothing)
   assert stats["detected_fraction"] == 0.0
+  # Inverted-mask agreement: two-class mIoU(not m, r) == mIoU(m, not r), so it equals the plain
+  # agreement with an inverted segmenter.
+  r = gan.resolution
+  yy, xx = np.mgrid[:r, :r]
+  disc = (yy - r / 2) ** 2 + (xx - r / 2) ** 2 < (r / 3) ** 2
+  stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8,
+                                               segmenter=lambda images: [disc] * len(images))
+  flipped = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8,
+                                                 segmenter=lambda images: [~disc] * len(images))
+  np.testing.assert_allclose(stats["reference_miou_inverted_mask"], flipped["reference_miou"],
+                             rtol=1e-6)
+  np.testing.assert_allclose(flipped["reference_miou_inverted_mask"], stats["reference_miou"],
+                             rtol=1e-6)
 
 
 def test_sample_round_trip(trained, tmp_path):
