@@ -55,7 +55,7 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-from benchmarks.common import apply_overrides, cpu_model, parse_set  # noqa: E402,F401
+from benchmarks.common import apply_overrides, cpu_model, parse_set  # noqa: E402
 from benchmarks.common import load_config as load_base_config  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402

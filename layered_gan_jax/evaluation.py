@@ -115,9 +115,10 @@ def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
         if m_ext is None or not np.any(m_ext):
           continue
         detected += 1
-        fg_ious.append(metrics.foreground_iou(m_gen >= 0.5, np.asarray(m_ext, bool)))
-        mious.append(metrics.mean_iou_two_class(m_gen >= 0.5, np.asarray(m_ext, bool)))
-        mious_inverted.append(metrics.mean_iou_two_class(m_gen < 0.5, np.asarray(m_ext, bool)))
+        ours, theirs = m_gen >= 0.5, np.asarray(m_ext, bool)
+        fg_ious.append(metrics.foreground_iou(ours, theirs))
+        mious.append(metrics.mean_iou_two_class(ours, theirs))
+        mious_inverted.append(metrics.mean_iou_two_class(~ours, theirs))
     done += n
   out = {"mask_coverage": float(np.mean(coverage)),
          "mask_binary_fraction": float(np.mean(binary)),

@@ -133,16 +133,22 @@ def make_train_step(generator, critic, config, stage: int):
   return step
 
 
-def compile_train_step(generator, critic, config, stage: int, state, real_shape):
-  """jit + ahead-of-time compile of the step of a stage; logs the compile time and FLOPs."""
+def lower_train_step(generator, critic, config, stage: int, state, real_shape):
+  """The jitted step of a stage, lowered for ``state`` (arrays or shapes) and a real batch of
+  ``real_shape``: what ``compile_train_step`` compiles, and what ``flops_of`` counts."""
   repl, data = parallel.replicated(), parallel.batch_sharded()
   jitted = jax.jit(make_train_step(generator, critic, config, stage),
                    in_shardings=(repl, data, repl, repl), out_shardings=(repl, repl),
                    donate_argnums=(0,))
-  start = time.time()
   real = jax.ShapeDtypeStruct(real_shape, jnp.float32, sharding=data)
   scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=repl)
-  lowered = jitted.lower(state, real, scalar, scalar)
+  return jitted.lower(state, real, scalar, scalar)
+
+
+def compile_train_step(generator, critic, config, stage: int, state, real_shape):
+  """jit + ahead-of-time compile of the step of a stage; logs the compile time and FLOPs."""
+  start = time.time()
+  lowered = lower_train_step(generator, critic, config, stage, state, real_shape)
   compiled = lowered.compile()
   seconds = time.time() - start
   flops = flops_of(lowered) / jax.device_count()

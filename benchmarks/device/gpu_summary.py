@@ -27,7 +27,6 @@ sys.path.insert(0, ROOT)
 def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> float:
   """FLOPs of one training iteration (global batch ``batch``), counted on the lowered program."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from benchmarks.common import load_config  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top
@@ -36,10 +35,8 @@ def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> 
   config.model.dtype = dtype
   g, d = models.build_generator(config), models.build_critic(config)
   state = jax.eval_shape(lambda: train_gan.init_state(g, d, config))
-  step = jax.jit(train_gan.make_train_step(g, d, config, stage_of(resolution)))
-  scalar = jax.ShapeDtypeStruct((), jnp.float32)
-  lowered = step.lower(state, jax.ShapeDtypeStruct((batch, resolution, resolution, 3),
-                                                   jnp.float32), scalar, scalar)
+  lowered = train_gan.lower_train_step(g, d, config, stage_of(resolution), state,
+                                       (batch, resolution, resolution, 3))
   return train_gan.flops_of(lowered)
 
 
