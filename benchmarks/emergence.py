@@ -473,6 +473,11 @@ def plan_runs(args) -> Dict[str, List[int]]:
   return {n: list(FULL_SEEDS if args.full else DEFAULT_SEEDS) for n in names}
 
 
+def _synthetic_version() -> int:
+  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.VERSION
+
+
 def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_seed: int = 0):
   from layered_gan_jax import reference_segmenter as rs  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
@@ -481,7 +486,8 @@ def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_see
   levels = args.segmenter_levels
   while levels > 1 and seg_res % 2 ** (levels - 1):
     levels -= 1
-  name = (f"r{seg_res}_w{args.segmenter_width}_l{levels}_s{steps}_seed{args.segmenter_seed}"
+  name = (f"v{synthetic.VERSION}_r{seg_res}_w{args.segmenter_width}_l{levels}_s{steps}"
+          f"_seed{args.segmenter_seed}"
           + (f"_data{dataset_seed}" if dataset_seed else "") + ".npz")
   path = os.path.join(args.workdir_root, "reference_segmenter", name)
   t = time.time()
@@ -610,7 +616,8 @@ def main(argv=None) -> Dict:
                      "num_generated", config.eval.num_generated)),
                  "common_overrides": {k: (list(v) if isinstance(v, tuple) else v)
                                       for k, v in common.items()},
-                 "workdir_root": args.workdir_root},
+                 "workdir_root": args.workdir_root,
+                 "synthetic_dataset_version": _synthetic_version()},
       "metric": "fg_iou: per-image foreground IoU averaged over test images; miou: two-class "
                 "mean IoU; *_std: sample std over seeds (ddof=1).",
       "command": shlex.join(["python"] + sys.argv) if argv is None

@@ -14,9 +14,20 @@ A scene is built from two full-frame layers and a mask, exactly like the generat
   rings). Distractors belong to the background: they are never in the mask.
 * foreground: a texture of the same families, attached to the object (stripes, gradients and
   shading move with it), optionally shaded like a lit solid.
+* foreground shading: most objects (``RIM_PROBABILITY``) darken towards their outline, so that
+  their look is tied to their own shape, as a lit solid's is.
 * mask: one object of varied shape: ellipse, polygon, star, smooth random blob; about a fifth of
   them have an elliptic hole (rings, shapes with a hole), so the mask has holes where background
-  shows through. Objects lie anywhere; some are partly cut by the border.
+  shows through. Objects lie anywhere inside the frame but keep ``OBJECT_MARGIN`` (1/8 of the
+  frame) from every border, as photographed objects mostly do.
+
+Why the margin (version 2; version 1 let objects be cut by the border): the layered model is
+symmetric under swapping its layers (object layer = the scene with a hole, background layer =
+the object), and the random shift breaks that symmetry only at the frame's border, where the
+shifted layer uncovers the other. Measured on version 1 (objects anywhere, often cut), every
+trained generator took the swapped solution, with and without the shift; with the margin the
+shift picks the object as the object layer, and without the shift it does not (README,
+emergence section).
 
 The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
 anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
@@ -46,9 +57,16 @@ import numpy as np
 SPLIT_SIZES = {'train': 20000, 'test': 1000}
 """Nominal split sizes (what the input pipeline uses); any index >= 0 can be rendered."""
 
+VERSION = 2
+"""Bumped whenever the rendered images change; results and caches record it."""
+
 RESOLUTIONS = (16, 32, 64, 128)
 MIN_OBJECT_AREA = 0.08
 MAX_OBJECT_AREA = 0.40
+OBJECT_MARGIN = 0.125
+"""Every object pixel's centre lies at least this far (fraction of the frame) from each border."""
+RIM_PROBABILITY = 0.8
+"""Share of objects whose colour darkens towards their outline (see ``_rim_shading``)."""
 
 _SPLIT_IDS = {'train': 1, 'test': 2}
 _CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
@@ -159,7 +177,13 @@ class _Shape:
     self.scale = 0.25
 
   def _set_polygon(self, angles, radii):
+    # Jitter can move the first vertex below -pi: wrap it, so that the angles ascend within
+    # [-pi, pi) and each angular wedge is matched to its own edge in inside().
+    angles = (angles + np.pi) % _TWO_PI - np.pi
+    order = np.argsort(angles)
+    angles, radii = angles[order], radii[order]
     px, py = radii * np.cos(angles), radii * np.sin(angles)
+    self.vertices = (px, py)
     qx, qy = np.concatenate((px[1:], px[:1])), np.concatenate((py[1:], py[:1]))
     ex, ey = qx - px, qy - py
     length = np.hypot(ex, ey)
@@ -201,25 +225,52 @@ class _Shape:
     return out
 
 
+def _unit_extent(shape: _Shape) -> Tuple[float, float, float, float]:
+  """The shape's bounding box around its centre, in units of its scale, rotation included:
+  (x_min, x_max, y_min, y_max). Exact for polygons and stars (their vertices), from the
+  boundary sampled finely enough for ellipses and blobs (whose boundary is piecewise constant in
+  radius over each table bin, so both ends of each bin are taken)."""
+  if shape.kind == 'ellipse':
+    phi = np.linspace(-np.pi, np.pi, 1024)
+    u, v = np.cos(phi), shape.aspect * np.sin(phi)
+  elif shape.kind == 'blob':
+    r = np.sqrt(shape.table_r2.astype(np.float64))
+    ends = np.concatenate((_BLOB_PHI, _BLOB_PHI + _TWO_PI / _BLOB_TABLE))
+    u, v = np.tile(r, 2) * np.cos(ends), np.tile(r, 2) * np.sin(ends)
+  else:
+    u, v = shape.vertices
+  c, s = np.cos(shape.theta), np.sin(shape.theta)
+  x, y = u * c - v * s, u * s + v * c
+  eps = 1e-3
+  return float(x.min()) - eps, float(x.max()) + eps, float(y.min()) - eps, float(y.max()) + eps
+
+
 def _place_object(rng, shape: _Shape) -> None:
-  """Chooses size and position so that the visible area (on the check grid) is in range."""
+  """Chooses size and position: the visible area (on the check grid) is in range and the whole
+  object keeps ``OBJECT_MARGIN`` from every border (at any resolution: the extent is measured in
+  continuous coordinates)."""
   gx, gy = _grid(_CHECK_GRID)
+  x0, x1, y0, y1 = _unit_extent(shape)
+  room = 1.0 - 2.0 * OBJECT_MARGIN
+  max_scale = room / max(x1 - x0, y1 - y0)
   target = rng.uniform(0.10, 0.38)
-  shape.set_area(target)
-  for attempt in range(8):
-    if attempt < 6:
-      shape.cx, shape.cy = rng.uniform(0.08, 0.92, 2)
-    else:  # fall back to a centred object
-      shape.cx, shape.cy = rng.uniform(0.4, 0.6, 2)
+  for _ in range(8):
+    shape.set_area(target)
+    shape.scale = min(shape.scale, max_scale)
+    # Centres for which the extent stays inside [margin, 1 - margin] on both axes.
+    lo_x, lo_y = OBJECT_MARGIN - shape.scale * x0, OBJECT_MARGIN - shape.scale * y0
+    shape.cx = rng.uniform(lo_x, max(lo_x, 1.0 - OBJECT_MARGIN - shape.scale * x1))
+    shape.cy = rng.uniform(lo_y, max(lo_y, 1.0 - OBJECT_MARGIN - shape.scale * y1))
     area = np.count_nonzero(shape.inside(gx, gy)) / gx.size
     if _ACCEPT_LO <= area <= _ACCEPT_HI:
       return
-    if area > _ACCEPT_HI:  # only from discretisation of a nominal area close to the top
-      shape.set_area(target * 0.9)
-      target *= 0.9
-  # Last resort: centred, nominal size mid-range (always inside the range on the check grid).
-  shape.cx = shape.cy = 0.5
-  shape.set_area(0.2)
+    target *= 0.9 if area > _ACCEPT_HI else 1.1
+  # Last resort: the largest scale that fits, centred in the free room, shrunk into the range.
+  shape.scale = max_scale
+  shape.cx = 0.5 - 0.5 * shape.scale * (x0 + x1)
+  shape.cy = 0.5 - 0.5 * shape.scale * (y0 + y1)
+  while np.count_nonzero(shape.inside(gx, gy)) / gx.size > _ACCEPT_HI:
+    shape.scale *= 0.95
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,6 +411,20 @@ def _distractors(rng, img: np.ndarray, n: int, palette: np.ndarray, extra: np.nd
                          _SHIFT)
 
 
+def _rim_shading(rng, fg: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+  """Darkens the object towards its outline (outer edge and hole edges): the factor falls
+  linearly from 1 at ``width`` (image units) inside the edge to ``1 - strength`` on it. The
+  object's look is then tied to its own outline, as a lit solid's is."""
+  width = np.float32(rng.uniform(0.04, 0.08))
+  strength = np.float32(rng.uniform(0.35, 0.7))
+  # Distance (pixels) from each object pixel's centre to the nearest background pixel's centre;
+  # the edge lies half a pixel before that.
+  dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+  depth = (dist - np.float32(0.5)) * np.float32(1.0 / n)
+  factor = 1.0 - strength * np.maximum(1.0 - depth / width, 0.0)
+  return cv2.multiply(fg, _gray3(factor))
+
+
 def _to_uint8(img: np.ndarray) -> np.ndarray:
   """[0, 1] float32 -> uint8, rounded to nearest, saturated at both ends."""
   img = np.maximum(img, np.float32(0.0))
@@ -424,6 +489,8 @@ def render_layers(split: str, index: int, resolution: int,
     fg = cv2.multiply(fg, _gray3(1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)))
   elif rng.random() < 0.4:
     fg = _lighting(rng, fg, n, rng.uniform(0.3, 0.9))
+  if rng.random() < RIM_PROBABILITY:
+    fg = _rim_shading(rng, fg, mask, n)
   if rng.random() < 0.3:
     fg = _grain(rng, fg, n, rng.uniform(0.01, 0.05))
 
