@@ -109,3 +109,56 @@ def test_no_tf_launch_runs_a_script_with_logging_only_writers(tmp_path):
   assert "TensorFlow stand-in" in result.stdout
   assert result.stdout.strip().splitlines()[-1] == "False"
   assert not list(logdir.rglob("*tfevents*"))
+
+
+_VARIANT_SCRIPT = """
+import sys
+from layered_gan_jax.datasets import synthetic
+masks = synthetic.generate('train', 0, 50, 32)['mask']
+print(synthetic.OBJECT_MARGIN, synthetic.RIM_PROBABILITY, int(masks[:, 0].any()), sys.argv[1])
+"""
+
+
+def test_dataset_variant_launch_overrides_the_layout(tmp_path):
+  """benchmarks/device/dataset_variant_launch.py: SYN_MARGIN / SYN_RIM reach the renderer of the
+  launched script (a negative margin lets objects reach the border again), and its flags pass."""
+  script = tmp_path / "script.py"
+  script.write_text(_VARIANT_SCRIPT)
+  launcher = os.path.join(REPO, "benchmarks", "device", "dataset_variant_launch.py")
+  outs = []
+  for extra in ({}, {"SYN_MARGIN": "-0.15", "SYN_RIM": "0"}):
+    env = {k: v for k, v in os.environ.items() if k not in ("SYN_MARGIN", "SYN_RIM")}
+    env.update(PYTHONPATH=REPO, **extra)
+    result = subprocess.run([sys.executable, launcher, str(script), "flag"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outs.append(result.stdout.strip().splitlines()[-1])
+  assert outs[0] == "0.125 0.8 0 flag"
+  assert outs[1] == "-0.15 0.0 1 flag"
+
+
+def test_dataset_variants_summary(tmp_path):
+  """The summary reads each run's .variant line and its eval/metrics.json; a missing run is
+  listed as missing, not dropped."""
+  sys.path.insert(0, os.path.join(REPO, "benchmarks", "device"))
+  import dataset_variants_summary as summary  # pylint: disable=g-import-not-at-top
+  (tmp_path / "A.variant").write_text("A margin=0.125 rim=0.8 setting=default seed=1 "
+                                      "--gan_steps=4000\n")
+  (tmp_path / "B.variant").write_text("B margin=-0.15 rim=0.0 setting=no_shift seed=0\n")
+  run = tmp_path / "A" / "default" / "seed_1" / "eval"
+  run.mkdir(parents=True)
+  metrics = {"fg_iou": 0.5, "miou": 0.6, "resolution": 32, "num_images": 10,
+             "generated": {"mask_coverage": 0.4, "reference_miou": 0.7,
+                           "reference_miou_inverted_mask": 0.1},
+             "baselines": {"grabcut": {"fg_iou": 0.8}, "center_prior": {"fg_iou": 0.6}}}
+  (run / "metrics.json").write_text(json.dumps(metrics))
+  out = tmp_path / "s.json"
+  result = summary.main([f"--dir={tmp_path}", f"--json={out}"])
+  a, b = result["runs"]
+  assert (a["margin"], a["rim"], a["setting"], a["seed"], a["extra"]) == (
+      0.125, 0.8, "default", 1, "--gan_steps=4000")
+  assert (a["fg_iou"], a["reference_miou_inverted_mask"], a["grabcut_fg_iou"]) == (0.5, 0.1, 0.8)
+  assert "missing" in b and b["setting"] == "no_shift"
+  assert "| A | 0.125 | 0.8 | default | 1 | --gan_steps=4000 | 0.500 | 0.600 | 0.700 |" in (
+      result["table"])
+  assert json.loads(out.read_text())["runs"][0]["name"] == "A"

@@ -66,11 +66,54 @@ def test_object_areas_within_documented_range():
     assert areas.std() > 0.05  # varied sizes
 
 
+def test_objects_keep_the_margin_at_every_resolution():
+  """No object pixel lies within OBJECT_MARGIN of a border, at any resolution; some come close."""
+  for resolution, count in ((16, 300), (32, 300), (64, 300), (128, 60)):
+    masks = synthetic.generate('train', 0, count, resolution)['mask']
+    band = int(synthetic.OBJECT_MARGIN * resolution)  # pixel centres closer than the margin
+    for side in (masks[:, :band], masks[:, -band:], masks[:, :, :band], masks[:, :, -band:]):
+      assert not side.any(), resolution
+    rows = masks.any(axis=2)
+    first = np.array([np.flatnonzero(r)[0] for r in rows])
+    assert np.mean(first <= band + max(1, resolution // 32)) > 0.05  # the margin is used
+
+
+def test_polygon_vertices_are_wrapped():
+  """Jittered first vertices below -pi are wrapped: every shape lies within its unit circle."""
+  gx, gy = synthetic._grid(128)
+  for index in range(200):
+    rng = synthetic._rng('train', index, 0)
+    synthetic._random_colors(rng, 12)
+    shape = synthetic._Shape(rng)
+    if shape.kind not in ('polygon', 'star'):
+      continue
+    assert np.all(np.diff(shape.angles) > 0) and shape.angles[0] >= -np.pi
+    shape.cx = shape.cy = 0.5
+    shape.scale = 0.25
+    inside = shape.inside(gx, gy)
+    r = np.hypot(gx[inside] - 0.5, gy[inside] - 0.5) / 0.25
+    assert r.max() <= 1.0 + 1e-6, index
+
+
+def test_rim_shading_darkens_towards_the_outline():
+  """The object layer's darkening rim: the factor is 1 - strength at the edge, 1 past width."""
+  rng = np.random.default_rng(0)
+  n = 64
+  mask = np.zeros((n, n), np.uint8)
+  mask[16:48, 16:48] = 1
+  fg = np.full((n, n, 3), 0.8, np.float32)
+  out = synthetic._rim_shading(np.random.default_rng(0), fg, mask, n)
+  width = rng.uniform(0.04, 0.08)
+  strength = rng.uniform(0.35, 0.7)
+  for depth_px in range(0, 16):  # row 16 + depth, middle column: distance to the top edge
+    got = out[16 + depth_px, 32, 0]
+    depth = (depth_px + 0.5) / n  # the edge lies half a pixel before the first row's centre
+    want = 0.8 * (1.0 - strength * max(1.0 - depth / width, 0.0))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_variety_of_objects():
   masks = synthetic.generate('train', 0, 200, 32)['mask']
-  touching = np.mean([m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any()
-                      for m in masks])
-  assert 0.1 < touching < 0.9  # some objects are cut by the border, most are not
   with_hole = 0
   for m in masks:
     # A hole: a background component that does not touch the border.
