@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # the layers start nearer the data's contrast).
   config.model.head_init_std = 1.0
   config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
+  # How up/down-sampling around convs is computed (same function, same parameters):
+  # 'efficient' (sub-pixel upsample-conv, pooling as strided slices; fewer FLOPs, ~1.14x faster
+  # per iteration at the reference widths on CPU) or 'direct' (the literal upsample-then-conv).
+  config.model.resampling = "efficient"
 
   # ---------------------------------------------------------------- perturbations
   config.perturb = ml_collections.ConfigDict()

@@ -6,6 +6,7 @@ Every problem raises :class:`ConfigError` with one line saying what is wrong and
 from typing import Any, Dict, List
 
 from layered_gan_jax.generator import VARIANTS
+from layered_gan_jax.layers import RESAMPLING
 from layered_gan_jax.schedule import parse_resolution_map
 
 DATASETS = ("synthetic", "folder", "lsun/car", "lsun/horse", "lsun/chair", "lsun/bird",
@@ -53,6 +54,8 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   _check(m.variant in VARIANTS, f"model.variant={m.variant!r}; choose one of {VARIANTS}")
   _check(m.head_init_std > 0, f"model.head_init_std={m.head_init_std} must be > 0 (1 = reference)")
   _check(m.dtype in ("float32", "bfloat16"), f"model.dtype={m.dtype!r}; use float32 or bfloat16")
+  _check(m.get("resampling", "efficient") in RESAMPLING,
+         f"model.resampling={m.get('resampling')!r}; use one of {', '.join(RESAMPLING)}")
   _check(0.0 <= p.shift <= 0.5, f"perturb.shift={p.shift} must be in [0, 0.5] (0.125 reference)")
   _check(0.0 <= p.bg_contrast_jitter < 1.0,
          f"perturb.bg_contrast_jitter={p.bg_contrast_jitter} must be in [0, 1)")

@@ -25,6 +25,7 @@ class CriticBlock(nn.Module):
   features: int
   fused: bool = False
   dtype: Dtype = jnp.float32
+  resampling: str = "efficient"  # layers.RESAMPLING
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -33,7 +34,8 @@ class CriticBlock(nn.Module):
     if self.fused:
       x = layers.FusedDownsampleConv(self.features, dtype=self.dtype, name="conv2")(x)
     else:
-      x = layers.avg_pool2(layers.EqualConv(self.features, dtype=self.dtype, name="conv2")(x))
+      x = layers.EqualConv(self.features, dtype=self.dtype, name="conv2")(x)
+      x = layers.avg_pool2(x, self.resampling)
     return layers.leaky_relu(x)
 
 
@@ -41,6 +43,7 @@ class Critic(nn.Module):
   channels: Sequence[int]
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
+  resampling: str = "efficient"  # layers.RESAMPLING
 
   @property
   def max_stage(self) -> int:
@@ -65,9 +68,9 @@ class Critic(nn.Module):
     h = self._from_rgb(stage, x)
     for i in range(stage, 0, -1):
       h = CriticBlock(self.channels[i - 1], fused=resolution_of(i) >= self.fused_resolution,
-                      dtype=self.dtype, name=f"block_{i}")(h)
+                      dtype=self.dtype, resampling=self.resampling, name=f"block_{i}")(h)
       if i == stage:
-        skip = self._from_rgb(stage - 1, layers.avg_pool2(x))
+        skip = self._from_rgb(stage - 1, layers.avg_pool2(x, self.resampling))
         h = (1.0 - alpha) * skip + alpha * h
     features = h
     h = layers.minibatch_stddev(h)

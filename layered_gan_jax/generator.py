@@ -59,6 +59,7 @@ class SynthesisBlock(nn.Module):
   initial: bool = False
   fused: bool = False
   dtype: Dtype = jnp.float32
+  resampling: str = "efficient"  # layers.RESAMPLING
 
   @nn.compact
   def __call__(self, x: Optional[Array], w: Array, noise: Array) -> Array:
@@ -67,8 +68,8 @@ class SynthesisBlock(nn.Module):
     elif self.fused:
       x = layers.blur(layers.FusedUpsampleConv(self.features, dtype=self.dtype, name="conv1")(x))
     else:
-      x = layers.upsample_nearest(x)
-      x = layers.blur(layers.EqualConv(self.features, dtype=self.dtype, name="conv1")(x))
+      x = layers.blur(layers.EqualConv(self.features, upsample=True, resampling=self.resampling,
+                                       dtype=self.dtype, name="conv1")(x))
     x = layers.NoiseInjection(dtype=self.dtype, name="noise1")(x, noise)
     x = layers.AdaIN(dtype=self.dtype, name="adain1")(layers.leaky_relu(x), w)
     x = layers.EqualConv(self.features, dtype=self.dtype, name="conv2")(x)
@@ -83,6 +84,7 @@ class SynthesisNetwork(nn.Module):
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
   head_init_std: float = 1.0
+  resampling: str = "efficient"  # layers.RESAMPLING
 
   @property
   def max_stage(self) -> int:
@@ -99,7 +101,8 @@ class SynthesisNetwork(nn.Module):
       prev = x
       x = SynthesisBlock(self.channels[i], initial=i == 0,
                          fused=i > 0 and resolution_of(i) >= self.fused_resolution,
-                         dtype=self.dtype, name=f"block_{i}")(x, styles[i], noise[i])
+                         dtype=self.dtype, resampling=self.resampling,
+                         name=f"block_{i}")(x, styles[i], noise[i])
     out = self._head(stage, x)
     if stage > 0:
       skip = layers.upsample_nearest(self._head(stage - 1, prev))
@@ -154,13 +157,14 @@ class LayeredGenerator(nn.Module):
   dtype: Dtype = jnp.float32
   mask_logit_offset: float = 0.0
   head_init_std: float = 1.0
+  resampling: str = "efficient"  # layers.RESAMPLING
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f"unknown generator variant {self.variant!r}; choose one of {VARIANTS}")
     mapping = lambda: MappingNetwork(self.style_dim, self.mapping_layers, self.dtype)
     synth = lambda out: SynthesisNetwork(tuple(self.channels), out, self.fused_resolution,
-                                         self.dtype, self.head_init_std)
+                                         self.dtype, self.head_init_std, self.resampling)
     if self.variant == "two_generators":
       self.background_mapping = mapping()
       self.object_mapping = mapping()

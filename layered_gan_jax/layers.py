@@ -49,9 +49,70 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
   return x.reshape(b, h * factor, w * factor, c)
 
 
-def avg_pool2(x: jax.Array) -> jax.Array:
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+# How the up- and down-sampling around convolutions is computed; both give the same function.
+#   "efficient": nearest-x2-upsampling + 3x3 conv in the sub-pixel form (``upsample_conv3x3``)
+#       and 2x2 average pooling as four strided slices: fewer FLOPs and faster XLA:CPU kernels
+#       at the reference widths (README, performance).
+#   "direct": upsample, then conv; pooling as a mean over a reshaped window: the literal form.
+# They differ only by float rounding, which is enough to change a GAN's training trajectory.
+RESAMPLING = ("efficient", "direct")
+
+
+def avg_pool2(x: jax.Array, resampling: str = "efficient") -> jax.Array:
+  """2x2 average pooling, stride 2.
+
+  "efficient": the sum of four strided slices, an elementwise fusion. As a reduction over a
+  reshaped window axis ("direct"), XLA:CPU's YNNPACK path fused it into the preceding
+  convolution and ran that ~35 % slower (32 px, 512 channels, batch 16).
+  """
+  if resampling == "direct":
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) * 0.25
+
+
+SUBPIXEL_MIN_SIZE = 8
+
+
+def _phase_taps(k: jax.Array, axis: int) -> jax.Array:
+  """Along a size-3 kernel axis, the 2-tap kernels of the two output phases of
+  ``conv3x3(upsample_nearest(x))``: output pixel 2i takes ``k0 x[i-1] + (k1 + k2) x[i]``, pixel
+  2i+1 takes ``(k0 + k1) x[i] + k2 x[i+1]``. Returns ``[phase, tap, ...]`` with ``axis``
+  removed."""
+  k0, k1, k2 = (jnp.take(k, i, axis=axis) for i in range(3))
+  return jnp.stack([jnp.stack([k0, k1 + k2]), jnp.stack([k0 + k1, k2])])
+
+
+def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """``conv3x3(upsample_nearest(x))`` (zero padding 1) computed at the input resolution.
+
+  The sub-pixel form: each of the four output phases (even / odd row and column) is a 2x2 conv
+  of ``x``, with taps that are sums of the 3x3 kernel's taps. The four phases run as one 2x2
+  conv with 4x the output channels, then interleave. It is the same linear map (equal up to
+  float rounding; the tests check values and gradients against the direct form) with
+  ``16 (h+1)^2`` instead of ``36 h^2`` multiply-adds per input/output channel pair, ~0.5x at
+  h = 16 and no upsampled input tensor.
+
+  Inputs smaller than ``SUBPIXEL_MIN_SIZE`` use the direct form: there the fixed costs (the
+  phase kernels, the interleave) outweigh the saved multiply-adds. Measured on the 2-core CPU,
+  512 channels, batch 16, forward + both gradients: 0.51x the time of the direct form at
+  h = 16, 0.73x at h = 8, ~1.05x at h = 4, 1.5x at h = 2.
+  """
+  b, h, w, _ = x.shape
+  if min(h, w) < SUBPIXEL_MIN_SIZE:
+    return lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
+                                    dimension_numbers=_CONV_DIMS)
+  cout = kernel.shape[-1]
+  k = _phase_taps(_phase_taps(kernel, 1), 2)  # [p, t, q, s, cin, cout]
+  # -> [t, s, cin, p, q, cout]: a 2x2 kernel with 4 * cout outputs, phase-major.
+  k = k.transpose(1, 3, 4, 0, 2, 5).reshape(2, 2, kernel.shape[2], 4 * cout)
+  # Explicit padding + VALID: with the padding inside the conv, XLA:CPU turned its weight
+  # gradient into a reversed-kernel convolution that ran ~100x slower.
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  z = lax.conv_general_dilated(xp, k, (1, 1), "VALID", dimension_numbers=_CONV_DIMS)
+  z = z.reshape(b, h + 1, w + 1, 2, 2, cout)  # z[:, r, s, p, q] = phase (p, q) at (r-p, s-q)
+  rows = [jnp.stack([z[:, p:p + h, q:q + w, p, q] for q in (0, 1)], axis=3) for p in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, cout)
 
 
 def _sum_of_shifts(kernel: jax.Array) -> jax.Array:
@@ -110,6 +171,10 @@ class EqualConv(nn.Module):
   use_bias: bool = True
   dtype: Dtype = jnp.float32
   init_std: float = 1.0  # Std of the stored kernel at init (1 = equalized-lr reference).
+  # Nearest x2 upsampling of the input first (3x3 SAME only). With resampling="efficient" it is
+  # computed without the upsampled input (``upsample_conv3x3``). Same parameters either way.
+  upsample: bool = False
+  resampling: str = "efficient"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -117,9 +182,19 @@ class EqualConv(nn.Module):
     kernel = self.param("kernel", nn.initializers.normal(self.init_std),
                         (k, k, cin, self.features))
     scale = he_scale(cin * k * k)
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype), (kernel * scale).astype(self.dtype), (1, 1), self.padding,
-        dimension_numbers=_CONV_DIMS)
+    if self.upsample:
+      if k != 3 or self.padding != "SAME":
+        raise ValueError("EqualConv(upsample=True) supports only kernel_size=3, padding='SAME'")
+      x, kernel = x.astype(self.dtype), (kernel * scale).astype(self.dtype)
+      if self.resampling == "direct":
+        y = lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
+                                     dimension_numbers=_CONV_DIMS)
+      else:
+        y = upsample_conv3x3(x, kernel)
+    else:
+      y = lax.conv_general_dilated(
+          x.astype(self.dtype), (kernel * scale).astype(self.dtype), (1, 1), self.padding,
+          dimension_numbers=_CONV_DIMS)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,))
       y = y + bias.astype(self.dtype)

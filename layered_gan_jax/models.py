@@ -26,9 +26,11 @@ def build_generator(config, dtype=None) -> LayeredGenerator:
                           fused_resolution=m.fused_resolution,
                           mask_logit_offset=float(m.get("mask_logit_offset", 0.0)),
                           head_init_std=float(m.get("head_init_std", 1.0)),
+                          resampling=m.get("resampling", "efficient"),
                           dtype=DTYPES[dtype or m.dtype])
 
 
 def build_critic(config, dtype=None) -> Critic:
   return Critic(channels=model_channels(config), fused_resolution=config.model.fused_resolution,
+                resampling=config.model.get("resampling", "efficient"),
                 dtype=DTYPES[dtype or config.model.dtype])

@@ -127,6 +127,18 @@ def test_fused_and_unfused_paths_agree():
         rtol=1e-5, atol=1e-5)
 
 
+def test_resampling_forms_give_the_same_scores():
+  """model.resampling changes how the average pooling is computed, not what."""
+  efficient = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="efficient")
+  direct = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="direct")
+  params = _random_params(efficient, 3)
+  x = _images(23, 3)
+  for alpha in (0.4, 1.0):
+    np.testing.assert_allclose(efficient.apply({"params": params}, x, stage=3, alpha=alpha),
+                               direct.apply({"params": params}, x, stage=3, alpha=alpha),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_stage_zero_and_input_validation(critic):
   model, params = critic
   x = _images(23, 0)

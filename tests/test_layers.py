@@ -71,9 +71,55 @@ def test_upsample_nearest_and_avg_pool_match_numpy():
   np.testing.assert_array_equal(layers.upsample_nearest(jnp.asarray(x)), up)
   y = np.random.default_rng(4).standard_normal((2, 6, 8, 3)).astype(np.float32)
   pooled = y.reshape(2, 3, 2, 4, 2, 3).mean(axis=(2, 4))
-  np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(y)), pooled, rtol=1e-6, atol=1e-6)
-  # avg_pool2 undoes upsample_nearest.
-  np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(up)), x, rtol=1e-6)
+  for resampling in layers.RESAMPLING:
+    np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(y), resampling), pooled, rtol=1e-6,
+                               atol=1e-6)
+    # avg_pool2 undoes upsample_nearest.
+    np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(up), resampling), x, rtol=1e-6)
+
+
+def _numpy_conv3x3_of_upsample(x, kernel):
+  """Naive float64 reference: nearest x2 upsampling, zero padding 1, 3x3 correlation."""
+  up = np.repeat(np.repeat(x.astype(np.float64), 2, axis=1), 2, axis=2)
+  b, h, w, _ = up.shape
+  p = np.pad(up, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros((b, h, w, kernel.shape[-1]))
+  for dy in range(3):
+    for dx in range(3):
+      out += p[:, dy:dy + h, dx:dx + w] @ kernel[dy, dx].astype(np.float64)
+  return out
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 8, 3), (1, 8, 12, 5), (2, 3, 5, 4)])
+def test_upsample_conv3x3_equals_conv_of_nearest_upsample(shape):
+  """The sub-pixel form (inputs >= SUBPIXEL_MIN_SIZE; the last shape takes the direct path) is
+  conv3x3(upsample_nearest(x)): values against NumPy, gradients against the direct form."""
+  rng = np.random.default_rng(sum(shape))
+  x = rng.standard_normal(shape).astype(np.float32)
+  kernel = rng.standard_normal((3, 3, shape[-1], 6)).astype(np.float32)
+  out = layers.upsample_conv3x3(jnp.asarray(x), jnp.asarray(kernel))
+  assert out.shape == (shape[0], 2 * shape[1], 2 * shape[2], 6)
+  np.testing.assert_allclose(out, _numpy_conv3x3_of_upsample(x, kernel), rtol=1e-5, atol=1e-4)
+  direct = lambda a, k: _conv3x3(layers.upsample_nearest(a), k)
+  cot = jnp.asarray(rng.standard_normal(out.shape).astype(np.float32))
+  grads = jax.vjp(layers.upsample_conv3x3, jnp.asarray(x), jnp.asarray(kernel))[1](cot)
+  grads_ref = jax.vjp(direct, jnp.asarray(x), jnp.asarray(kernel))[1](cot)
+  for g, r in zip(grads, grads_ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(r))))
+
+
+def test_equal_conv_upsample_both_resamplings_agree_and_validate():
+  x = _normal(11, (2, 8, 9, 4))
+  conv = layers.EqualConv(5, upsample=True)
+  params = conv.init(KEY(1), x)["params"]
+  assert params["kernel"].shape == (3, 3, 4, 5)  # the plain conv's parameters
+  params = {"kernel": params["kernel"], "bias": _normal(12, (5,))}
+  ref = layers.EqualConv(5).apply({"params": params}, layers.upsample_nearest(x))
+  for resampling in layers.RESAMPLING:
+    out = layers.EqualConv(5, upsample=True, resampling=resampling).apply({"params": params}, x)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+  with pytest.raises(ValueError, match="upsample=True"):
+    layers.EqualConv(5, kernel_size=1, upsample=True).init(KEY(2), x)
 
 
 def test_blur_equals_depthwise_conv_with_121_kernel():

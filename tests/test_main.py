@@ -37,6 +37,7 @@ def _assert_clean_error(result, *needles):
     ("--config.runtime.xla_cpu_kernels=mkl", "runtime.xla_cpu_kernels='mkl'"),
     ("--config.loss.max_mask_coverage=0.05", "loss.max_mask_coverage=0.05 must be in"),
     ("--config.model.head_init_std=0", "model.head_init_std=0"),
+    ("--config.model.resampling=bilinear", "model.resampling='bilinear'"),
 ])
 def test_bad_config_gives_one_line_and_status_2(tmp_path, override, needle):
   result = _main(["--config=configs/tiny.py", f"--workdir={tmp_path}", override])
