@@ -34,8 +34,8 @@ class CriticBlock(nn.Module):
     if self.fused:
       x = layers.FusedDownsampleConv(self.features, dtype=self.dtype, name="conv2")(x)
     else:
-      x = layers.EqualConv(self.features, dtype=self.dtype, name="conv2")(x)
-      x = layers.avg_pool2(x, self.resampling)
+      x = layers.EqualConv(self.features, downsample=True, resampling=self.resampling,
+                           dtype=self.dtype, name="conv2")(x)
     return layers.leaky_relu(x)
 
 

@@ -115,6 +115,38 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, cout)
 
 
+def conv3x3_avg_pool2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """``avg_pool2(conv3x3(x))`` (zero padding 1) computed at the output resolution.
+
+  It is the stride-2 4x4 conv with the average of the four shifted 3x3 kernels (what
+  ``FusedDownsampleConv`` computes), done as one matrix product: the zero-padded input is
+  rearranged into 2x2 blocks (space-to-depth), four neighbouring blocks form a patch of 16
+  pixels, and the patches multiply the 4x4 kernel reshaped to ``[16 * cin, cout]``. That is
+  ``16 (h/2)^2`` instead of ``9 h^2`` multiply-adds per channel pair (0.44x), and, unlike a
+  strided convolution, its gradients and the gradient penalty's second derivatives stay
+  matrix products: XLA:CPU ran the second derivative of the strided conv ~50x slower.
+
+  Inputs smaller than ``SUBPIXEL_MIN_SIZE`` use the direct form. Measured on
+  the 2-core CPU, 512 channels, batch 16 (forward, input gradient, weight gradient, gradient
+  penalty): 0.82x / 0.56x / 0.88x / 0.64x the time of the direct form at h = 32, 0.82x /
+  0.62x / 0.93x / 0.67x at h = 16.
+  """
+  b, h, w, c = x.shape
+  if min(h, w) < SUBPIXEL_MIN_SIZE:
+    y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_CONV_DIMS)
+    return avg_pool2(y)
+  cout = kernel.shape[-1]
+  k4 = _sum_of_shifts(kernel) * 0.25  # y[i, j] = sum_{a, b} k4[a, b] . xp[2i + a, 2j + b]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  hb, wb = h // 2 + 1, w // 2 + 1
+  # z[:, r, s, (p, q, c)] = xp[:, 2r + p, 2s + q, c]
+  z = xp.reshape(b, hb, 2, wb, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, 4 * c)
+  patches = jnp.concatenate([z[:, u:u + h // 2, v:v + w // 2] for u in (0, 1) for v in (0, 1)],
+                            axis=-1)  # channel order (u, v, p, q, c), with a = 2u + p, b = 2v + q
+  k = k4.reshape(2, 2, 2, 2, c, cout).transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, cout)
+  return jnp.dot(patches, k)
+
+
 def _sum_of_shifts(kernel: jax.Array) -> jax.Array:
   """(k, k, I, O) -> (k+1, k+1, I, O): the sum of the four one-pixel shifts of the kernel."""
   k = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
@@ -174,6 +206,9 @@ class EqualConv(nn.Module):
   # Nearest x2 upsampling of the input first (3x3 SAME only). With resampling="efficient" it is
   # computed without the upsampled input (``upsample_conv3x3``). Same parameters either way.
   upsample: bool = False
+  # 2x2 average pooling of the output (3x3 SAME only). With resampling="efficient" it is
+  # computed at the output resolution (``conv3x3_avg_pool2``). Same parameters either way.
+  downsample: bool = False
   resampling: str = "efficient"
 
   @nn.compact
@@ -182,9 +217,15 @@ class EqualConv(nn.Module):
     kernel = self.param("kernel", nn.initializers.normal(self.init_std),
                         (k, k, cin, self.features))
     scale = he_scale(cin * k * k)
-    if self.upsample:
-      if k != 3 or self.padding != "SAME":
-        raise ValueError("EqualConv(upsample=True) supports only kernel_size=3, padding='SAME'")
+    if (self.upsample or self.downsample) and (k != 3 or self.padding != "SAME"):
+      raise ValueError("EqualConv(upsample=True) or (downsample=True) supports only "
+                       "kernel_size=3, padding='SAME'")
+    if self.upsample and self.downsample:
+      raise ValueError("EqualConv: upsample and downsample are exclusive")
+    pool_after_bias = self.downsample and self.resampling == "direct"
+    if self.downsample and not pool_after_bias:
+      y = conv3x3_avg_pool2(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
+    elif self.upsample:
       x, kernel = x.astype(self.dtype), (kernel * scale).astype(self.dtype)
       if self.resampling == "direct":
         y = lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
@@ -198,6 +239,8 @@ class EqualConv(nn.Module):
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,))
       y = y + bias.astype(self.dtype)
+    if pool_after_bias:  # The literal order: conv, bias, pool.
+      y = avg_pool2(y, "direct")
     return y
 
 

@@ -108,6 +108,57 @@ def test_upsample_conv3x3_equals_conv_of_nearest_upsample(shape):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3 * float(jnp.max(jnp.abs(r))))
 
 
+def _numpy_avg_pool_of_conv3x3(x, kernel):
+  """Naive float64 reference: 3x3 correlation with zero padding 1, then 2x2 mean pooling."""
+  b, h, w, _ = x.shape
+  p = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = np.zeros((b, h, w, kernel.shape[-1]))
+  for dy in range(3):
+    for dx in range(3):
+      y += p[:, dy:dy + h, dx:dx + w] @ kernel[dy, dx].astype(np.float64)
+  return y.reshape(b, h // 2, 2, w // 2, 2, -1).mean(axis=(2, 4))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 12, 3), (1, 16, 8, 5), (2, 6, 6, 4)])
+def test_conv3x3_avg_pool2_equals_pooled_conv(shape):
+  """The space-to-depth matrix-product form (inputs >= SUBPIXEL_MIN_SIZE; the last shape takes
+  the direct path) is avg_pool2(conv3x3(x)): values against NumPy; first and second
+  derivatives (the gradient penalty's) against the direct form."""
+  rng = np.random.default_rng(sum(shape) + 1)
+  x = rng.standard_normal(shape).astype(np.float32)
+  kernel = (rng.standard_normal((3, 3, shape[-1], 6)) / 3).astype(np.float32)
+  out = layers.conv3x3_avg_pool2(jnp.asarray(x), jnp.asarray(kernel))
+  assert out.shape == (shape[0], shape[1] // 2, shape[2] // 2, 6)
+  np.testing.assert_allclose(out, _numpy_avg_pool_of_conv3x3(x, kernel), rtol=1e-5, atol=1e-5)
+  direct = lambda a, k: layers.avg_pool2(_conv3x3(a, k), "direct")
+  cot = jnp.asarray(rng.standard_normal(out.shape).astype(np.float32))
+  grads = jax.vjp(layers.conv3x3_avg_pool2, jnp.asarray(x), jnp.asarray(kernel))[1](cot)
+  grads_ref = jax.vjp(direct, jnp.asarray(x), jnp.asarray(kernel))[1](cot)
+  for g, r in zip(grads, grads_ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
+
+  def penalty(f):  # d/dkernel of |d/dx <f(x, k), cot>|^2, as in the gradient penalty
+    return jax.grad(lambda k: jnp.sum(jnp.square(
+        jax.grad(lambda a: jnp.sum(f(a, k) * cot))(jnp.asarray(x)))))(jnp.asarray(kernel))
+
+  second, second_ref = penalty(layers.conv3x3_avg_pool2), penalty(direct)
+  np.testing.assert_allclose(second, second_ref, rtol=1e-4,
+                             atol=1e-4 * float(jnp.max(jnp.abs(second_ref))))
+
+
+def test_equal_conv_downsample_both_resamplings_agree():
+  x = _normal(13, (2, 8, 10, 4))
+  params = layers.EqualConv(5, downsample=True).init(KEY(3), x)["params"]
+  params = {"kernel": params["kernel"], "bias": _normal(14, (5,))}
+  ref = layers.avg_pool2(layers.EqualConv(5).apply({"params": params}, x), "direct")
+  for resampling in layers.RESAMPLING:
+    out = layers.EqualConv(5, downsample=True, resampling=resampling).apply({"params": params}, x)
+    assert out.shape == (2, 4, 5, 5)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="exclusive"):
+    layers.EqualConv(5, upsample=True, downsample=True).init(KEY(4), x)
+
+
 def test_equal_conv_upsample_both_resamplings_agree_and_validate():
   x = _normal(11, (2, 8, 9, 4))
   conv = layers.EqualConv(5, upsample=True)
