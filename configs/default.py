@@ -52,8 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.head_init_std = 1.0
   config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
   # How up/down-sampling around convs is computed (same function, same parameters):
-  # 'efficient' (sub-pixel upsample-conv, pooling as strided slices; fewer FLOPs, ~1.14x faster
-  # per iteration at the reference widths on CPU) or 'direct' (the literal upsample-then-conv).
+  # 'efficient' (sub-pixel upsample-conv; conv + pooling as one matrix product; 0.68-0.75x the
+  # FLOPs, ~1.3x faster per iteration at the reference widths on CPU) or 'direct' (the literal
+  # upsample-then-conv and conv-then-pool). See the README's performance section.
   config.model.resampling = "efficient"
 
   # ---------------------------------------------------------------- perturbations
