@@ -50,10 +50,12 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 
 
 # How the up- and down-sampling around convolutions is computed; both give the same function.
-#   "efficient": nearest-x2-upsampling + 3x3 conv in the sub-pixel form (``upsample_conv3x3``)
-#       and 2x2 average pooling as four strided slices: fewer FLOPs and faster XLA:CPU kernels
-#       at the reference widths (README, performance).
-#   "direct": upsample, then conv; pooling as a mean over a reshaped window: the literal form.
+#   "efficient": nearest-x2-upsampling + 3x3 conv in the sub-pixel form (``upsample_conv3x3``),
+#       3x3 conv + 2x2 average pooling as one matrix product (``conv3x3_avg_pool2``), pooling as
+#       four strided slices: fewer FLOPs and faster XLA:CPU kernels at the reference widths
+#       (README, performance).
+#   "direct": upsample, then conv; conv, then pool as a mean over a reshaped window: the
+#       literal form.
 # They differ only by float rounding, which is enough to change a GAN's training trajectory.
 RESAMPLING = ("efficient", "direct")
 
@@ -71,7 +73,7 @@ def avg_pool2(x: jax.Array, resampling: str = "efficient") -> jax.Array:
   return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) * 0.25
 
 
-SUBPIXEL_MIN_SIZE = 8
+RESAMPLING_MIN_SIZE = 8
 
 
 def _phase_taps(k: jax.Array, axis: int) -> jax.Array:
@@ -93,13 +95,13 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   ``16 (h+1)^2`` instead of ``36 h^2`` multiply-adds per input/output channel pair, ~0.5x at
   h = 16 and no upsampled input tensor.
 
-  Inputs smaller than ``SUBPIXEL_MIN_SIZE`` use the direct form: there the fixed costs (the
+  Inputs smaller than ``RESAMPLING_MIN_SIZE`` use the direct form: there the fixed costs (the
   phase kernels, the interleave) outweigh the saved multiply-adds. Measured on the 2-core CPU,
   512 channels, batch 16, forward + both gradients: 0.51x the time of the direct form at
   h = 16, 0.73x at h = 8, ~1.05x at h = 4, 1.5x at h = 2.
   """
   b, h, w, _ = x.shape
-  if min(h, w) < SUBPIXEL_MIN_SIZE:
+  if min(h, w) < RESAMPLING_MIN_SIZE:
     return lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
                                     dimension_numbers=_CONV_DIMS)
   cout = kernel.shape[-1]
@@ -107,7 +109,7 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   # -> [t, s, cin, p, q, cout]: a 2x2 kernel with 4 * cout outputs, phase-major.
   k = k.transpose(1, 3, 4, 0, 2, 5).reshape(2, 2, kernel.shape[2], 4 * cout)
   # Explicit padding + VALID: with the padding inside the conv, XLA:CPU turned its weight
-  # gradient into a reversed-kernel convolution that ran ~100x slower.
+  # gradient into a reversed-kernel convolution that ran 100-300x slower.
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   z = lax.conv_general_dilated(xp, k, (1, 1), "VALID", dimension_numbers=_CONV_DIMS)
   z = z.reshape(b, h + 1, w + 1, 2, 2, cout)  # z[:, r, s, p, q] = phase (p, q) at (r-p, s-q)
@@ -126,13 +128,13 @@ def conv3x3_avg_pool2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   strided convolution, its gradients and the gradient penalty's second derivatives stay
   matrix products: XLA:CPU ran the second derivative of the strided conv ~50x slower.
 
-  Inputs smaller than ``SUBPIXEL_MIN_SIZE`` use the direct form. Measured on
+  Inputs smaller than ``RESAMPLING_MIN_SIZE`` use the direct form. Measured on
   the 2-core CPU, 512 channels, batch 16 (forward, input gradient, weight gradient, gradient
-  penalty): 0.82x / 0.56x / 0.88x / 0.64x the time of the direct form at h = 32, 0.82x /
-  0.62x / 0.93x / 0.67x at h = 16.
+  penalty): 0.76x / 0.56x / 0.88x / 0.64x the time of the direct form at h = 32, 0.82x /
+  0.62x / 0.93x / 0.67x at h = 16, 1.35x / 0.50x / 0.70x / 0.75x at h = 8.
   """
   b, h, w, c = x.shape
-  if min(h, w) < SUBPIXEL_MIN_SIZE:
+  if min(h, w) < RESAMPLING_MIN_SIZE:
     y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_CONV_DIMS)
     return avg_pool2(y)
   cout = kernel.shape[-1]

@@ -92,7 +92,7 @@ def _numpy_conv3x3_of_upsample(x, kernel):
 
 @pytest.mark.parametrize("shape", [(2, 9, 8, 3), (1, 8, 12, 5), (2, 3, 5, 4)])
 def test_upsample_conv3x3_equals_conv_of_nearest_upsample(shape):
-  """The sub-pixel form (inputs >= SUBPIXEL_MIN_SIZE; the last shape takes the direct path) is
+  """The sub-pixel form (inputs >= RESAMPLING_MIN_SIZE; the last shape takes the direct path) is
   conv3x3(upsample_nearest(x)): values against NumPy, gradients against the direct form."""
   rng = np.random.default_rng(sum(shape))
   x = rng.standard_normal(shape).astype(np.float32)
@@ -121,7 +121,7 @@ def _numpy_avg_pool_of_conv3x3(x, kernel):
 
 @pytest.mark.parametrize("shape", [(2, 8, 12, 3), (1, 16, 8, 5), (2, 6, 6, 4)])
 def test_conv3x3_avg_pool2_equals_pooled_conv(shape):
-  """The space-to-depth matrix-product form (inputs >= SUBPIXEL_MIN_SIZE; the last shape takes
+  """The space-to-depth matrix-product form (inputs >= RESAMPLING_MIN_SIZE; the last shape takes
   the direct path) is avg_pool2(conv3x3(x)): values against NumPy; first and second
   derivatives (the gradient penalty's) against the direct form."""
   rng = np.random.default_rng(sum(shape) + 1)
