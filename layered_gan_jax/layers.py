@@ -18,6 +18,11 @@ LRELU_SLOPE = 0.2
 _CONV_DIMS = ("NHWC", "HWIO", "NHWC")
 
 
+def _conv(x: jax.Array, kernel: jax.Array, padding="SAME") -> jax.Array:
+  """Stride-1 NHWC / HWIO convolution."""
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_CONV_DIMS)
+
+
 def he_scale(fan_in: int) -> float:
   """The equalized-learning-rate multiplier ``sqrt(2 / fan_in)``."""
   return math.sqrt(2.0 / fan_in)
@@ -102,8 +107,7 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """
   b, h, w, _ = x.shape
   if min(h, w) < RESAMPLING_MIN_SIZE:
-    return lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
-                                    dimension_numbers=_CONV_DIMS)
+    return _conv(upsample_nearest(x), kernel)
   cout = kernel.shape[-1]
   k = _phase_taps(_phase_taps(kernel, 1), 2)  # [p, t, q, s, cin, cout]
   # -> [t, s, cin, p, q, cout]: a 2x2 kernel with 4 * cout outputs, phase-major.
@@ -111,7 +115,7 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   # Explicit padding + VALID: with the padding inside the conv, XLA:CPU turned its weight
   # gradient into a reversed-kernel convolution that ran 100-300x slower.
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  z = lax.conv_general_dilated(xp, k, (1, 1), "VALID", dimension_numbers=_CONV_DIMS)
+  z = _conv(xp, k, "VALID")
   z = z.reshape(b, h + 1, w + 1, 2, 2, cout)  # z[:, r, s, p, q] = phase (p, q) at (r-p, s-q)
   rows = [jnp.stack([z[:, p:p + h, q:q + w, p, q] for q in (0, 1)], axis=3) for p in (0, 1)]
   return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, cout)
@@ -135,8 +139,7 @@ def conv3x3_avg_pool2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """
   b, h, w, c = x.shape
   if min(h, w) < RESAMPLING_MIN_SIZE:
-    y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_CONV_DIMS)
-    return avg_pool2(y)
+    return avg_pool2(_conv(x, kernel))
   cout = kernel.shape[-1]
   k4 = _sum_of_shifts(kernel) * 0.25  # y[i, j] = sum_{a, b} k4[a, b] . xp[2i + a, 2j + b]
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -224,20 +227,14 @@ class EqualConv(nn.Module):
                        "kernel_size=3, padding='SAME'")
     if self.upsample and self.downsample:
       raise ValueError("EqualConv: upsample and downsample are exclusive")
+    x, kernel = x.astype(self.dtype), (kernel * scale).astype(self.dtype)
     pool_after_bias = self.downsample and self.resampling == "direct"
     if self.downsample and not pool_after_bias:
-      y = conv3x3_avg_pool2(x.astype(self.dtype), (kernel * scale).astype(self.dtype))
-    elif self.upsample:
-      x, kernel = x.astype(self.dtype), (kernel * scale).astype(self.dtype)
-      if self.resampling == "direct":
-        y = lax.conv_general_dilated(upsample_nearest(x), kernel, (1, 1), "SAME",
-                                     dimension_numbers=_CONV_DIMS)
-      else:
-        y = upsample_conv3x3(x, kernel)
+      y = conv3x3_avg_pool2(x, kernel)
+    elif self.upsample and self.resampling != "direct":
+      y = upsample_conv3x3(x, kernel)
     else:
-      y = lax.conv_general_dilated(
-          x.astype(self.dtype), (kernel * scale).astype(self.dtype), (1, 1), self.padding,
-          dimension_numbers=_CONV_DIMS)
+      y = _conv(upsample_nearest(x) if self.upsample else x, kernel, self.padding)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,))
       y = y + bias.astype(self.dtype)

@@ -110,6 +110,13 @@ def test_fade_in_blend_at_stage_one_features():
   np.testing.assert_allclose(f0, skip, rtol=1e-5, atol=1e-6)
 
 
+def _assert_same_scores(a, b, params, x, stage):
+  for alpha in (0.4, 1.0):
+    np.testing.assert_allclose(a.apply({"params": params}, x, stage=stage, alpha=alpha),
+                               b.apply({"params": params}, x, stage=stage, alpha=alpha),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_fused_and_unfused_paths_agree():
   """The fused stride-2 conv equals conv + avg pool, so with the same parameters a critic that
   fuses from 8 px gives the scores of one that never fuses."""
@@ -117,10 +124,8 @@ def test_fused_and_unfused_paths_agree():
   plain = critic_lib.Critic(channels=(4, 4, 4), fused_resolution=1024)
   params = _random_params(fused, 2)
   x = _images(22, 2)
+  _assert_same_scores(fused, plain, params, x, 2)
   for alpha in (0.4, 1.0):
-    np.testing.assert_allclose(fused.apply({"params": params}, x, stage=2, alpha=alpha),
-                               plain.apply({"params": params}, x, stage=2, alpha=alpha),
-                               rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         fused.apply({"params": params}, x, stage=2, alpha=alpha),
         manual_critic(params, x, 2, alpha, channels=(4, 4, 4), fused_resolution=8)[0],
@@ -132,11 +137,7 @@ def test_resampling_forms_give_the_same_scores():
   efficient = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="efficient")
   direct = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="direct")
   params = _random_params(efficient, 3)
-  x = _images(23, 3)
-  for alpha in (0.4, 1.0):
-    np.testing.assert_allclose(efficient.apply({"params": params}, x, stage=3, alpha=alpha),
-                               direct.apply({"params": params}, x, stage=3, alpha=alpha),
-                               rtol=1e-5, atol=1e-5)
+  _assert_same_scores(efficient, direct, params, _images(23, 3), 3)
 
 
 def test_stage_zero_and_input_validation(critic):
