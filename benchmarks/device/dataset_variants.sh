@@ -9,7 +9,10 @@
 # summarized here with:
 #   python benchmarks/device/dataset_variants_summary.py --dir=DIR_WITH_RUNS \
 #       --json=benchmarks/results/emergence_dataset_variants.json
-# PLAN selects the runs: "name margin rim setting seed [extra flags]" per line.
+# PLAN selects the runs: "name margin rim setting seed [extra flags]" per line (the extra flags go
+# to emergence.py, e.g. "--gan_steps=4000 --set=train.batch_size=64"). SEGMENTER_CACHE, if set, is
+# a folder of cached reference segmenters (a workdir_root's reference_segmenter/) copied into each
+# run's workdir_root, so that the runs do not each train the same one again.
 set -u
 OUT=${OUT:-variants_out}
 BUDGET=${BUDGET:-440}
@@ -42,6 +45,9 @@ while read -r name margin rim setting seed extra; do
   [ -z "$name" ] && continue
   (
     echo "$name margin=$margin rim=$rim setting=$setting seed=$seed $extra" > "$RUNS/$name.variant"
+    if [ -n "${SEGMENTER_CACHE:-}" ]; then
+      mkdir -p "$RUNS/$name" && cp -r "$SEGMENTER_CACHE" "$RUNS/$name/reference_segmenter"
+    fi
     SYN_MARGIN=$margin SYN_RIM=$rim timeout $(( BUDGET - $(el) )) \
       python3 benchmarks/device/dataset_variant_launch.py benchmarks/emergence.py --verbose \
       --settings="$setting" --seeds="$seed" $extra --workdir_root="$RUNS/$name" \
