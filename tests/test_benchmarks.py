@@ -137,6 +137,32 @@ def test_dataset_variant_launch_overrides_the_layout(tmp_path):
   assert outs[1] == "-0.15 0.0 1 flag"
 
 
+_TEXTURE_SCRIPT = """
+from layered_gan_jax.datasets import synthetic
+print(synthetic._BG_TEXTURES)
+"""
+
+
+def test_dataset_variant_launch_background_textures(tmp_path):
+  """SYN_BG_TEXTURES replaces the background's texture-family weights (stored cumulatively);
+  a malformed value stops the launcher with a message naming the variable."""
+  script = tmp_path / "script.py"
+  script.write_text(_TEXTURE_SCRIPT)
+  launcher = os.path.join(REPO, "benchmarks", "device", "dataset_variant_launch.py")
+
+  def launch(value):
+    env = dict(os.environ, PYTHONPATH=REPO, SYN_BG_TEXTURES=value)
+    return subprocess.run([sys.executable, launcher, str(script)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+  good = launch("0,0,0.6,0.4,0,0,0")
+  assert good.returncode == 0, good.stderr[-3000:]
+  assert good.stdout.strip().splitlines()[-1] == "(0.0, 0.0, 0.6, 1.0, 1.0, 1.0, 1.0)"
+  for bad in ("1,2,3", "0,0,0,0,0,0,0", "1,1,1,1,1,1,-1"):
+    result = launch(bad)
+    assert result.returncode != 0 and "SYN_BG_TEXTURES" in result.stderr, bad
+
+
 def test_dataset_variants_summary(tmp_path):
   """The summary reads each run's .variant line and its eval/metrics.json; a missing run is
   listed as missing, not dropped."""
@@ -149,7 +175,8 @@ def test_dataset_variants_summary(tmp_path):
   run.mkdir(parents=True)
   metrics = {"fg_iou": 0.5, "miou": 0.6, "resolution": 32, "num_images": 10,
              "generated": {"mask_coverage": 0.4, "reference_miou": 0.7,
-                           "reference_miou_inverted_mask": 0.1},
+                           "reference_miou_inverted_mask": 0.1, "reference_fg_iou": 0.65,
+                           "binarized_coverage_std": 0.05},
              "baselines": {"grabcut": {"fg_iou": 0.8}, "center_prior": {"fg_iou": 0.6}}}
   (run / "metrics.json").write_text(json.dumps(metrics))
   out = tmp_path / "s.json"
@@ -158,6 +185,7 @@ def test_dataset_variants_summary(tmp_path):
   assert (a["margin"], a["rim"], a["setting"], a["seed"], a["extra"]) == (
       0.125, 0.8, "default", 1, "--gan_steps=4000")
   assert (a["fg_iou"], a["reference_miou_inverted_mask"], a["grabcut_fg_iou"]) == (0.5, 0.1, 0.8)
+  assert (a["reference_fg_iou"], a["binarized_coverage_std"]) == (0.65, 0.05)
   assert "missing" in b and b["setting"] == "no_shift"
   assert "| A | 0.125 | 0.8 | default | 1 | --gan_steps=4000 | 0.500 | 0.600 | 0.700 |" in (
       result["table"])

@@ -18,7 +18,9 @@ import sys
 FIELDS = (("fg_iou", "encoder fg IoU"), ("miou", "encoder mIoU"),
           ("reference_miou", "reference mIoU"),
           ("reference_miou_inverted_mask", "reference mIoU, inverted mask"),
-          ("mask_coverage", "mask coverage"), ("grabcut_fg_iou", "GrabCut fg IoU"),
+          ("reference_fg_iou", "reference fg IoU"), ("mask_coverage", "mask coverage"),
+          ("binarized_coverage_std", "binarized coverage std"),
+          ("grabcut_fg_iou", "GrabCut fg IoU"),
           ("center_prior_fg_iou", "centred prior fg IoU"))
 
 
@@ -45,6 +47,8 @@ def read_run(path: str) -> dict:
              eval_images=m["num_images"], mask_coverage=gen.get("mask_coverage"),
              reference_miou=gen.get("reference_miou"),
              reference_miou_inverted_mask=gen.get("reference_miou_inverted_mask"),
+             reference_fg_iou=gen.get("reference_fg_iou"),
+             binarized_coverage_std=gen.get("binarized_coverage_std"),
              grabcut_fg_iou=m["baselines"]["grabcut"]["fg_iou"],
              center_prior_fg_iou=m["baselines"]["center_prior"]["fg_iou"])
   return row
