@@ -8,7 +8,7 @@ For the dataset-design experiment of the emergence benchmark (``dataset_variants
 ``SYN_MARGIN`` replaces ``synthetic.OBJECT_MARGIN`` (negative: objects may be cut by the
 border), ``SYN_RIM`` replaces ``synthetic.RIM_PROBABILITY``, ``SYN_BG_TEXTURES`` (seven
 comma-separated weights: flat, linear, stripes, checks, smooth field, clouds, radial) replaces the
-background's texture-family weights. Both are read at render time and the
+background's texture-family weights. All three are read at render time and the
 input pipeline renders in threads of this process, so the override reaches every image (train,
 test, reference segmenter). The script runs through ``no_tf_launch.py`` (for machines without
 TensorFlow). Results of an overridden dataset are not results of the dataset's version:
@@ -31,9 +31,14 @@ def main() -> None:
   if "SYN_RIM" in os.environ:
     synthetic.RIM_PROBABILITY = float(os.environ["SYN_RIM"])
   if "SYN_BG_TEXTURES" in os.environ:
-    weights = [float(w) for w in os.environ["SYN_BG_TEXTURES"].split(",")]
+    value = os.environ["SYN_BG_TEXTURES"]
+    try:
+      weights = [float(w) for w in value.split(",")]
+    except ValueError:
+      weights = []
     if len(weights) != 7 or min(weights) < 0 or sum(weights) <= 0:
-      sys.exit(f"SYN_BG_TEXTURES={os.environ['SYN_BG_TEXTURES']!r}: need 7 weights >= 0, not all 0")
+      sys.exit(f"SYN_BG_TEXTURES={value!r}: need 7 comma-separated numbers >= 0, not all 0 "
+               "(flat, linear, stripes, checks, smooth field, clouds, radial)")
     synthetic._BG_TEXTURES = tuple(np.cumsum(weights).tolist())  # pylint: disable=protected-access
   print(f"dataset variant: OBJECT_MARGIN {synthetic.OBJECT_MARGIN}, RIM_PROBABILITY "
         f"{synthetic.RIM_PROBABILITY}, background texture cumulative weights "
