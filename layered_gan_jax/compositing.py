@@ -47,37 +47,53 @@ def shift_images(x: Array, shifts: Array, max_abs_shift: int) -> Array:
   return jax.vmap(one)(padded, shifts)
 
 
-def contrast_jitter(key: Array, background: Array, strength: float) -> Array:
-  """Background contrast jitter: per sample ``c = 1 + s * (2u - 1)``; per sample and channel
-  ``clip((B - mean) * c + mean, min(B), max(B))`` with spatial mean / min / max.
+def contrast_factors(key: Array, batch: int, strength: float) -> Array:
+  """Per-sample contrast factors ``c = 1 + s * (2u - 1)``, u ~ U[0, 1), shape [B, 1, 1, 1]."""
+  u = jax.random.uniform(key, (batch, 1, 1, 1))
+  return 1.0 + strength * (2.0 * u - 1.0)
+
+
+def contrast_jitter(background: Array, factors: Array) -> Array:
+  """Background contrast jitter with given per-sample factors ``c`` [B, 1, 1, 1]: per sample
+  and channel ``clip((B - mean) * c + mean, min(B), max(B))`` with spatial mean / min / max.
 
   Gradients flow through it (including through the statistics)."""
-  if strength == 0:
-    return background
-  u = jax.random.uniform(key, (background.shape[0], 1, 1, 1))
-  c = 1.0 + strength * (2.0 * u - 1.0)
   mean = jnp.mean(background, axis=(1, 2), keepdims=True)
   lo = jnp.min(background, axis=(1, 2), keepdims=True)
   hi = jnp.max(background, axis=(1, 2), keepdims=True)
-  return jnp.clip((background - mean) * c + mean, lo, hi)
+  return jnp.clip((background - mean) * factors + mean, lo, hi)
+
+
+def sample_perturbation(key: Array, batch: int, resolution: int, *, shift_fraction: float,
+                        bg_contrast_jitter: float) -> Dict[str, Array]:
+  """The random draws of one perturbation: integer ``shifts`` [B, 2] (dy, dx) and the contrast
+  ``factors`` [B, 1, 1, 1]. Drawn independently of the latent, after the generator pass."""
+  shift_key, jitter_key = jax.random.split(key)
+  return {"shifts": sample_shifts(shift_key, batch, resolution, shift_fraction),
+          "factors": contrast_factors(jitter_key, batch, bg_contrast_jitter)}
+
+
+def apply_perturbation(layers: Dict[str, Array], draws: Dict[str, Array], *,
+                       shift_fraction: float, bg_contrast_jitter: float) -> Dict[str, Array]:
+  """Moves the foreground and mask together by ``draws['shifts']`` and jitters the background's
+  contrast by ``draws['factors']`` (skipped when ``bg_contrast_jitter`` is 0). Returns the
+  perturbed ``background``, ``foreground`` and ``mask``."""
+  resolution = layers["foreground"].shape[1]
+  fg_and_mask = jnp.concatenate([layers["foreground"], layers["mask"]], axis=-1)
+  moved = shift_images(fg_and_mask, draws["shifts"], max_shift(resolution, shift_fraction))
+  background = layers["background"]
+  if bg_contrast_jitter:
+    background = contrast_jitter(background, draws["factors"])
+  return {"background": background, "foreground": moved[..., :3], "mask": moved[..., 3:]}
 
 
 def perturb(key: Array, layers: Dict[str, Array], *, shift_fraction: float,
             bg_contrast_jitter: float) -> Tuple[Dict[str, Array], Array]:
-  """Applies the random foreground shift (F and m together) and the background contrast jitter.
+  """Draws and applies the perturbation (``sample_perturbation`` then ``apply_perturbation``).
 
   Returns the perturbed layers (``background``, ``foreground``, ``mask``) and the shifts [B, 2].
-  The shift is drawn independently of the latent, after the generator pass.
   """
-  shift_key, jitter_key = jax.random.split(key)
   batch, resolution = layers["foreground"].shape[0], layers["foreground"].shape[1]
-  s = max_shift(resolution, shift_fraction)
-  shifts = sample_shifts(shift_key, batch, resolution, shift_fraction)
-  fg_and_mask = jnp.concatenate([layers["foreground"], layers["mask"]], axis=-1)
-  moved = shift_images(fg_and_mask, shifts, s)
-  out = {
-      "background": contrast_jitter(jitter_key, layers["background"], bg_contrast_jitter),
-      "foreground": moved[..., :3],
-      "mask": moved[..., 3:],
-  }
-  return out, shifts
+  kw = dict(shift_fraction=shift_fraction, bg_contrast_jitter=bg_contrast_jitter)
+  draws = sample_perturbation(key, batch, resolution, **kw)
+  return apply_perturbation(layers, draws, **kw), draws["shifts"]

@@ -97,44 +97,72 @@ def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
     comp = compositing.composite(layers["background"], layers["foreground"], layers["mask"])
     return layers["mask"][..., 0], comp
 
-  coverage, binary, per_image_cov, fg_ious, mious, detected = [], [], [], [], [], 0
-  mious_inverted = []
+  masks, composites = [], []
   key = jax.random.PRNGKey(seed)
   done = 0
   while done < num:
     key, sub = jax.random.split(key)
     mask, comp = jax.device_get(generate(gan.ema_params, sub))
     n = min(batch, num - done)
-    mask, comp = np.asarray(mask)[:n], np.asarray(comp)[:n]
-    coverage.append(mask.mean())
-    binary.append(np.mean((mask < 0.1) | (mask > 0.9)))
-    per_image_cov.extend((mask >= 0.5).mean(axis=(1, 2)).tolist())
-    if segmenter is not None:
-      found = segmenter(to_uint8_images(comp))
-      for m_gen, m_ext in zip(mask, found):
-        if m_ext is None or not np.any(m_ext):
-          continue
-        detected += 1
-        ours, theirs = m_gen >= 0.5, np.asarray(m_ext, bool)
-        fg_ious.append(metrics.foreground_iou(ours, theirs))
-        mious.append(metrics.mean_iou_two_class(ours, theirs))
-        mious_inverted.append(metrics.mean_iou_two_class(~ours, theirs))
+    masks.append(np.asarray(mask)[:n])
+    composites.append(np.asarray(comp)[:n])
     done += n
-  out = {"mask_coverage": float(np.mean(coverage)),
-         "mask_binary_fraction": float(np.mean(binary)),
+  return sample_mask_statistics(np.concatenate(masks), np.concatenate(composites), segmenter)
+
+
+def sample_mask_statistics(masks: np.ndarray, composites: np.ndarray,
+                           segmenter: Optional[Callable] = None, batch: int = 64
+                           ) -> Dict[str, float]:
+  """Statistics of generated masks [N, H, W] in [0, 1] and their composites [N, H, W, 3] in
+  [-1, 1]: mean coverage, share of near-binary pixels, the spread of the binarized coverage
+  and of the binarized mask's centroid (px) over samples; with an external segmenter, the
+  share of composites where it finds an object and the IoU of the generator's mask with its
+  mask there (also with the generator's mask inverted)."""
+  masks = np.asarray(masks, np.float32)
+  per_image_cov = (masks >= 0.5).mean(axis=(1, 2))
+  out = {"mask_coverage": float(masks.mean()),
+         "mask_binary_fraction": float(np.mean((masks < 0.1) | (masks > 0.9))),
          "binarized_coverage_mean": float(np.mean(per_image_cov)),
          "binarized_coverage_std": float(np.std(per_image_cov)),
-         "empty_mask_fraction": float(np.mean(np.asarray(per_image_cov) < 0.01)),
-         "num_generated": int(num)}
-  if segmenter is not None:
-    out.update(detected_fraction=detected / num, detected=detected,
-               reference_fg_iou=float(np.mean(fg_ious)) if fg_ious else 0.0,
-               reference_miou=float(np.mean(mious)) if mious else 0.0,
-               # The same with the generator's mask inverted: high when the layers are swapped
-               # (the segmenter's object is where the generator's mask is 0).
-               reference_miou_inverted_mask=(float(np.mean(mious_inverted)) if mious_inverted
-                                             else 0.0))
+         "empty_mask_fraction": float(np.mean(per_image_cov < 0.01)),
+         "centroid_spread_px": centroid_spread(masks >= 0.5),
+         "num_generated": int(len(masks))}
+  if segmenter is None:
+    return out
+  fg_ious, mious, mious_inverted, detected = [], [], [], 0
+  for i in range(0, len(masks), batch):
+    found = segmenter(to_uint8_images(composites[i:i + batch]))
+    for m_gen, m_ext in zip(masks[i:i + batch], found):
+      if m_ext is None or not np.any(m_ext):
+        continue
+      detected += 1
+      ours, theirs = m_gen >= 0.5, np.asarray(m_ext, bool)
+      fg_ious.append(metrics.foreground_iou(ours, theirs))
+      mious.append(metrics.mean_iou_two_class(ours, theirs))
+      mious_inverted.append(metrics.mean_iou_two_class(~ours, theirs))
+  out.update(detected_fraction=detected / len(masks), detected=detected,
+             reference_fg_iou=float(np.mean(fg_ious)) if fg_ious else 0.0,
+             reference_miou=float(np.mean(mious)) if mious else 0.0,
+             # The same with the generator's mask inverted: high when the layers are swapped
+             # (the segmenter's object is where the generator's mask is 0).
+             reference_miou_inverted_mask=(float(np.mean(mious_inverted)) if mious_inverted
+                                           else 0.0))
   return out
+
+
+def centroid_spread(binary_masks: np.ndarray) -> float:
+  """RMS distance (px) of the masks' centroids from their mean centroid, over the non-empty
+  masks [N, H, W] (0 when fewer than two)."""
+  m = np.asarray(binary_masks, np.float64)
+  area = m.sum(axis=(1, 2))
+  keep = area > 0
+  if keep.sum() < 2:
+    return 0.0
+  m, area = m[keep], area[keep]
+  ys, xs = np.arange(m.shape[1]), np.arange(m.shape[2])
+  cy = (m.sum(axis=2) @ ys) / area
+  cx = (m.sum(axis=1) @ xs) / area
+  return float(np.sqrt(np.var(cy) + np.var(cx)))
 
 
 def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict:

@@ -213,12 +213,7 @@ class LayeredGenerator(nn.Module):
               for n, s in styles.items()}
     batch = styles[self.synthesis_names[0]][0].shape[0]
     if noise is None:
-      if self.variant == "shared_style":
-        shared = sample_noise(self.make_rng("noise"), batch, stage)
-        noise = {n: shared for n in self.synthesis_names}
-      else:
-        noise = {n: sample_noise(self.make_rng("noise"), batch, stage)
-                 for n in self.synthesis_names}
+      noise = self.draw_noise(batch, stage)
     outs = {n: self._synthesis(n)(styles[n], noise[n], stage=stage, alpha=alpha)
             for n in self.synthesis_names}
     if self.variant == "single_generator":
@@ -230,6 +225,14 @@ class LayeredGenerator(nn.Module):
       logit = logit + self.mask_logit_offset
     return {"background": bg, "foreground": fg, "mask_logit": logit,
             "mask": jax.nn.sigmoid(logit)}
+
+  def draw_noise(self, batch: int, stage: int) -> Dict[str, list]:
+    """Per-network noise maps from the ``noise`` RNG stream, as ``synthesize`` draws them when
+    none are given (one draw shared by both networks in the shared-style variant)."""
+    if self.variant == "shared_style":
+      shared = sample_noise(self.make_rng("noise"), batch, stage)
+      return {n: shared for n in self.synthesis_names}
+    return {n: sample_noise(self.make_rng("noise"), batch, stage) for n in self.synthesis_names}
 
   def __call__(self, z, *, stage: int, alpha=1.0, z2=None,
                crossover: Optional[Mapping[str, Array]] = None,

@@ -17,7 +17,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 from layered_gan_jax import (checkpointing, compositing, config_validation, input_pipeline,
                              losses, models, optim, parallel, visualization)
-from layered_gan_jax.generator import init_generator
+from layered_gan_jax.generator import LayeredGenerator, init_generator, resolution_of
 from layered_gan_jax.critic import init_critic
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState, create_gan_state
@@ -57,47 +57,61 @@ def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, m
   return z, z2, crossover
 
 
-def make_generate_fn(generator, config, stage: int):
-  """``generate(g_params, key, batch, alpha) -> (layers, perturbed_layers, perturbed composite)``
-  for the training generator: random latents with style mixing, random noise, then the shift
-  and contrast-jitter perturbations."""
+def draw_generator_inputs(generator, config, stage: int, key, batch: int):
+  """The random inputs of one pass of the training generator: latents ``z``, ``z2`` and the
+  style-mixing ``crossover``, the ``noise`` maps, and the perturbation's ``shifts`` and contrast
+  ``factors``. ``generate_from_draws`` turns them into layers deterministically."""
   t, p = config.train, config.perturb
-
-  def generate(g_params, key, batch, alpha):
-    k_lat, k_noise, k_pert = jax.random.split(key, 3)
-    z, z2, crossover = sample_latents(k_lat, batch, config.model.style_dim, stage,
-                                      generator.mixing_groups, t.style_mixing_prob)
-    layers = generator.apply({"params": g_params}, z, stage=stage, alpha=alpha, z2=z2,
-                             crossover=crossover, rngs={"noise": k_noise})
-    perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=p.shift,
-                                       bg_contrast_jitter=p.bg_contrast_jitter)
-    fake = compositing.composite(perturbed["background"], perturbed["foreground"],
-                                 perturbed["mask"])
-    return layers, perturbed, fake
-
-  return generate
+  k_lat, k_noise, k_pert = jax.random.split(key, 3)
+  z, z2, crossover = sample_latents(k_lat, batch, config.model.style_dim, stage,
+                                    generator.mixing_groups, t.style_mixing_prob)
+  noise = generator.apply({}, batch, stage, method=LayeredGenerator.draw_noise,
+                          rngs={"noise": k_noise})
+  perturbation = compositing.sample_perturbation(
+      k_pert, batch, resolution_of(stage), shift_fraction=p.shift,
+      bg_contrast_jitter=p.bg_contrast_jitter)
+  return {"z": z, "z2": z2, "crossover": crossover, "noise": noise, **perturbation}
 
 
-def make_train_step(generator, critic, config, stage: int):
-  """Returns ``step(state, real, alpha, lr) -> (state, metrics)`` for one stage (not jitted)."""
+def generate_from_draws(generator, config, stage: int, g_params, draws, alpha):
+  """``(layers, perturbed layers, perturbed composite)`` of the training generator for the
+  random inputs ``draws`` (see ``draw_generator_inputs``)."""
+  p = config.perturb
+  layers = generator.apply({"params": g_params}, draws["z"], stage=stage, alpha=alpha,
+                           z2=draws["z2"], crossover=draws["crossover"], noise=draws["noise"])
+  perturbed = compositing.apply_perturbation(layers, draws, shift_fraction=p.shift,
+                                             bg_contrast_jitter=p.bg_contrast_jitter)
+  fake = compositing.composite(perturbed["background"], perturbed["foreground"],
+                               perturbed["mask"])
+  return layers, perturbed, fake
+
+
+def draw_iteration(generator, config, stage: int, key, batch: int):
+  """All random inputs of one iteration: the critic step's generator pass, the gradient
+  penalty's interpolation coefficients, the generator step's generator pass."""
+  k_d, k_gp, k_g = jax.random.split(key, 3)
+  return {"critic": draw_generator_inputs(generator, config, stage, k_d, batch),
+          "gp": losses.interpolation_coefficients(k_gp, batch),
+          "generator": draw_generator_inputs(generator, config, stage, k_g, batch)}
+
+
+def make_update_fn(generator, critic, config, stage: int):
+  """Returns ``update(state, real, draws, alpha, lr) -> (state, metrics)``: one iteration for
+  given random inputs (``draw_iteration``), deterministic (not jitted)."""
   t, l = config.train, config.loss
   adam = make_adam(t)
-  generate = make_generate_fn(generator, config, stage)
 
   def critic_fn(d_params, alpha):
     return lambda x: critic.apply({"params": d_params}, x, stage=stage, alpha=alpha)
 
-  def step(state: GANState, real, alpha, lr):
-    key = jax.random.fold_in(state.rng, state.step)
-    k_d, k_gp, k_g = jax.random.split(key, 3)
-    batch = real.shape[0]
-
+  def update(state: GANState, real, draws, alpha, lr):
     # Critic step on the perturbed composites of the current generator.
-    _, _, fake = generate(state.g_params, k_d, batch, alpha)
+    _, _, fake = generate_from_draws(generator, config, stage, state.g_params,
+                                     draws["critic"], alpha)
     fake = jax.lax.stop_gradient(fake)
 
     def d_loss_fn(d_params):
-      return losses.critic_loss(critic_fn(d_params, alpha), real, fake, k_gp,
+      return losses.critic_loss(critic_fn(d_params, alpha), real, fake, draws["gp"],
                                 gp_weight=l.gp_weight, drift_weight=l.drift_weight)
 
     d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(state.d_params)
@@ -108,7 +122,8 @@ def make_train_step(generator, critic, config, stage: int):
 
     # Generator step against the updated critic.
     def g_loss_fn(g_params):
-      layers, perturbed, fake = generate(g_params, k_g, batch, alpha)
+      layers, perturbed, fake = generate_from_draws(generator, config, stage, g_params,
+                                                    draws["generator"], alpha)
       d_fake = critic_fn(d_params, alpha)(fake)
       loss, metrics = losses.generator_loss(
           d_fake, perturbed["mask"], eta=l.min_mask_coverage, size_weight=l.mask_size_weight,
@@ -121,14 +136,32 @@ def make_train_step(generator, critic, config, stage: int):
                                active=optim.active_mask(state.g_params, stage, alpha))
     g_params = optim.apply_updates(state.g_params, g_dir, lr,
                                    optim.lr_multipliers(state.g_params, t.mapping_lr_mult))
-    decay = t.ema_decay
-    if t.ema_rampup:  # Short runs: the EMA forgets the random init sooner.
-      step_f = state.step.astype(jnp.float32)
-      decay = jnp.minimum(decay, (1.0 + step_f) / (10.0 + step_f))
-    ema = optim.ema_update(state.ema_params, g_params, decay)
+    ema = optim.ema_update(state.ema_params, g_params, ema_decay(t, state.step))
     new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
                               g_opt=g_opt, d_opt=d_opt, ema_params=ema)
     return new_state, {**d_metrics, **g_metrics, "alpha": jnp.asarray(alpha, jnp.float32)}
+
+  return update
+
+
+def ema_decay(train_config, step):
+  """The EMA decay after iteration ``step``: ``ema_decay``, or with ``ema_rampup``
+  ``min(ema_decay, (1 + t) / (10 + t))`` so that short runs forget the random init sooner."""
+  if not train_config.ema_rampup:
+    return train_config.ema_decay
+  step_f = jnp.asarray(step).astype(jnp.float32)
+  return jnp.minimum(train_config.ema_decay, (1.0 + step_f) / (10.0 + step_f))
+
+
+def make_train_step(generator, critic, config, stage: int):
+  """Returns ``step(state, real, alpha, lr) -> (state, metrics)`` for one stage (not jitted):
+  the iteration's random inputs come from ``fold_in(state.rng, state.step)``."""
+  update = make_update_fn(generator, critic, config, stage)
+
+  def step(state: GANState, real, alpha, lr):
+    key = jax.random.fold_in(state.rng, state.step)
+    draws = draw_iteration(generator, config, stage, key, real.shape[0])
+    return update(state, real, draws, alpha, lr)
 
   return step
 

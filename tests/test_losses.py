@@ -20,6 +20,10 @@ def _tree_axpy(a, v, h):
   return tree_map(lambda x, y: x + h * y, a, v)
 
 
+def _e(key, real):
+  return losses.interpolation_coefficients(key, real.shape[0])
+
+
 # ----------------------------------------------------------------------------- gradient penalty
 
 @pytest.mark.parametrize("norm", [0.3, 1.0, 2.5])
@@ -30,7 +34,8 @@ def test_gradient_penalty_of_linear_critic_is_exact(norm):
   critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3)) + 0.7  # D(x) = <w, x> + b
   real = jnp.asarray(rng.standard_normal((5, 4, 4, 3)), jnp.float32)
   fake = jnp.asarray(rng.standard_normal((5, 4, 4, 3)), jnp.float32)
-  gp = losses.gradient_penalty(critic, real, fake, jax.random.PRNGKey(1))
+  gp = losses.gradient_penalty(critic, real, fake,
+                               losses.interpolation_coefficients(jax.random.PRNGKey(1), 5))
   assert float(gp) == pytest.approx((norm - 1.0) ** 2, rel=1e-5, abs=1e-9)
 
 
@@ -41,7 +46,8 @@ def test_gradient_penalty_interpolates_per_sample():
   real = jnp.asarray(rng.standard_normal((6, 3, 3, 2)) * 0.3, jnp.float32)
   fake = jnp.asarray(rng.standard_normal((6, 3, 3, 2)) * 0.3, jnp.float32)
   key = jax.random.PRNGKey(2)
-  gp = losses.gradient_penalty(lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3)), real, fake, key)
+  gp = losses.gradient_penalty(lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3)), real, fake,
+                               _e(key, real))
   e = np.asarray(jax.random.uniform(key, (6, 1, 1, 1)), np.float64)
   assert np.ptp(e) > 0.1  # per sample, not one scalar
   x_hat = e * np.asarray(real, np.float64) + (1 - e) * np.asarray(fake, np.float64)
@@ -66,7 +72,8 @@ def test_gradient_penalty_param_gradient_matches_finite_differences():
     real = jnp.asarray(rng.standard_normal((4, 2, 2, 3)))
     fake = jnp.asarray(rng.standard_normal((4, 2, 2, 3)))
     key = jax.random.PRNGKey(4)
-    gp = jax.jit(lambda p: losses.gradient_penalty(lambda x: critic(p, x), real, fake, key))
+    e = _e(key, real)
+    gp = jax.jit(lambda p: losses.gradient_penalty(lambda x: critic(p, x), real, fake, e))
     grads = jax.jit(jax.grad(gp))(params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
     assert float(jnp.abs(grads["w1"]).max()) > 0
@@ -96,9 +103,9 @@ def test_critic_loss_equals_its_parts():
   fake = jnp.asarray(rng.standard_normal((4, 3, 3, 2)), jnp.float32)
   key = jax.random.PRNGKey(6)
   d_real, d_fake = np.asarray(critic(real)), np.asarray(critic(fake))
-  gp = float(losses.gradient_penalty(critic, real, fake, key))
+  gp = float(losses.gradient_penalty(critic, real, fake, _e(key, real)))
   for gp_weight, drift_weight in [(10.0, 0.001), (3.0, 0.5)]:
-    loss, aux = losses.critic_loss(critic, real, fake, key, gp_weight=gp_weight,
+    loss, aux = losses.critic_loss(critic, real, fake, _e(key, real), gp_weight=gp_weight,
                                    drift_weight=drift_weight)
     expected = (d_fake.mean() - d_real.mean() + drift_weight * np.mean(d_real ** 2)
                 + gp_weight * gp)
@@ -110,7 +117,7 @@ def test_critic_loss_equals_its_parts():
     assert float(aux["d_real"]) == pytest.approx(d_real.mean(), rel=1e-5)
     assert float(aux["d_fake"]) == pytest.approx(d_fake.mean(), rel=1e-5)
   # Default weights are the reference ones: GP 10, drift 0.001.
-  loss, _ = losses.critic_loss(critic, real, fake, key)
+  loss, _ = losses.critic_loss(critic, real, fake, _e(key, real))
   expected = d_fake.mean() - d_real.mean() + 0.001 * np.mean(d_real ** 2) + 10.0 * gp
   assert float(loss) == pytest.approx(expected, rel=1e-5)
 
@@ -133,7 +140,7 @@ def test_critic_loss_of_real_critic_is_twice_differentiable():
 
     def loss(p):
       fn = lambda x: model.apply({"params": p}, x, stage=1, alpha=0.7)
-      return losses.critic_loss(fn, real, fake, key)[0]
+      return losses.critic_loss(fn, real, fake, _e(key, real))[0]
 
     grads = jax.jit(jax.grad(loss))(params)
     loss_jit = jax.jit(loss)  # compiled once, evaluated at p + h v and p - h v

@@ -1,0 +1,362 @@
+"""``official_parity.py behaviour``: both implementations trained on the same data, compared.
+
+For every (setting, seed) it
+  1. builds ``configs/synthetic.py`` with the setting's overrides and the seed;
+  2. writes the exact real-batch stream our trainer will read (``input_pipeline.train_iterator``
+     per stage, as ``train_gan`` calls it) to .npy files, and our initial weights in the
+     official names (``official_parity.to_official``);
+  3. trains ours with ``train_gan.train_and_evaluate`` (the real entry point) and the official
+     ``train.train()`` (``official_driver.py --mode=train``) on that stream, from those weights;
+  4. draws both EMA generators' layers on the same fixed latents and reports the statistics of
+     ``evaluation.sample_mask_statistics`` (with the reference segmenter of the emergence
+     benchmark) and the loss curves averaged over the logging windows.
+
+Settings: ``fixed32`` (configs/synthetic.py as shipped: 32 px from the start), ``progressive``
+(8 -> 16 -> 32 px over the same number of images, batch 16 throughout) and ``border``
+(``fixed32`` on synthetic objects placed as in dataset version 1: margin -0.15, cut by the
+frame). The official EMA follows the same rule as ours (``train.ema_rampup``) through a
+wrapper of its ``accumulate``; everything else in its loop is its own.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Dict, List
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from benchmarks import official_parity as op  # pylint: disable=g-import-not-at-top
+
+SETTINGS = ("fixed32", "progressive", "border")
+BORDER_MARGIN = -0.15  # dataset version 1's placement: objects may be cut by the frame
+CURVES = ("critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
+STATS = ("mask_coverage", "mask_binary_fraction", "binarized_coverage_mean",
+         "binarized_coverage_std", "centroid_spread_px", "reference_miou",
+         "reference_miou_inverted_mask")
+
+
+def log(msg):
+  print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def make_config(setting: str, seed: int, iterations: int):
+  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  config = synthetic.get_config()
+  config.seed = seed
+  config.train.max_steps = iterations
+  if setting == "progressive":
+    batch = config.train.batch_size
+    # Three stages of about a third of the images each; 2 * phase is kept off a multiple of
+    # the batch, where the official loop would run one iteration more per stage than ours.
+    phase = (iterations * batch) // 6
+    while (2 * phase) % batch == 0:
+      phase -= 1
+    config.train.start_resolution = 8
+    config.train.phase_images = phase
+  return config
+
+
+class _Margin:
+  """The synthetic objects' border margin for one setting (and empty data caches around it)."""
+
+  def __init__(self, setting):
+    self.margin = BORDER_MARGIN if setting == "border" else None
+
+  def __enter__(self):
+    from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+    self.saved = synthetic.OBJECT_MARGIN
+    if self.margin is not None:
+      synthetic.OBJECT_MARGIN = self.margin
+    input_pipeline.clear_caches()
+    return self
+
+  def __exit__(self, *exc):
+    from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+    synthetic.OBJECT_MARGIN = self.saved
+    input_pipeline.clear_caches()
+    return False
+
+
+def export_stream(config, directory) -> List[Dict]:
+  """The real batches ``train_gan`` will read, stage by stage, as .npy [steps, B, R, R, 3]."""
+  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top
+  stages = []
+  for st in Schedule(config.train).stages:
+    steps = min(st.num_steps, config.train.max_steps - st.start_step)
+    if steps <= 0:
+      break
+    path = os.path.join(directory, f"stream_stage{st.stage}.npy")
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                    shape=(steps, st.batch_size, st.resolution, st.resolution, 3))
+    it = input_pipeline.train_iterator(config.data, resolution=st.resolution,
+                                       batch_size=st.batch_size,
+                                       seed=config.seed + 1000 * st.stage, start_index=0)
+    for i in range(steps):
+      out[i] = next(it)["image"]
+    out.flush()
+    del out
+    stages.append({"stage": st.stage, "iterations": steps, "fade_images": st.fade_images,
+                   "images": path})
+  return stages
+
+
+def our_initial_weights(config, path):
+  from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  g, d = models.build_generator(config), models.build_critic(config)
+  state = jax.device_get(train_gan.init_state(g, d, config))
+  ch, ml = list(models.model_channels(config)), config.model.mapping_layers
+  arrays = {**{f"g/{k}": v for k, v in op.to_official(state.g_params, "g", ch, ml).items()},
+            **{f"d/{k}": v for k, v in op.to_official(state.d_params, "d", ch, ml).items()}}
+  np.savez(path, **arrays)
+
+
+def our_samples(workdir, latents, seed):
+  import jax  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  gan = train_gan.load_gan(workdir)
+
+  @jax.jit
+  def layers(z, key):
+    return gan.generator.apply({"params": gan.ema_params}, z, stage=gan.stage, alpha=gan.alpha,
+                               rngs={"noise": key})
+
+  out = {"background": [], "foreground": [], "mask": []}
+  key = jax.random.PRNGKey(seed)
+  for i in range(0, len(latents), 64):
+    key, sub = jax.random.split(key)
+    l = jax.device_get(layers(latents[i:i + 64], sub))
+    for k in out:
+      out[k].append(np.asarray(l[k]))
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def our_curves(workdir) -> Dict[str, Dict[int, float]]:
+  """Scalars our trainer logged (TensorBoard events written by clu): tag -> {step: value}."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(workdir, size_guidance={"tensors": 0, "scalars": 0})
+  acc.Reload()
+  out = {}
+  tags = acc.Tags()
+  for tag in CURVES:
+    if tag in tags.get("tensors", []):
+      out[tag] = {e.step: float(tensor_util.make_ndarray(e.tensor_proto))
+                  for e in acc.Tensors(tag)}
+    elif tag in tags.get("scalars", []):
+      out[tag] = {e.step: float(e.value) for e in acc.Scalars(tag)}
+  return out
+
+
+def official_curves(metrics: Dict[str, np.ndarray], every: int) -> Dict[str, Dict[int, float]]:
+  """The official per-iteration metrics as our curves, averaged over our logging windows."""
+  per_iter = {
+      "critic_loss": metrics["lossD"] + metrics["grad_penalty"],
+      "wasserstein": metrics["Dstep_D_x"] - metrics["Dstep_D_Gz"],
+      "gradient_penalty": metrics["grad_penalty"] / 10.0,
+      "generator_loss": metrics["lossG"],
+  }
+  n = len(per_iter["critic_loss"])
+  out = {}
+  for k, v in per_iter.items():
+    out[k] = {end: float(np.mean(v[end - every:end])) for end in range(every, n + 1, every)}
+  return out
+
+
+def curve_summary(curves: Dict[str, Dict[int, float]]) -> Dict[str, Dict[str, float]]:
+  """Mean of each curve over the first and the last fifth of training."""
+  out = {}
+  for k, c in curves.items():
+    steps = sorted(c)
+    if not steps:
+      continue
+    fifth = max(1, len(steps) // 5)
+    out[k] = {"first_fifth": float(np.mean([c[s] for s in steps[:fifth]])),
+              "last_fifth": float(np.mean([c[s] for s in steps[-fifth:]]))}
+  return out
+
+
+def run_pair(args, setting, seed, latents, segmenter) -> Dict:
+  from layered_gan_jax import evaluation, train_gan  # pylint: disable=g-import-not-at-top
+  config = make_config(setting, seed, args.iterations)
+  root = os.path.join(args.workdir_root, setting, f"seed_{seed}")
+  ours_dir, official_dir = os.path.join(root, "ours"), os.path.join(root, "official")
+  if os.path.isdir(ours_dir):
+    shutil.rmtree(ours_dir)  # a fresh run each time (a resumed run would read another stream)
+  os.makedirs(official_dir, exist_ok=True)
+  result = {"setting": setting, "seed": seed, "iterations": args.iterations}
+  with _Margin(setting):
+    t = time.time()
+    stages = export_stream(config, official_dir)
+    init_path = os.path.join(official_dir, "init.npz")
+    our_initial_weights(config, init_path)
+    result["export_seconds"] = time.time() - t
+    log(f"{setting} seed {seed}: stream and initial weights written "
+        f"({result['export_seconds']:.0f} s); training ours")
+    t = time.time()
+    train_gan.train_and_evaluate(config, ours_dir)
+    result["ours_seconds"] = time.time() - t
+  log(f"{setting} seed {seed}: ours done in {result['ours_seconds']:.0f} s; training official")
+  from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
+  latents_path = os.path.join(official_dir, "latents.npy")
+  np.save(latents_path, latents)
+  spec = {"seed": seed, "channels": list(models.model_channels(config)),
+          "style_dim": config.model.style_dim, "mapping_layers": config.model.mapping_layers,
+          "lr": config.train.lr, "mapping_lr_mult": config.train.mapping_lr_mult,
+          "shift": config.perturb.shift, "jitter": config.perturb.bg_contrast_jitter,
+          "eta": config.loss.min_mask_coverage, "mask_size_weight": config.loss.mask_size_weight,
+          "binarization_weight": config.loss.binarization_weight,
+          "ema_rampup": bool(config.train.ema_rampup), "init": init_path,
+          "latents": latents_path, "stages": stages}
+  out_path = os.path.join(official_dir, "official_run.npz")
+  t = time.time()
+  op.run_driver(args, "train", spec, out_path)
+  result["official_seconds"] = time.time() - t
+  log(f"{setting} seed {seed}: official done in {result['official_seconds']:.0f} s")
+  for st in stages:
+    os.remove(st["images"])  # hundreds of MB each; rewritten by a rerun
+  official = np.load(out_path)
+  theirs = {k: np.asarray(official[f"samples/{k}"]).transpose(0, 2, 3, 1)
+            for k in ("background", "foreground", "mask")}
+  ours = our_samples(ours_dir, latents, seed + 777)
+  samples = {"ours": ours, "official": theirs}
+  with _Margin(setting):
+    for impl, layers in samples.items():
+      comp = (1 - layers["mask"]) * layers["background"] + layers["mask"] * layers["foreground"]
+      result[impl] = evaluation.sample_mask_statistics(layers["mask"][..., 0], comp,
+                                                       segmenter[setting])
+  metrics = {k[len("metrics/"):]: official[k] for k in official.files
+             if k.startswith("metrics/")}
+  curves = {"ours": our_curves(ours_dir),
+            "official": official_curves(metrics, config.train.log_every_steps)}
+  result["curves"] = {impl: curve_summary(c) for impl, c in curves.items()}
+  result["curves_full"] = {impl: {k: {str(s): v for s, v in c.items()} for k, c in cs.items()}
+                           for impl, cs in curves.items()}
+  np.savez_compressed(os.path.join(root, "samples.npz"),
+                      **{f"{impl}/{k}": v[:args.png_samples] for impl, l in samples.items()
+                         for k, v in l.items()})
+  return result
+
+
+def reference_segmenters(args, settings) -> Dict:
+  from benchmarks import emergence  # pylint: disable=g-import-not-at-top
+  out = {}
+  for setting in settings:
+    seg_args = types.SimpleNamespace(segmenter_steps=args.segmenter_steps, segmenter_width=16,
+                                     segmenter_levels=4, segmenter_seed=0,
+                                     workdir_root=os.path.join(args.workdir_root,
+                                                               "segmenter_" + (
+                                                                   "border" if setting == "border"
+                                                                   else "v2")))
+    with _Margin(setting):
+      out[setting], ub = emergence.get_reference_segmenter(seg_args, 32, 500)
+    out[setting + "_upper_bound"] = ub
+  return out
+
+
+def real_mask_statistics(setting, n=500) -> Dict[str, float]:
+  """The same statistics on the real test masks (what a generator should match)."""
+  from layered_gan_jax import evaluation, input_pipeline  # pylint: disable=g-import-not-at-top
+  masks = []
+  with _Margin(setting):
+    for b in input_pipeline.eval_dataset({"name": "synthetic"}, resolution=32, batch_size=100,
+                                         max_examples=n):
+      masks.append(np.asarray(b["mask"])[np.asarray(b["valid"])])
+  m = np.concatenate(masks)[..., 0] if np.concatenate(masks).ndim == 4 else np.concatenate(masks)
+  m = m.astype(np.float32)
+  stats = evaluation.sample_mask_statistics(m, np.zeros(m.shape + (3,), np.float32))
+  return {k: stats[k] for k in ("mask_coverage", "binarized_coverage_std", "centroid_spread_px")}
+
+
+def markdown(result) -> str:
+  lines = [f"# Ours vs the official code: same data, same budget ({result['date']})", "",
+           f"Command: `{result['command']}`", "",
+           f"Machine: {result['machine']}. Wall time {result['seconds'] / 60:.0f} min.", ""]
+  head = ("| setting | seed | impl | coverage | near-binary | bin. cov. std | centroid spread "
+          "(px) | reference mIoU | inverted | critic loss (last 1/5) | W estimate | GP |")
+  lines += [head, "|" + "---|" * 12]
+  for r in result["runs"]:
+    for impl in ("ours", "official"):
+      s, c = r[impl], r["curves"][impl]
+      lines.append(
+          f"| {r['setting']} | {r['seed']} | {impl} | {s['mask_coverage']:.3f} | "
+          f"{s['mask_binary_fraction']:.3f} | {s['binarized_coverage_std']:.3f} | "
+          f"{s['centroid_spread_px']:.2f} | {s['reference_miou']:.3f} | "
+          f"{s['reference_miou_inverted_mask']:.3f} | "
+          f"{c['critic_loss']['last_fifth']:.2f} | {c['wasserstein']['last_fifth']:.2f} | "
+          f"{c['gradient_penalty']['last_fifth']:.3f} |")
+  lines += ["", "Real test masks (500):", ""]
+  for setting, s in result["real_masks"].items():
+    lines.append(f"- {setting}: coverage {s['mask_coverage']:.3f}, binarized coverage std "
+                 f"{s['binarized_coverage_std']:.3f}, centroid spread "
+                 f"{s['centroid_spread_px']:.2f} px")
+  return "\n".join(lines) + "\n"
+
+
+def make_png(result, path, n):
+  from layered_gan_jax import visualization  # pylint: disable=g-import-not-at-top
+  blocks = []
+  for r in result["runs"]:
+    if r["seed"] != result["runs"][0]["seed"] and r["setting"] == "fixed32":
+      continue
+    data = np.load(os.path.join(r["workdir"], "samples.npz"))
+    for impl in ("ours", "official"):
+      bg, fg, m = (data[f"{impl}/{k}"][:n] for k in ("background", "foreground", "mask"))
+      comp = (1 - m) * bg + m * fg
+      blocks += [visualization.to_uint8(comp), visualization.to_uint8(m, (0.0, 1.0))]
+  visualization.save_png(path, visualization.grid(blocks))
+
+
+def run(args):
+  import datetime  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  settings = [s for s in args.settings.split(",") if s]
+  bad = [s for s in settings if s not in SETTINGS]
+  if bad:
+    raise SystemExit(f"error: unknown --settings {bad}; choose from {SETTINGS}")
+  seeds = [int(s) for s in args.seeds.split(",")]
+  latents = np.random.default_rng(12345).standard_normal(
+      (args.num_samples, make_config("fixed32", 0, 1).model.style_dim)).astype(np.float32)
+  segmenter = reference_segmenters(args, settings)
+  runs = []
+  for setting in settings:
+    for seed in (seeds if setting == "fixed32" else seeds[:1]):
+      r = run_pair(args, setting, seed, latents, segmenter)
+      r["workdir"] = os.path.join(args.workdir_root, setting, f"seed_{seed}")
+      runs.append(r)
+      log(f"{setting} seed {seed}: " + ", ".join(
+          f"{impl} ref mIoU {r[impl]['reference_miou']:.3f} / inv "
+          f"{r[impl]['reference_miou_inverted_mask']:.3f}, bin. cov. std "
+          f"{r[impl]['binarized_coverage_std']:.3f}" for impl in ("ours", "official")))
+      _write(args, runs, settings, start, segmenter)
+  return _write(args, runs, settings, start, segmenter)
+
+
+def _write(args, runs, settings, start, segmenter):
+  result = {"command": " ".join(["python", "benchmarks/official_parity.py"] + sys.argv[1:]),
+            **op._provenance(), "seconds": time.time() - start,  # pylint: disable=protected-access
+            "iterations": args.iterations, "num_samples": args.num_samples,
+            "runs": [{k: v for k, v in r.items() if k != "curves_full"} for r in runs],
+            "curves": {f"{r['setting']}/seed_{r['seed']}": r["curves_full"] for r in runs},
+            "reference_segmenter": {s: segmenter[s + "_upper_bound"] for s in settings},
+            "real_masks": {s: real_mask_statistics(s) for s in settings}}
+  op._write_json(args.json, result)  # pylint: disable=protected-access
+  base = os.path.splitext(args.json)[0]
+  with open(base + ".md", "w") as f:
+    f.write(markdown(result))
+  if runs:
+    make_png(result, base + ".png", args.png_samples)
+  return result

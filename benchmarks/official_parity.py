@@ -1,0 +1,707 @@
+"""Ours against the official PyTorch code (github adambielski/perturbed-seg): same weights, same
+numbers; same data, same budget, same behaviour.
+
+Needs a fetched copy of the official repository (a git directory) and a separate CPU PyTorch
+environment; nothing of the official code is copied into this project (see
+``benchmarks/official_driver.py``, which drives it):
+
+  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
+
+  python benchmarks/official_parity.py fixture --mirror=GIT_DIR \
+      --torch_python=/tmp/torchvenv/bin/python --out=tests/fixtures/official_parity.npz
+  python benchmarks/official_parity.py behaviour --mirror=GIT_DIR \
+      --torch_python=/tmp/torchvenv/bin/python --json=benchmarks/results/official_behaviour.json
+
+``fixture`` records the official code's numbers from one seeded set of official weights at
+narrow widths (``FIXTURE_SPEC``): forward outputs, loss terms, gradients and the state after 3
+iterations, then compares ours against them (the same comparison ``tests/test_official_parity.py``
+makes in CI) and prints the largest difference per array.
+
+``behaviour`` trains both implementations on the embedded synthetic dataset from the same initial
+weights and the same real batches, and compares their EMA generators' samples and loss curves.
+
+The name map (``name_map``) is the one place that knows how an official parameter name and
+layout correspond to ours:
+  * linear ``W [out, in]`` -> ``kernel [in, out]``; conv ``W [out, in, kh, kw]`` -> ``kernel
+    [kh, kw, in, out]``; the learned constant ``[1, C, 4, 4]`` -> ``[1, 4, 4, C]``; noise weights
+    ``[1, C, 1, 1]`` -> ``[C]``; biases as they are.
+  * generator: ``generator_bg`` / ``generator_objects`` -> ``background_*`` / ``object_*``;
+    ``style.{1 + 2k}`` -> ``*_mapping/dense_k``; ``generator.progression.i`` -> ``block_i``
+    (``conv1.1`` upsampling conv, ``conv1.input`` the constant of block 0, ``conv2``,
+    ``noise1/2``, ``adain1/2.style``); ``to_rgb.i`` / ``to_out.i`` -> ``head_i``.
+  * critic (n stages): ``progression[n - 1 - i]`` -> ``block_i`` (``conv1.0``, ``conv2.1``);
+    ``progression[n - 1]`` -> ``final_conv1`` (``conv1.0``) and ``final_conv2`` (``conv2.0``);
+    ``from_rgb[n - 1 - i].0`` -> ``from_rgb_i``; ``linear`` -> ``output``.
+Images and noise are NCHW there and NHWC here; shifts are (x, y) there and (dy, dx) here.
+"""
+
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+DRIVER = os.path.join(REPO, "benchmarks", "official_driver.py")
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "official_parity.npz")
+
+# The fixture's settings (also what the test rebuilds ours from).
+FIXTURE_SPEC = {
+    "seed": 0,
+    "channels": [16, 12, 8, 4],  # 4, 8, 16, 32 px: every block changes the width
+    "style_dim": 32,
+    "mapping_layers": 4,
+    "forward_batch": 2,
+    "batch": 4,
+    "shift": 0.125,
+    "jitter": 0.3,
+    "lr": 1e-3,
+    "mapping_lr_mult": 0.01,
+    "mask_size_weight": 2.0,
+    "binarization_weight": 2.0,
+    "forward_stages": [1, 2, 3],
+    "forward_alphas": [0.5, 1.0],
+    "loss_stage": 2,
+    "loss_alpha": 0.5,
+    # Three iterations: one at 8 px (first stage, alpha 1), two at 16 px in the fade-in, where
+    # block 2 and head 2 take their first Adam step while the rest take their second and third.
+    "phase": 16,
+    "train_plan": [[1, [1.0]], [2, [0.5, 0.75]]],
+    "train_mixing": [True, False, True],
+}
+
+
+# --------------------------------------------------------------------------------- name map
+
+
+def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], str]]:
+  """[(model 'g' or 'd', official name, our parameter path, layout)] for every parameter."""
+  out = []
+  for ours, theirs, head in (("background", "generator_bg", "to_rgb"),
+                             ("object", "generator_objects", "to_out")):
+    for k in range(mapping_layers):
+      base = f"{theirs}.style.{1 + 2 * k}.linear"
+      out.append(("g", f"{base}.weight_orig", (f"{ours}_mapping", f"dense_{k}", "kernel"),
+                  "dense"))
+      out.append(("g", f"{base}.bias", (f"{ours}_mapping", f"dense_{k}", "bias"), "bias"))
+    syn = f"{ours}_synthesis"
+    for i in range(len(channels)):
+      base = f"{theirs}.generator.progression.{i}"
+      block = (syn, f"block_{i}")
+      if i == 0:
+        out.append(("g", f"{base}.conv1.input", block + ("const", "const"), "const"))
+      else:
+        out.append(("g", f"{base}.conv1.1.conv.weight_orig", block + ("conv1", "kernel"),
+                    "conv"))
+        out.append(("g", f"{base}.conv1.1.conv.bias", block + ("conv1", "bias"), "bias"))
+      out.append(("g", f"{base}.conv2.conv.weight_orig", block + ("conv2", "kernel"), "conv"))
+      out.append(("g", f"{base}.conv2.conv.bias", block + ("conv2", "bias"), "bias"))
+      for j in (1, 2):
+        out.append(("g", f"{base}.noise{j}.weight_orig", block + (f"noise{j}", "weight"),
+                    "vector"))
+        out.append(("g", f"{base}.adain{j}.style.linear.weight_orig",
+                    block + (f"adain{j}", "style", "kernel"), "dense"))
+        out.append(("g", f"{base}.adain{j}.style.linear.bias",
+                    block + (f"adain{j}", "style", "bias"), "bias"))
+      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.weight_orig",
+                  (syn, f"head_{i}", "kernel"), "conv"))
+      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.bias", (syn, f"head_{i}", "bias"),
+                  "bias"))
+  n = len(channels)
+  for i in range(1, n):
+    base = f"progression.{n - 1 - i}"
+    for mine, theirs in (("conv1", "conv1.0"), ("conv2", "conv2.1")):
+      out.append(("d", f"{base}.{theirs}.conv.weight_orig", (f"block_{i}", mine, "kernel"),
+                  "conv"))
+      out.append(("d", f"{base}.{theirs}.conv.bias", (f"block_{i}", mine, "bias"), "bias"))
+  for mine, theirs in (("final_conv1", "conv1.0"), ("final_conv2", "conv2.0")):
+    out.append(("d", f"progression.{n - 1}.{theirs}.conv.weight_orig", (mine, "kernel"), "conv"))
+    out.append(("d", f"progression.{n - 1}.{theirs}.conv.bias", (mine, "bias"), "bias"))
+  for i in range(n):
+    out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.weight_orig", (f"from_rgb_{i}", "kernel"),
+                "conv"))
+    out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.bias", (f"from_rgb_{i}", "bias"), "bias"))
+  out.append(("d", "linear.linear.weight_orig", ("output", "kernel"), "dense"))
+  out.append(("d", "linear.linear.bias", ("output", "bias"), "bias"))
+  return out
+
+
+def official_to_ours(a: np.ndarray, layout: str) -> np.ndarray:
+  a = np.asarray(a)
+  if layout == "dense":
+    return a.T
+  if layout == "conv":
+    return a.transpose(2, 3, 1, 0)
+  if layout == "const":
+    return a.transpose(0, 2, 3, 1)
+  if layout == "vector":
+    return a.reshape(-1)
+  return a
+
+
+def ours_to_official(a: np.ndarray, layout: str) -> np.ndarray:
+  a = np.asarray(a)
+  if layout == "dense":
+    return a.T
+  if layout == "conv":
+    return a.transpose(3, 2, 0, 1)
+  if layout == "const":
+    return a.transpose(0, 3, 1, 2)
+  if layout == "vector":
+    return a.reshape(1, -1, 1, 1)
+  return a
+
+
+def _set(tree: dict, path, value):
+  for p in path[:-1]:
+    tree = tree.setdefault(p, {})
+  tree[path[-1]] = value
+
+
+def _get(tree, path):
+  for p in path:
+    tree = tree[p]
+  return tree
+
+
+def to_ours(arrays: Dict[str, np.ndarray], model: str, channels, mapping_layers,
+            default=None) -> dict:
+  """Official-named arrays of ``model`` ('g' or 'd') -> our nested parameter tree. A parameter
+  missing from ``arrays`` takes ``default(path)`` (an error when ``default`` is None)."""
+  tree = {}
+  for m, theirs, path, layout in name_map(channels, mapping_layers):
+    if m != model:
+      continue
+    if theirs in arrays:
+      _set(tree, path, official_to_ours(arrays[theirs], layout).astype(np.float32))
+    elif default is not None:
+      _set(tree, path, default(path))
+    else:
+      raise KeyError(f"no official array {theirs!r} for our {'/'.join(path)}")
+  return tree
+
+
+def to_official(tree: dict, model: str, channels, mapping_layers) -> Dict[str, np.ndarray]:
+  """Our parameter tree -> official-named arrays."""
+  return {theirs: ours_to_official(_get(tree, path), layout)
+          for m, theirs, path, layout in name_map(channels, mapping_layers) if m == model}
+
+
+# --------------------------------------------------------------------------------- ours
+
+
+def fixture_config(spec, eta: float, resampling: str = "direct"):
+  """configs/default.py with the fixture's widths, losses and optimiser settings."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.model.channels = tuple(spec["channels"])
+  config.model.style_dim = spec["style_dim"]
+  config.model.mapping_layers = spec["mapping_layers"]
+  config.model.resampling = resampling
+  config.perturb.shift = spec["shift"]
+  config.perturb.bg_contrast_jitter = spec["jitter"]
+  config.loss.min_mask_coverage = float(eta)
+  config.loss.mask_size_weight = spec["mask_size_weight"]
+  config.loss.binarization_weight = spec["binarization_weight"]
+  config.train.resolution = 4 * 2 ** (len(spec["channels"]) - 1)
+  config.train.start_resolution = 8
+  config.train.mapping_lr_mult = spec["mapping_lr_mult"]
+  config.train.ema_rampup = False
+  return config
+
+
+def _nchw(x):
+  x = np.asarray(x)
+  return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def _stack_prefix(fx, prefix):
+  keys = sorted(k for k in fx.files if k.startswith(prefix + "/"))
+  return [fx[k] for k in keys]
+
+
+class _Cursor:
+  """Reads an official draw log kind by kind, in call order."""
+
+  def __init__(self, fx, prefix):
+    self.fx, self.prefix, self.pos, self.values = fx, prefix, {}, {}
+
+  def take(self, kind, n=1):
+    i = self.pos.get(kind, 0)
+    self.pos[kind] = i + n
+    if kind not in self.values:
+      self.values[kind] = (_stack_prefix(self.fx, f"{self.prefix}/{kind}")
+                           if kind in ("noise", "real") else self.fx[f"{self.prefix}/{kind}"])
+    values = self.values[kind]
+    if i + n > len(values):
+      raise IndexError(f"{self.prefix}/{kind}: needs {i + n} draws, the fixture has "
+                       f"{len(values)}")
+    return [values[j] for j in range(i, i + n)]
+
+
+def generator_draws(cur: _Cursor, spec, stage, z, z2, mixing: bool):
+  """One official generator pass's draws (bg noise, [bg crossover], object noise, [object
+  crossover], shift, contrast u) as ``train_gan.generate_from_draws`` takes them."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  noise, crossover = {}, {}
+  for name in ("background", "object"):
+    noise[name] = [jnp.asarray(_nhwc(n)) for n in cur.take("noise", stage + 1)]
+    crossover[name] = jnp.asarray(int(cur.take("crossover")[0]) if mixing else stage)
+  shift_xy = np.asarray(cur.take("shift")[0])
+  u = np.asarray(cur.take("jitter_u")[0], np.float32) if spec["jitter"] else None
+  s = np.float32(spec["jitter"])
+  factors = (np.float32(1) + (np.float32(2) * s * u - s)) if u is not None else None
+  return {"z": jnp.asarray(z), "z2": jnp.asarray(z2 if z2 is not None else np.zeros_like(z)),
+          "crossover": crossover, "noise": noise,
+          "shifts": jnp.asarray(shift_xy[:, ::-1].astype(np.int32)),
+          "factors": (jnp.asarray(factors) if factors is not None
+                      else jnp.ones((z.shape[0], 1, 1, 1), jnp.float32))}
+
+
+def _nhwc(x):
+  return np.asarray(x).transpose(0, 2, 3, 1)
+
+
+def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
+  """Everything the fixture recorded from the official code, computed by our code from the
+  fixture's weights and draws; keys and layouts as in the fixture (NCHW, official names)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import losses, models, optim, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.state import GANState  # pylint: disable=g-import-not-at-top
+
+  spec = json.loads(str(fx["spec"]))
+  ch, ml = spec["channels"], spec["mapping_layers"]
+  eta = float(fx["eta"])
+  config = fixture_config(spec, eta, resampling)
+  generator, critic = models.build_generator(config), models.build_critic(config)
+  init = {k[len("init/"):]: fx[k] for k in fx.files if k.startswith("init/")}
+  g0 = to_ours({k[2:]: v for k, v in init.items() if k.startswith("g/")}, "g", ch, ml)
+  d0 = to_ours({k[2:]: v for k, v in init.items() if k.startswith("d/")}, "d", ch, ml)
+  g0, d0 = jax.tree.map(jnp.asarray, g0), jax.tree.map(jnp.asarray, d0)
+  out = {}
+
+  def critic_fn(d, stage, alpha):
+    return lambda x: critic.apply({"params": d}, x, stage=stage, alpha=alpha)
+
+  # --- forward ---
+  def forward(g, d, draws, real, alpha, *, stage):
+    layers, perturbed, fake = train_gan.generate_from_draws(generator, config, stage, g, draws,
+                                                            alpha)
+    score = lambda x: critic.apply({"params": d}, x, stage=stage, alpha=alpha,
+                                   return_features=True)
+    (d_real, feats), (d_fake, _) = score(real), score(fake)
+    return layers, perturbed, fake, d_real, d_fake, feats
+
+  forward_jit = {}
+  cur = _Cursor(fx, "fwd_draws")
+  for case in json.loads(str(fx["fwd_cases"])):
+    name, stage, alpha, mix = case["name"], case["stage"], case["alpha"], case["mixing"]
+    z = cur.take("z")[0]
+    z2 = cur.take("z2")[0] if mix else None
+    draws = generator_draws(cur, spec, stage, z, z2, mix)
+    real = jnp.asarray(_nhwc(cur.take("real")[0] * 2 - 1))
+    if stage not in forward_jit:
+      forward_jit[stage] = jax.jit(functools.partial(forward, stage=stage))
+    layers, perturbed, fake, d_real, d_fake, feats = jax.device_get(
+        forward_jit[stage](g0, d0, draws, real, jnp.float32(alpha)))
+    for k in ("background", "foreground", "mask", "mask_logit"):
+      out[f"{name}/{k}"] = _nchw(layers[k])
+    for k in ("background", "foreground", "mask"):
+      out[f"{name}/perturbed_{k}"] = _nchw(perturbed[k])
+    out[f"{name}/composite"] = _nchw(fake)
+    out[f"{name}/d_real"] = np.asarray(d_real)[:, None]
+    out[f"{name}/d_fake"] = np.asarray(d_fake)[:, None]
+    out[f"{name}/features_real"] = _nchw(feats)
+
+  # --- the generator's loss terms and gradients at the initial weights ---
+  stage, alpha = spec["loss_stage"], spec["loss_alpha"]
+  cur = _Cursor(fx, "gloss_draws")
+  z, z2 = cur.take("z")[0], cur.take("z2")[0]
+  draws = generator_draws(cur, spec, stage, z, z2, True)
+  l = config.loss
+
+  def g_terms(g):
+    _, perturbed, fake = train_gan.generate_from_draws(generator, config, stage, g, draws, alpha)
+    d_fake = critic_fn(d0, stage, alpha)(fake)
+    m = perturbed["mask"]
+    return {"g_adversarial": -jnp.mean(d_fake),
+            "mask_size_loss": losses.mask_size_loss(m, eta),
+            "mask_binary_loss": losses.mask_binary_loss(m),
+            "generator_loss": losses.generator_loss(
+                d_fake, m, eta=eta, size_weight=l.mask_size_weight,
+                binary_weight=l.binarization_weight)[0]}
+
+  values, grads = jax.device_get(jax.jit(lambda g: (g_terms(g), jax.jacrev(g_terms)(g)))(g0))
+  for term in ("g_adversarial", "mask_size_loss", "mask_binary_loss", "generator_loss"):
+    out[f"gloss/{term}"] = np.asarray(values[term])
+    for theirs, arr in to_official(grads[term], "g", ch, ml).items():
+      out[f"gloss_grad/{term}/{theirs}"] = arr
+
+  # --- the critic's loss terms and gradients in one iteration at the loss stage ---
+  cur = _Cursor(fx, "dloss_draws")
+  real = jnp.asarray(_nhwc(cur.take("real")[0] * 2 - 1))
+  mixing = bool(cur.take("mixing")[0])
+  zc, z2c, _, _ = cur.take("latent4")[0] if mixing else (cur.take("latent")[0], None, None, None)
+  draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
+  e = jnp.asarray(cur.take("gp_eps")[0])
+  _, _, fake = train_gan.generate_from_draws(generator, config, stage, g0, draws, alpha)
+  fake = jax.lax.stop_gradient(fake)
+
+  def d_terms(d):
+    fn = critic_fn(d, stage, alpha)
+    d_real = fn(real)
+    total, metrics = losses.critic_loss(fn, real, fake, e, gp_weight=l.gp_weight,
+                                        drift_weight=l.drift_weight)
+    return {"real": -jnp.mean(d_real) + l.drift_weight * jnp.mean(jnp.square(d_real)),
+            "fake": jnp.mean(fn(fake)),
+            "gp": l.gp_weight * losses.gradient_penalty(fn, real, fake, e),
+            "total": total, **metrics}
+
+  grad_terms = lambda d: {t: v for t, v in d_terms(d).items()
+                          if t in ("real", "fake", "gp", "total")}
+  values, grads = jax.device_get(jax.jit(lambda d: (d_terms(d), jax.jacrev(grad_terms)(d)))(d0))
+  out["dloss/Dstep_D_x"] = np.asarray(values["d_real"])
+  out["dloss/Dstep_D_Gz"] = np.asarray(values["d_fake"])
+  out["dloss/grad_penalty"] = np.asarray(l.gp_weight * values["gradient_penalty"])
+  out["dloss/lossD"] = np.asarray(values["total"] - l.gp_weight * values["gradient_penalty"])
+  out["dloss/lossD_real"] = np.asarray(values["real"])
+  out["dloss/lossD_fake"] = np.asarray(values["d_fake"])
+  for term in ("real", "fake", "gp", "total"):
+    for theirs, arr in to_official(grads[term], "d", ch, ml).items():
+      out[f"dloss_grad/{term}/{theirs}"] = arr
+
+  # --- three full iterations ---
+  cur = _Cursor(fx, "train_draws")
+  adam = train_gan.make_adam(config.train)
+  state = GANState(step=jnp.zeros([], jnp.int32), g_params=g0, d_params=d0,
+                   g_opt=adam.init(g0), d_opt=adam.init(d0),
+                   ema_params=jax.tree.map(jnp.array, g0), rng=jax.random.PRNGKey(0))
+  reals = [jnp.asarray(_nhwc(r * 2 - 1)) for r in _stack_prefix(fx, "train_draws/real")]
+  updates, metrics_log, it = {}, [], 0
+  for stage, alphas in spec["train_plan"]:
+    if stage not in updates:
+      updates[stage] = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))
+    for alpha in alphas:
+      mixing = bool(cur.take("mixing")[0])
+      if mixing:
+        zc, z2c, zg, z2g = cur.take("latent4")[0]
+      else:
+        (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
+      d_draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
+      gp = jnp.asarray(cur.take("gp_eps")[0])
+      g_draws = generator_draws(cur, spec, stage, zg, z2g, mixing)
+      state, m = updates[stage](state, reals[it], {"critic": d_draws, "gp": gp,
+                                                   "generator": g_draws},
+                                jnp.float32(alpha), jnp.float32(spec["lr"]))
+      metrics_log.append({k: float(v) for k, v in jax.device_get(m).items()})
+      it += 1
+  state = jax.device_get(state)
+  for tag, tree, model in (("g", state.g_params, "g"), ("d", state.d_params, "d"),
+                           ("ema", state.ema_params, "g")):
+    for theirs, arr in to_official(tree, model, ch, ml).items():
+      out[f"train/{tag}/{theirs}"] = arr
+  for tag, opt, model in (("g_opt", state.g_opt, "g"), ("d_opt", state.d_opt, "d")):
+    for part in ("count", "mu", "nu"):
+      tree = getattr(opt, part)
+      for m_, theirs, path, layout in name_map(ch, ml):
+        if m_ != model:
+          continue
+        count = int(np.asarray(_get(opt.count, path)))
+        if count == 0:
+          continue  # never stepped: no official state either (checked by the caller)
+        value = _get(tree, path)
+        out[f"train/{tag}/{theirs}/{part}"] = (
+            np.asarray(count, np.float32) if part == "count"
+            else ours_to_official(value, layout))
+  l = config.loss
+  out["train/metrics"] = [
+      {"lossD": m["critic_loss"] - l.gp_weight * m["gradient_penalty"],
+       "grad_penalty": l.gp_weight * m["gradient_penalty"], "Dstep_D_x": m["d_real"],
+       "Dstep_D_Gz": m["d_fake"], "lossG_fake": m["g_adversarial"],
+       "min_mask_loss": m["mask_size_loss"], "bin_loss": m["mask_binary_loss"]}
+      for m in metrics_log]
+  return out
+
+
+# Tolerances: |ours - official| <= atol + rtol * |official|, with atol = ATOL_SCALE * max|official|
+# of the array (a difference small against the array's own scale). Measured maxima in
+# benchmarks/results/official_parity.json.
+TOLERANCES = {
+    "forward": (1e-5, 1e-5),
+    "loss": (1e-5, 1e-5),
+    "gradient": (2e-5, 2e-5),
+    "train": (2e-5, 2e-5),
+}
+
+
+def _group(name: str) -> str:
+  if name.startswith("fwd/"):
+    return "forward"
+  if "_grad/" in name:
+    return "gradient"
+  if name.startswith("train/"):
+    return "train"
+  return "loss"
+
+
+def compare(fx, ours) -> List[Dict]:
+  """One row per compared array: name, group, max abs difference, the array's max |official|,
+  the normalised difference, and whether it is within the group's tolerance."""
+  rows = []
+  official = {k: fx[k] for k in fx.files
+              if k.split("/")[0] in ("fwd", "gloss", "gloss_grad", "dloss", "dloss_grad",
+                                     "train") and k != "train/metrics"}
+  # The critic's total gradient is the sum of the official code's three backward() calls.
+  # (A term with no path to a parameter leaves no official gradient there: it adds nothing.)
+  for k in list(official):
+    if k.startswith("dloss_grad/real/"):
+      p = k[len("dloss_grad/real/"):]
+      official[f"dloss_grad/total/{p}"] = sum(
+          fx[f"dloss_grad/{t}/{p}"] for t in ("real", "fake", "gp")
+          if f"dloss_grad/{t}/{p}" in fx.files)
+  spec = json.loads(str(fx["spec"]))
+  w = spec["mask_size_weight"], spec["binarization_weight"]
+  official["gloss/generator_loss"] = (fx["gloss/g_adversarial"] + w[0] * fx["gloss/mask_size_loss"]
+                                      + w[1] * fx["gloss/mask_binary_loss"])
+  for k in list(official):
+    if k.startswith("gloss_grad/g_adversarial/"):
+      p = k[len("gloss_grad/g_adversarial/"):]
+      official[f"gloss_grad/generator_loss/{p}"] = sum(
+          c * fx[f"gloss_grad/{t}/{p}"] for c, t in (
+              (1.0, "g_adversarial"), (w[0], "mask_size_loss"), (w[1], "mask_binary_loss"))
+          if f"gloss_grad/{t}/{p}" in fx.files)
+  # Official per-iteration metrics, compared one by one.
+  for i, (theirs, mine) in enumerate(zip(json.loads(str(fx["train/metrics"])),
+                                         ours["train/metrics"])):
+    for k, v in mine.items():
+      official[f"train/metrics/{i}/{k}"] = np.asarray(theirs[k], np.float32)
+      ours[f"train/metrics/{i}/{k}"] = np.asarray(v, np.float32)
+  missing_ours = sorted(set(official) - set(ours))
+  # Our gradients include exact zeros where the official code has no gradient at all.
+  for k in missing_ours:
+    rows.append({"name": k, "group": _group(k), "ok": False,
+                 "error": "recorded by the official code, not computed by ours"})
+  for k in sorted(set(ours) - set(official)):
+    if k == "train/metrics":
+      continue
+    v = np.asarray(ours[k])
+    if "_grad/" in k and not np.any(v):
+      continue  # no gradient flows there in either implementation
+    rows.append({"name": k, "group": _group(k), "ok": False,
+                 "error": "computed by ours, absent from the official record (an official "
+                          "parameter without gradient or Adam state)"})
+  for k in sorted(set(official) & set(ours)):
+    ref = np.asarray(official[k], np.float64)
+    mine = np.asarray(ours[k], np.float64)
+    if ref.shape != mine.shape:
+      rows.append({"name": k, "group": _group(k), "ok": False,
+                   "error": f"shape {mine.shape} vs official {ref.shape}"})
+      continue
+    rtol, atol_scale = TOLERANCES[_group(k)]
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    diff = np.abs(mine - ref)
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    ok = bool(np.all(diff <= atol_scale * scale + rtol * np.abs(ref)))
+    rows.append({"name": k, "group": _group(k), "max_abs_diff": max_abs, "scale": scale,
+                 "normalized_diff": max_abs / scale if scale else max_abs, "ok": ok})
+  return rows
+
+
+def summarize(rows) -> Dict[str, Dict]:
+  out = {}
+  for r in rows:
+    g = out.setdefault(r["group"], {"arrays": 0, "failed": 0, "max_normalized_diff": 0.0,
+                                    "worst": None})
+    g["arrays"] += 1
+    g["failed"] += 0 if r["ok"] else 1
+    nd = r.get("normalized_diff", float("inf"))
+    if nd >= g["max_normalized_diff"]:
+      g["max_normalized_diff"], g["worst"] = nd, r["name"]
+  return out
+
+
+# --------------------------------------------------------------------------------- faults
+
+
+def _faults():
+  """Plausible bugs, each a replacement of one library function: name -> (module, attr, fn)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import compositing, losses, optim, train_gan  # pylint: disable=g-import-not-at-top
+  shift_images, lr_multipliers = compositing.shift_images, optim.lr_multipliers
+  ema_update, make_adam = optim.ema_update, train_gan.make_adam
+
+  def gp_wrong_axes(critic_fn, real, fake, e):
+    x_hat = e * real + (1.0 - e) * fake
+    grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x_hat)
+    norms = jnp.sqrt(jnp.sum(jnp.square(grads), axis=0) + losses.GP_NORM_EPS)  # over the batch
+    return jnp.mean(jnp.square(norms - 1.0))
+
+  def size_over_batch(mask, eta):
+    return jax.nn.relu(eta - jnp.mean(mask))
+
+  def global_adam_count(train_config):
+    adam = make_adam(train_config)
+
+    def update(grads, state, params=None, *, active):  # every array counts every step
+      return adam.update(grads, state, params, active=jax.tree.map(jnp.ones_like, active))
+
+    return adam._replace(update=update)
+
+  return {
+      "gradient penalty norm over the batch axis": (losses, "gradient_penalty", gp_wrong_axes),
+      "shift in the wrong direction": (
+          compositing, "shift_images", lambda x, s, m: shift_images(x, -s, m)),
+      "L_size over the batch, not per sample": (losses, "mask_size_loss", size_over_batch),
+      "mapping lr multiplier ignored": (
+          optim, "lr_multipliers", lambda params, mult: lr_multipliers(params, 1.0)),
+      "EMA decay inverted": (
+          optim, "ema_update", lambda ema, params, decay: ema_update(ema, params, 1.0 - decay)),
+      "optax's global Adam count": (train_gan, "make_adam", global_adam_count),
+  }
+
+
+def cmd_faults(args):
+  """Each fault injected alone; which of the fixture's comparisons fail."""
+  results = {}
+  with np.load(args.fixture) as f:
+    fx = NpzDict({k: f[k] for k in f.files})
+  for name, (module, attr, fn) in _faults().items():
+    original = getattr(module, attr)
+    setattr(module, attr, fn)
+    try:
+      rows = compare(fx, our_results(fx, "efficient"))
+    finally:
+      setattr(module, attr, original)
+    failed = [r for r in rows if not r["ok"]]
+    by_group = {}
+    for r in failed:
+      by_group.setdefault(r["group"], []).append(r["name"])
+    results[name] = {"failed_arrays": len(failed), "of": len(rows),
+                     "failed_by_group": {g: len(v) for g, v in by_group.items()},
+                     "first_failed": {g: v[:5] for g, v in by_group.items()}}
+    print(f"{name}: {len(failed)} of {len(rows)} arrays fail "
+          + ", ".join(f"{g} {len(v)} (e.g. {v[0]})" for g, v in by_group.items()), flush=True)
+  _write_json(args.json, {"command": " ".join(sys.argv), **_provenance(), "faults": results})
+
+
+class NpzDict(dict):
+  """A dict of arrays with the ``files`` attribute of an NpzFile."""
+
+  @property
+  def files(self):
+    return list(self.keys())
+
+
+# --------------------------------------------------------------------------------- commands
+
+
+def run_driver(args, mode, spec, out_path):
+  with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    json.dump(spec, f)
+  cmd = [args.torch_python, DRIVER, f"--mode={mode}", f"--mirror={args.mirror}",
+         f"--spec={f.name}", f"--out={out_path}"]
+  if args.ref_bench:
+    cmd.append(f"--ref_bench={args.ref_bench}")
+  print("running the official code:", " ".join(cmd), flush=True)
+  subprocess.run(cmd, check=True)
+  os.unlink(f.name)
+
+
+def cmd_fixture(args):
+  if args.reuse_official:  # compare again against the official numbers already in --out
+    with np.load(args.out) as raw:
+      data = {k: raw[k] for k in raw.files}
+  else:
+    tmp = args.out + ".official.npz"
+    run_driver(args, "fixture", FIXTURE_SPEC, tmp)
+    with np.load(tmp) as raw:
+      data = {k: raw[k] for k in raw.files}
+    os.unlink(tmp)
+  data["spec"] = np.asarray(json.dumps(FIXTURE_SPEC))
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  np.savez_compressed(args.out, **data)
+  print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, {len(data)} arrays)")
+  with np.load(args.out) as fx:
+    results = {}
+    for resampling in ("direct", "efficient"):
+      rows = compare(fx, our_results(fx, resampling))
+      results[resampling] = {"summary": summarize(rows), "rows": rows}
+      print(f"resampling={resampling}")
+      for group, s in summarize(rows).items():
+        print(f"  {group:9s} {s['arrays']:4d} arrays, {s['failed']} outside tolerance, "
+              f"largest normalised difference {s['max_normalized_diff']:.2e} ({s['worst']})")
+  if args.json:
+    _write_json(args.json, {"command": " ".join(sys.argv), "tolerances": TOLERANCES,
+                            **_provenance(), "results": results})
+
+
+def _write_json(path, obj):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _provenance():
+  import datetime  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  return {"machine": f"{common.cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
+          "date": datetime.date.today().isoformat()}
+
+
+def build_parser():
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  sub = p.add_subparsers(dest="command", required=True)
+  for name in ("fixture", "behaviour"):
+    s = sub.add_parser(name)
+    s.add_argument("--mirror", required=True, help="git directory of adambielski/perturbed-seg")
+    s.add_argument("--torch_python", required=True, help="python of a CPU PyTorch venv")
+    s.add_argument("--ref_bench", default="", help="path of ../shared/tools/ref_bench.py")
+  f = sub.choices["fixture"]
+  f.add_argument("--out", default=FIXTURE)
+  f.add_argument("--reuse_official", action="store_true",
+                 help="compare against the official numbers already in --out")
+  f.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",
+                                                "official_parity.json"))
+  fl = sub.add_parser("faults", help="inject each fault of _faults() and report what fails")
+  fl.add_argument("--fixture", default=FIXTURE)
+  fl.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",
+                                                 "official_parity_faults.json"))
+  b = sub.choices["behaviour"]
+  b.add_argument("--settings", default="fixed32,progressive,border",
+                 help="comma-separated: fixed32 (two seeds), progressive, border (first seed)")
+  b.add_argument("--seeds", default="0,1")
+  b.add_argument("--iterations", type=int, default=2500)
+  b.add_argument("--num_samples", type=int, default=256)
+  b.add_argument("--png_samples", type=int, default=12)
+  b.add_argument("--workdir_root", default="/tmp/official_behaviour")
+  b.add_argument("--segmenter_steps", type=int, default=None,
+                 help="reference segmenter training steps (default: the emergence benchmark's)")
+  b.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",
+                                                "official_behaviour.json"))
+  return p
+
+
+def main(argv=None):
+  args = build_parser().parse_args(argv)
+  if args.command == "fixture":
+    cmd_fixture(args)
+  elif args.command == "faults":
+    cmd_faults(args)
+  else:
+    from benchmarks import official_behaviour  # pylint: disable=g-import-not-at-top
+    official_behaviour.run(args)
+
+
+if __name__ == "__main__":
+  main()
