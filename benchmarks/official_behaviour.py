@@ -251,20 +251,28 @@ def run_pair(args, setting, seed, latents, segmenter) -> Dict:
   return result
 
 
-def reference_segmenters(args, settings) -> Dict:
-  from benchmarks import emergence  # pylint: disable=g-import-not-at-top
-  out = {}
-  for setting in settings:
-    seg_args = types.SimpleNamespace(segmenter_steps=args.segmenter_steps, segmenter_width=16,
-                                     segmenter_levels=4, segmenter_seed=0,
-                                     workdir_root=os.path.join(args.workdir_root,
-                                                               "segmenter_" + (
-                                                                   "border" if setting == "border"
-                                                                   else "v2")))
-    with _Margin(setting):
-      out[setting], ub = emergence.get_reference_segmenter(seg_args, 32, 500)
-    out[setting + "_upper_bound"] = ub
-  return out
+class ReferenceSegmenters(dict):
+  """The emergence benchmark's reference segmenter per dataset placement, trained (or loaded
+  from ``workdir_root``) when a setting first needs it."""
+
+  def __init__(self, args):
+    super().__init__()
+    self.args, self.upper_bounds = args, {}
+
+  def __missing__(self, setting):
+    from benchmarks import emergence  # pylint: disable=g-import-not-at-top
+    placement = "border" if setting == "border" else "v2"
+    if placement not in self.upper_bounds:
+      seg_args = types.SimpleNamespace(
+          segmenter_steps=self.args.segmenter_steps, segmenter_width=16, segmenter_levels=4,
+          segmenter_seed=0, workdir_root=os.path.join(self.args.workdir_root,
+                                                      "segmenter_" + placement))
+      with _Margin(setting):
+        seg, ub = emergence.get_reference_segmenter(seg_args, 32, 500)
+      self.upper_bounds[placement] = ub
+      self["_" + placement] = seg
+    self[setting] = self["_" + placement]
+    return self[setting]
 
 
 def real_mask_statistics(setting, n=500) -> Dict[str, float]:
@@ -330,7 +338,7 @@ def run(args):
   seeds = [int(s) for s in args.seeds.split(",")]
   latents = np.random.default_rng(12345).standard_normal(
       (args.num_samples, make_config("fixed32", 0, 1).model.style_dim)).astype(np.float32)
-  segmenter = reference_segmenters(args, settings)
+  segmenter = ReferenceSegmenters(args)
   runs = []
   for setting in settings:
     for seed in (seeds if setting == "fixed32" else seeds[:1]):
@@ -351,7 +359,7 @@ def _write(args, runs, settings, start, segmenter):
             "iterations": args.iterations, "num_samples": args.num_samples,
             "runs": [{k: v for k, v in r.items() if k != "curves_full"} for r in runs],
             "curves": {f"{r['setting']}/seed_{r['seed']}": r["curves_full"] for r in runs},
-            "reference_segmenter": {s: segmenter[s + "_upper_bound"] for s in settings},
+            "reference_segmenter": dict(segmenter.upper_bounds),
             "real_masks": {s: real_mask_statistics(s) for s in settings}}
   op._write_json(args.json, result)  # pylint: disable=protected-access
   base = os.path.splitext(args.json)[0]

@@ -133,30 +133,23 @@ def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], 
   return out
 
 
+# layout -> (axes official -> ours, axes ours -> official); 'vector' and 'bias' reshape only.
+_TRANSPOSES = {"dense": ((1, 0), (1, 0)), "conv": ((2, 3, 1, 0), (3, 2, 0, 1)),
+               "const": ((0, 2, 3, 1), (0, 3, 1, 2))}
+
+
 def official_to_ours(a: np.ndarray, layout: str) -> np.ndarray:
   a = np.asarray(a)
-  if layout == "dense":
-    return a.T
-  if layout == "conv":
-    return a.transpose(2, 3, 1, 0)
-  if layout == "const":
-    return a.transpose(0, 2, 3, 1)
-  if layout == "vector":
-    return a.reshape(-1)
-  return a
+  if layout in _TRANSPOSES:
+    return a.transpose(_TRANSPOSES[layout][0])
+  return a.reshape(-1) if layout == "vector" else a
 
 
 def ours_to_official(a: np.ndarray, layout: str) -> np.ndarray:
   a = np.asarray(a)
-  if layout == "dense":
-    return a.T
-  if layout == "conv":
-    return a.transpose(3, 2, 0, 1)
-  if layout == "const":
-    return a.transpose(0, 3, 1, 2)
-  if layout == "vector":
-    return a.reshape(1, -1, 1, 1)
-  return a
+  if layout in _TRANSPOSES:
+    return a.transpose(_TRANSPOSES[layout][1])
+  return a.reshape(1, -1, 1, 1) if layout == "vector" else a
 
 
 def _set(tree: dict, path, value):
@@ -634,14 +627,21 @@ def cmd_fixture(args):
     results = {}
     for resampling in ("direct", "efficient"):
       rows = compare(fx, our_results(fx, resampling))
-      results[resampling] = {"summary": summarize(rows), "rows": rows}
+      results[resampling] = {"summary": summarize(rows), "rows": _slim(rows)}
       print(f"resampling={resampling}")
       for group, s in summarize(rows).items():
         print(f"  {group:9s} {s['arrays']:4d} arrays, {s['failed']} outside tolerance, "
               f"largest normalised difference {s['max_normalized_diff']:.2e} ({s['worst']})")
   if args.json:
     _write_json(args.json, {"command": " ".join(sys.argv), "tolerances": TOLERANCES,
+                            "rows": "name: [max |ours - official|, normalised by max |official|]",
                             **_provenance(), "results": results})
+
+
+def _slim(rows):
+  """Rows for the results file: name -> [max |ours - official|, that / max |official|]."""
+  return {r["name"]: ([float(f"{r['max_abs_diff']:.3g}"), float(f"{r['normalized_diff']:.3g}")]
+                      if "max_abs_diff" in r else r.get("error")) for r in rows}
 
 
 def _write_json(path, obj):

@@ -154,3 +154,49 @@ def test_baselines_hand_cases():
   assert tiny.shape == (1, 2, 2) and tiny.dtype == np.uint8
   with pytest.raises(ValueError, match='N, H, W, 3'):
     baselines.full_image(img[0])
+
+
+def test_perfect_and_inverted_predictors_score_one_and_zero():
+  """evaluation.score_masks (what evaluate() reports): the ground truth as prediction gives fg
+  IoU = mIoU = max F-beta = 1; its complement gives fg IoU 0 and max F-beta 0."""
+  from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  gt = np.zeros((6, 16, 16), np.float32)
+  for i in range(6):
+    y, x = rng.integers(2, 8, 2)
+    gt[i, y:y + 6, x:x + 5] = 1
+  perfect = evaluation.score_masks(gt.copy(), gt)
+  assert perfect['fg_iou'] == 1.0 and perfect['miou'] == 1.0 and perfect['max_fbeta'] == 1.0
+  inverse = evaluation.score_masks(1.0 - gt, gt)
+  assert inverse['fg_iou'] == 0.0 and inverse['max_fbeta'] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_grabcut_finds_a_clear_square_and_is_not_its_rectangle():
+  img = np.full((1, 32, 32, 3), 40, np.uint8)
+  img[0, 10:22, 9:21] = (230, 200, 30)  # a yellow square on a flat dark background
+  gt = np.zeros((1, 32, 32), np.uint8)
+  gt[0, 10:22, 9:21] = 1
+  out = baselines.grabcut(img)
+  assert metrics.foreground_iou(out, gt)[0] > 0.8
+  m = max(1, 32 // 16)
+  rectangle = np.zeros((32, 32), np.uint8)
+  rectangle[m:32 - m, m:32 - m] = 1  # the fallback mask when OpenCV fails
+  assert not np.array_equal(out[0], rectangle)
+  assert metrics.foreground_iou(rectangle[None], gt)[0] < 0.2
+
+
+def test_sample_mask_statistics_by_hand():
+  from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+  masks = np.zeros((3, 8, 8), np.float32)
+  masks[0, 0:2, 0:2] = 1.0  # centroid (0.5, 0.5), coverage 4/64
+  masks[1, 4:8, 4:8] = 0.95  # centroid (5.5, 5.5), coverage 16/64, near-binary
+  masks[2, 2:4, 6:8] = 0.6  # centroid (2.5, 6.5), coverage 4/64, not near-binary
+  stats = evaluation.sample_mask_statistics(masks, np.zeros((3, 8, 8, 3), np.float32))
+  cov = np.array([4, 16, 4]) / 64
+  assert stats['binarized_coverage_mean'] == pytest.approx(cov.mean())
+  assert stats['binarized_coverage_std'] == pytest.approx(cov.std())
+  assert stats['mask_coverage'] == pytest.approx(masks.mean())
+  assert stats['mask_binary_fraction'] == pytest.approx(1 - 4 / 192)
+  cy, cx = np.array([0.5, 5.5, 2.5]), np.array([0.5, 5.5, 6.5])
+  assert stats['centroid_spread_px'] == pytest.approx(np.sqrt(cy.var() + cx.var()))
+  assert evaluation.centroid_spread(np.zeros((4, 8, 8), bool)) == 0.0

@@ -262,15 +262,20 @@ def _free_port():
 @pytest.fixture(scope="module")
 def four_device_params(tmp_path_factory):
   d = tmp_path_factory.mktemp("dev4")
-  _wait(_run(["--workdir", str(d / "w"), "--out", str(d / "p.npz")],
-             {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
-  return _load(d / "p.npz")
+  out = _wait(_run(["--workdir", str(d / "w"), "--out", str(d / "p.npz")],
+                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+  assert "devices 4 processes 1" in out
+  arrays = _load(d / "p.npz")
+  # Parameters, EMA and both Adam states, across a stage change into the fade-in.
+  assert any(".mu" in k for k in arrays) and any(".nu" in k for k in arrays)
+  assert any("block_2" in k for k in arrays)
+  return arrays
 
 
 def test_one_device_equals_four_devices(tmp_path, four_device_params):
   out = _wait(_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz")],
                    {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}))
-  assert "devices 1" in out
+  assert "devices 1 processes 1" in out
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
 

@@ -1,5 +1,5 @@
 """Runs a tiny GAN training in a fresh process (own device count / jax.distributed) and saves
-the final parameters to an .npz file. Used by the multi-device and multi-host tests.
+the final parameters, EMA and both Adam states (counts and moments) to an .npz file. Used by the multi-device and multi-host tests.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/train_subprocess.py \
       --workdir=DIR --out=params.npz [--steps=3] [--coordinator=127.0.0.1:PORT
@@ -17,7 +17,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--out", required=True)
-  parser.add_argument("--steps", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=4)
   parser.add_argument("--coordinator", default="")
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
@@ -33,8 +33,10 @@ def main():
   from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
+  # 8 px for 2 iterations, then 16 px: alpha 1/8 (fade-in), then 1.
   config.train.start_resolution = 8
-  config.train.resolution = 8
+  config.train.resolution = 16
+  config.train.phase_images = 8
   config.train.batch_size = 8
   config.train.max_steps = args.steps
   config.train.log_every_steps = 1
@@ -42,7 +44,7 @@ def main():
   config.train.sample_every_steps = 1000
   state = train_gan.train_and_evaluate(config, args.workdir)
   leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,
-                                                 state.ema_params))[0]
+                                                 state.ema_params, state.g_opt, state.d_opt))[0]
   arrays = {jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
   if jax.process_index() == 0:
     np.savez(args.out, **arrays)
