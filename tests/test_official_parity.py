@@ -40,8 +40,9 @@ def test_name_map_covers_every_parameter_once(fx):
   mapped = {f"{m}/{theirs}" for m, theirs, _, _ in entries}
   assert mapped == official  # no official parameter left out, none invented
   config = op.fixture_config(spec, 0.25)
-  ours = {"g": init_generator(models.build_generator(config), jax.random.PRNGKey(0)),
-          "d": init_critic(models.build_critic(config), jax.random.PRNGKey(1))}
+  gen, crit = models.build_generator(config), models.build_critic(config)
+  ours = {"g": jax.eval_shape(lambda k: init_generator(gen, k), jax.random.PRNGKey(0)),
+          "d": jax.eval_shape(lambda k: init_critic(crit, k), jax.random.PRNGKey(1))}
   for m in ("g", "d"):
     paths = {tuple(str(k.key) for k in p) for p, _ in
              jax.tree_util.tree_flatten_with_path(ours[m])[0]}
