@@ -527,17 +527,25 @@ class _CriticGradients:
     return False
 
 
-def _iterations(h, a, gen, disc, draws, logger, plan, eta):
-  """Official iterations: ``plan`` is [(stage, [alpha per iteration], [real NCHW batch...])];
-  consecutive calls of train.train() share the optimizers and the EMA generator."""
-  torch = h.torch
-  nn = torch.nn
-  g_running = ema_model(gen, torch)
+def _training_objects(h, a, gen, disc, draws, eta):
+  """What train.py's __main__ hands train.train(): the EMA copy, the wrapped (perturbing)
+  generator and critic, both Adam optimizers and the mask loss."""
+  nn = h.torch.nn
+  g_running = ema_model(gen, h.torch)
   gen_dp = nn.DataParallel(h.wrapped(gen, draws, a["shift"], a["jitter"]))
   g_running_wrapped = h.wrapped(g_running, draws, 0.0, 0.0)
   disc_dp = nn.DataParallel(disc)
   g_opt, d_opt = h.optimizers(gen, disc, a["lr"], a["mapping_lr_mult"])
   mask_loss = h.ref["loss"].MaskLoss(eta, a["mask_size_weight"], a["binarization_weight"])
+  return g_running, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss
+
+
+def _iterations(h, a, gen, disc, draws, logger, plan, eta):
+  """Official iterations: ``plan`` is [(stage, [alpha per iteration], [real NCHW batch...])];
+  consecutive calls of train.train() share the optimizers and the EMA generator."""
+  torch = h.torch
+  g_running, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss = _training_objects(
+      h, a, gen, disc, draws, eta)
   batch = a["batch"]
   seen = []
   hook = disc.register_forward_pre_hook(lambda m, args, kw: seen.append(kw.get("alpha")),
@@ -583,13 +591,8 @@ def train(h: Harness, a) -> dict:
   gen, disc = setup(torch, h, a, init=init)
   draws = Draws(torch, a["seed"] + 100, a["shift"], a["jitter"])
   h.route(draws)
-  nn = torch.nn
-  g_running = ema_model(gen, torch)
-  gen_dp = nn.DataParallel(h.wrapped(gen, draws, a["shift"], a["jitter"]))
-  g_running_wrapped = h.wrapped(g_running, draws, 0.0, 0.0)
-  disc_dp = nn.DataParallel(disc)
-  g_opt, d_opt = h.optimizers(gen, disc, a["lr"], a["mapping_lr_mult"])
-  mask_loss = h.ref["loss"].MaskLoss(a["eta"], a["mask_size_weight"], a["binarization_weight"])
+  g_running, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss = _training_objects(
+      h, a, gen, disc, draws, a["eta"])
   tm = h.ref["train"]
   if a.get("ema_rampup"):
     _ramped_accumulate(tm)
