@@ -52,6 +52,7 @@ def log(msg):
 def make_config(setting: str, seed: int, iterations: int):
   from configs import synthetic  # pylint: disable=g-import-not-at-top
   config = synthetic.get_config()
+  config.loss.max_mask_coverage = 1.0  # The official code has no upper coverage penalty.
   config.seed = seed
   config.train.max_steps = iterations
   if setting == "progressive":
@@ -283,8 +284,8 @@ def real_mask_statistics(setting, n=500) -> Dict[str, float]:
     for b in input_pipeline.eval_dataset({"name": "synthetic"}, resolution=32, batch_size=100,
                                          max_examples=n):
       masks.append(np.asarray(b["mask"])[np.asarray(b["valid"])])
-  m = np.concatenate(masks)[..., 0] if np.concatenate(masks).ndim == 4 else np.concatenate(masks)
-  m = m.astype(np.float32)
+  m = np.concatenate(masks).astype(np.float32)
+  m = m[..., 0] if m.ndim == 4 else m
   stats = evaluation.sample_mask_statistics(m, np.zeros(m.shape + (3,), np.float32))
   return {k: stats[k] for k in ("mask_coverage", "binarized_coverage_std", "centroid_spread_px")}
 
