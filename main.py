@@ -4,9 +4,12 @@
   python main.py --config=configs/synthetic.py --workdir=/tmp/run --mode=pipeline
   python main.py --config=configs/car.py --workdir=DIR --config.train.max_steps=1000
 
-Modes: train (the GAN), train_encoder, evaluate, sample, segment, pipeline (train,
-train_encoder, evaluate in sequence). A bad config or input stops with one line on stderr and
-exit status 2, before anything is compiled or written.
+Modes: train (the GAN), train_encoder, train_segmenter (distilled from the generator),
+evaluate, sample, segment, pipeline (train, train_encoder, train_segmenter, evaluate in
+sequence). A bad config or input stops with one line on stderr and
+exit status 2, before anything is compiled or written. A run stopped by
+``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log step;
+``--verbosity=1`` adds the INFO lines of Orbax and clu.
 """
 
 import os
@@ -22,8 +25,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, logs, samples, results.")
-flags.DEFINE_string("mode", "train", "train | train_encoder | evaluate | sample | segment | "
-                    "pipeline")
+flags.DEFINE_string("mode", "train", "train | train_encoder | train_segmenter | evaluate | "
+                    "sample | segment | pipeline")
 flags.DEFINE_string("output", None, "Output folder for --mode=sample / segment.")
 flags.DEFINE_string("input", None, "Image file or folder for --mode=segment.")
 flags.DEFINE_integer("num_samples", 16, "Samples for --mode=sample.")
@@ -66,6 +69,13 @@ def run(config, workdir: str, mode: str):
     except train_encoder.Preempted as e:
       logging.warning("%s", e)
       return
+  if mode in ("train_segmenter", "pipeline"):
+    from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
+    try:
+      train_segmenter.train_and_evaluate(config, workdir)
+    except train_segmenter.Preempted as e:
+      logging.warning("%s", e)
+      return
   if mode in ("evaluate", "pipeline"):
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.evaluate(config, workdir)
@@ -83,12 +93,19 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from layered_gan_jax.config_validation import ConfigError  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.collapse import Collapsed  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import console  # pylint: disable=g-import-not-at-top
+  console.quiet_library_logs(verbose=FLAGS.verbosity >= 1)
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except (ConfigError, DataError) as e:
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Collapsed as e:
+    logging.flush()
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(3)
 
 
 

@@ -2,8 +2,8 @@
 
 On the embedded synthetic dataset (ground-truth masks), for each setting (poster ablation rows,
 each defined ONLY as config overrides on top of ``--base_config``) and seed: train the layered
-GAN, train the encoder, evaluate on the synthetic test split (``evaluation.evaluate``, with the
-supervised reference segmenter of ``layered_gan_jax.reference_segmenter`` as the offline
+GAN, train the encoder and the distilled segmenter, evaluate both routes on the synthetic test
+split (``evaluation.evaluate``, with the supervised reference segmenter of ``layered_gan_jax.reference_segmenter`` as the offline
 stand-in for the poster's Mask R-CNN on generated composites). Writes, under ``--out_dir``
 (default ``benchmarks/results``):
 
@@ -99,7 +99,8 @@ def log(message: str) -> None:
 
 
 def common_overrides(base, args) -> Dict[str, Any]:
-  """Overrides shared by every setting: --set, --resolution, --gan_steps, --encoder_steps."""
+  """Overrides shared by every setting: --set, --resolution, --gan_steps, --encoder_steps,
+  --distilled_steps."""
   out = parse_set(args.set)
   if args.resolution:
     out["train.resolution"] = args.resolution
@@ -109,6 +110,8 @@ def common_overrides(base, args) -> Dict[str, Any]:
     out["train.max_steps"] = args.gan_steps
   if args.encoder_steps:
     out["encoder.max_steps"] = args.encoder_steps
+  if args.distilled_steps:
+    out["segmenter.max_steps"] = args.distilled_steps
   if args.eval_max_examples:
     out["eval.max_examples"] = args.eval_max_examples
   return out
@@ -170,7 +173,7 @@ def run_one(args, common, setting: str, seed: int, segmenter) -> Dict:
   """GAN, encoder, evaluation of one (setting, seed); returns its metrics and timings."""
   # pylint: disable=g-import-not-at-top
   import jax
-  from layered_gan_jax import evaluation, train_encoder, train_gan
+  from layered_gan_jax import evaluation, train_encoder, train_gan, train_segmenter
   # pylint: enable=g-import-not-at-top
   config = run_config(args, common, setting, seed)
   workdir = os.path.join(args.workdir_root, setting, f"seed_{seed}")
@@ -197,16 +200,23 @@ def run_one(args, common, setting: str, seed: int, segmenter) -> Dict:
   train_encoder.train_and_evaluate(config, workdir)
   timings["encoder_seconds"] = time.time() - t
   t = time.time()
-  log(f"{setting} seed {seed}: encoder done in {timings['encoder_seconds']:.0f} s; evaluating")
+  log(f"{setting} seed {seed}: encoder done in {timings['encoder_seconds']:.0f} s; training "
+      f"the distilled segmenter ({config.segmenter.max_steps} steps)")
+  train_segmenter.train_and_evaluate(config, workdir)
+  timings["segmenter_seconds"] = time.time() - t
+  t = time.time()
+  log(f"{setting} seed {seed}: segmenter done in {timings['segmenter_seconds']:.0f} s; "
+      "evaluating")
   result = evaluation.evaluate(config, workdir, segmenter=segmenter)
   timings["eval_seconds"] = time.time() - t
   timings["seconds"] = sum(timings.values())
   _write_json(record_path, {"setting": setting, "seed": seed, "config": current,
                             "overrides": SETTINGS[setting][1], "common_overrides": common,
                             "timings": timings})
-  log(f"{setting} seed {seed}: fg_iou {result['fg_iou']:.4f} miou {result['miou']:.4f} "
-      f"(GAN {timings['gan_seconds']:.0f} s, encoder {timings['encoder_seconds']:.0f} s, "
-      f"eval {timings['eval_seconds']:.0f} s)")
+  log(f"{setting} seed {seed}: fg_iou " + ", ".join(
+      f"{r} {m['fg_iou']:.4f}" for r, m in result["routes"].items())
+      + f" (GAN {timings['gan_seconds']:.0f} s, encoder {timings['encoder_seconds']:.0f} s, "
+      f"segmenter {timings['segmenter_seconds']:.0f} s, eval {timings['eval_seconds']:.0f} s)")
   jax.clear_caches()  # Each run compiles its own steps; do not keep them all.
   return {"metrics": result, "timings": timings, "workdir": workdir, "reused": False}
 
@@ -240,6 +250,14 @@ def aggregate(setting: str, seeds: List[int], runs: List[Dict]) -> Dict:
     out[key] = _mean(values)
     out[f"{key}_per_seed"] = values
     out[f"{key}_std"] = _std(values)
+  # Each route's figures (runs made before the distilled route have the encoder's only).
+  out["routes"] = {}
+  for route in ("distilled", "encoder"):
+    values = [None if r["metrics"] is None else
+              (r["metrics"].get("routes", {}).get(route) or {}).get("fg_iou") for r in runs]
+    if any(v is not None for v in values):
+      out["routes"][route] = {"fg_iou": _mean(values), "fg_iou_std": _std(values),
+                              "fg_iou_per_seed": values}
   for key in ("mask_coverage", "mask_binary_fraction", "binarized_coverage_mean",
               "empty_mask_fraction", "reference_miou", "reference_miou_inverted_mask",
               "reference_fg_iou", "detected_fraction"):
@@ -280,9 +298,9 @@ def _pct(value) -> str:
 
 def markdown_table(result: Dict) -> str:
   lines = [
-      "| setting | fg IoU (mean ± std) | fg IoU per seed | mIoU | pixel acc. | mask coverage "
-      "| binarization | reference mIoU | detected % |",
-      "|---|---|---|---|---|---|---|---|---|",
+      "| setting | fg IoU (mean ± std) | fg IoU per seed | distilled fg IoU | encoder fg IoU "
+      "| mIoU | pixel acc. | mask coverage | binarization | reference mIoU | detected % |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for name in TABLE_ORDER:
     s = result["settings"].get(name)
@@ -290,18 +308,21 @@ def markdown_table(result: Dict) -> str:
       continue
     per_seed = ", ".join(f"{v:.3f} (s{k})" if v is not None else f"failed (s{k})"
                          for k, v in zip(s["seeds"], s["fg_iou_per_seed"]))
+    route = {r: (s.get("routes") or {}).get(r, {}) for r in ("distilled", "encoder")}
+    route = {r: f"{_fmt(m.get('fg_iou'))} ± {_fmt(m.get('fg_iou_std'))}" if m else "–"
+             for r, m in route.items()}
     lines.append(
         f"| ({s['row']}) {name} | {_fmt(s['fg_iou'])} ± {_fmt(s['fg_iou_std'])} | {per_seed} "
-        f"| {_fmt(s['miou'])} | {_fmt(s['pixel_accuracy'])} | {_fmt(s['mask_coverage'])} "
+        f"| {route['distilled']} | {route['encoder']} | {_fmt(s['miou'])} | {_fmt(s['pixel_accuracy'])} | {_fmt(s['mask_coverage'])} "
         f"| {_fmt(s['mask_binary_fraction'])} | {_fmt(s['reference_miou'])} "
         f"| {_pct(s['detected_fraction'])} |")
   for name, m in result["baselines"].items():
-    lines.append(f"| baseline: {name} | {_fmt(m.get('fg_iou'))} | | {_fmt(m.get('miou'))} "
+    lines.append(f"| baseline: {name} | {_fmt(m.get('fg_iou'))} | | | | {_fmt(m.get('miou'))} "
                  f"| {_fmt(m.get('pixel_accuracy'))} | | | | |")
   ub = result.get("supervised_upper_bound") or {}
   if ub:
     lines.append(f"| supervised upper bound (reference U-Net) | {_fmt(ub.get('fg_iou'))} | "
-                 f"| {_fmt(ub.get('miou'))} | {_fmt(ub.get('pixel_accuracy'))} | | | "
+                 f"| | | {_fmt(ub.get('miou'))} | {_fmt(ub.get('pixel_accuracy'))} | | | "
                  f"| {_pct(ub.get('detected_fraction'))} |")
   return "\n".join(lines)
 
@@ -431,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--gan_steps", type=int, default=None, help="train.max_steps of every run")
   p.add_argument("--encoder_steps", type=int, default=None,
                  help="encoder.max_steps of every run")
+  p.add_argument("--distilled_steps", type=int, default=None,
+                 help="segmenter.max_steps (the distilled segmenter) of every run")
   p.add_argument("--resolution", type=int, default=None,
                  help="train.resolution (and start_resolution if the base config trains at "
                       "one resolution)")

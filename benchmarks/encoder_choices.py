@@ -103,6 +103,7 @@ def main(argv=None):
       config.encoder.max_steps = args.steps
     config.encoder.checkpoint_every_steps = config.encoder.max_steps
     config.eval.baselines = ()
+    config.segment.route = "encoder"  # The subject here; the figures are the encoder's.
     config.eval.num_generated = 64  # Mask statistics only (cheap); not the subject here.
     from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
     config_validation.validate_config(config, "pipeline")

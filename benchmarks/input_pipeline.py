@@ -10,6 +10,8 @@ Two sources, each timed over --steps batches of --batch images, after --warmup b
   first), which is what a long training run sees.
 * folder_jpeg: a temporary folder of --folder_images JPEGs (quality 90) at 2R, made from the
   synthetic dataset; every image is decoded from disk each time (no cache).
+* lsun_lmdb: the same images as WebP values of a temporary lmdb database, as LSUN stores them;
+  every value is read and decoded each time.
 The consumer only pulls batches: these are upper bounds on what the pipeline can feed a
 training step, with --num_workers decoding threads plus the prefetch thread.
 """
@@ -75,6 +77,32 @@ def bench_folder(args) -> dict:
           'file_size': f'{size}x{size} JPEG q90'}
 
 
+def bench_lmdb(args) -> dict:
+  import io  # pylint: disable=g-import-not-at-top
+  import lmdb  # pylint: disable=g-import-not-at-top
+  r = args.resolution
+  size = 2 * r
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'bench_lmdb')
+    env = lmdb.open(path, map_size=1 << 30)
+    with env.begin(write=True) as txn:
+      for i in range(args.folder_images):
+        image, _ = synthetic.render_example('train', i, min(size, 128))
+        pil = Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        pil.save(buf, format='WEBP', quality=90)
+        txn.put(f'{i:08d}'.encode(), buf.getvalue())
+    env.close()
+    cfg = dict(name='lsun_lmdb', path=path, num_workers=args.num_workers)
+    it = input_pipeline.train_iterator(cfg, resolution=r, batch_size=args.batch, seed=0,
+                                       process_index=0, process_count=1)
+    _time_batches(it, args.warmup, args.batch)
+    rate = _time_batches(it, args.steps, args.batch)
+    it.close()
+  return {'images_per_s': round(rate, 1), 'records': args.folder_images,
+          'value': f'{size}x{size} WebP q90'}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--resolution', type=int, default=64)
@@ -89,6 +117,7 @@ def main():
   result = {
       'synthetic': bench_synthetic(args),
       'folder_jpeg': bench_folder(args),
+      'lsun_lmdb': bench_lmdb(args),
       'resolution': args.resolution,
       'batch': args.batch,
       'num_workers': args.num_workers,

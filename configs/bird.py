@@ -1,4 +1,8 @@
-"""LSUN bird with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.15."""
+"""LSUN bird with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.15.
+
+Images from tfds (``lsun/bird``) or LSUN's lmdb database (``--config.data.name=lsun_lmdb
+--config.data.path=DIR/bird_lmdb``); see configs/car.py.
+"""
 
 from configs import default
 

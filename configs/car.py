@@ -1,4 +1,9 @@
-"""LSUN car with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.25."""
+"""LSUN car with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.25.
+
+The images come from tfds (``lsun/car``, prepared in ``--config.data.data_dir``) or from LSUN's
+own lmdb database: ``--config.data.name=lsun_lmdb --config.data.path=DIR/car_lmdb`` (the
+folder holding ``data.mdb``; the first ``num_train_examples`` records in key order).
+"""
 
 from configs import default
 

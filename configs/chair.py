@@ -1,4 +1,8 @@
-"""LSUN chair with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.15."""
+"""LSUN chair with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.15.
+
+Images from tfds (``lsun/chair``) or LSUN's lmdb database (``--config.data.name=lsun_lmdb
+--config.data.path=DIR/chair_lmdb``); see configs/car.py.
+"""
 
 from configs import default
 

@@ -97,6 +97,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every_steps = 2_000
   config.train.keep_checkpoints = 3
   config.train.num_samples = 16  # Latents in the sample grids.
+  # Collapse (layered_gan_jax/collapse.py): the masks of the sample latents empty, full or the
+  # same for every latent at this many consecutive sample steps -> a warning; with
+  # stop_on_collapse the run also stops after a checkpoint (exit status 3).
+  config.train.collapse_patience = 3
+  config.train.stop_on_collapse = False
 
   # ---------------------------------------------------------------- encoders (segmentation)
   config.encoder = ml_collections.ConfigDict()
@@ -113,11 +118,48 @@ def get_config() -> ml_collections.ConfigDict:
   config.encoder.blocks_per_stage = 1
   config.encoder.feature_weight = 1.0  # Weight of the critic-feature term of L_auto.
   config.encoder.latent_weight = 0.0  # Extra loss on generated samples with known latents.
+  # Also predict a translation and scale of the foreground and mask (a zero-initialised head:
+  # training starts at the identity).
+  config.encoder.predict_placement = False
+  # At prediction time: refine the encoder's output per batch by this many Adam steps on the
+  # training reconstruction loss (0 = off), at refine_lr.
+  config.encoder.refine_steps = 0
+  config.encoder.refine_lr = 0.01
   config.encoder.batch_size = 32
   config.encoder.lr = 1e-4
   config.encoder.max_steps = 20_000
   config.encoder.log_every_steps = 100
   config.encoder.checkpoint_every_steps = 2_000
+
+  # ---------------------------------------------------------------- distilled segmenter
+  # A U-Net trained on the frozen EMA generator's layers, recomposed into (image, mask) pairs
+  # (--mode=train_segmenter; layered_gan_jax/recompose.py).
+  config.segmenter = ml_collections.ConfigDict()
+  config.segmenter.width = 32  # U-Net channels at full resolution (doubled per level).
+  config.segmenter.levels = 5  # Resolutions; the input side must divide by 2**(levels - 1).
+  config.segmenter.batch_size = 32
+  config.segmenter.lr = 2e-3  # Adam, cosine decay to 5 % over max_steps.
+  config.segmenter.max_steps = 20_000
+  config.segmenter.dice_weight = 0.5  # Loss: BCE + dice_weight * (1 - soft Dice).
+  config.segmenter.recompose = True  # False: the generator's own composites and masks.
+  config.segmenter.scale_range = (0.6, 1.5)  # Foreground + mask scale, log-uniform.
+  config.segmenter.translate = True  # Move foreground + mask anywhere in the frame,
+  config.segmenter.max_cut = 0.2  # keeping all but this share of the mask's extent inside.
+  config.segmenter.flip_prob = 0.5  # Mirror foreground + mask left-right.
+  config.segmenter.swap_background_prob = 0.5  # Over another sample's background.
+  config.segmenter.color_jitter = 0.0  # Brightness / contrast / saturation strength (0 = off).
+  config.segmenter.min_area = 0.02  # Mask filter: binarized area range,
+  config.segmenter.max_area = 0.9
+  config.segmenter.max_uncertainty = 0.15  # and mean min(m, 1 - m) at most this.
+  config.segmenter.validation_size = 256  # Held-out recomposed pairs for model selection.
+  config.segmenter.log_every_steps = 100
+  config.segmenter.checkpoint_every_steps = 2_000
+
+  # ---------------------------------------------------------------- segmentation route
+  config.segment = ml_collections.ConfigDict()
+  # What evaluate's top-level figures and --mode=segment use: 'distilled' (the segmenter above)
+  # or 'encoder' (the paper's: the generator's mask of G(E(x))).
+  config.segment.route = "distilled"
 
   # ---------------------------------------------------------------- evaluation
   config.eval = ml_collections.ConfigDict()

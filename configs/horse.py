@@ -1,4 +1,8 @@
-"""LSUN horse with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.20."""
+"""LSUN horse with the reference recipe: two generators, progressive 8 -> 128 px, eta = 0.20.
+
+Images from tfds (``lsun/horse``) or LSUN's lmdb database (``--config.data.name=lsun_lmdb
+--config.data.path=DIR/horse_lmdb``); see configs/car.py.
+"""
 
 from configs import default
 

@@ -35,6 +35,11 @@ def get_config():
   config.encoder.max_steps = 600
   config.encoder.log_every_steps = 50
   config.encoder.checkpoint_every_steps = 500
+  config.segmenter.width = 16
+  config.segmenter.levels = 4
+  config.segmenter.max_steps = 1_500
+  config.segmenter.log_every_steps = 50
+  config.segmenter.checkpoint_every_steps = 500
   config.eval.max_examples = 500
   config.eval.num_generated = 256
   config.runtime.xla_cpu_kernels = "xla"  # Narrow models: XLA's own kernels are faster.

@@ -26,6 +26,13 @@ def get_config():
   config.encoder.max_steps = 4
   config.encoder.log_every_steps = 2
   config.encoder.checkpoint_every_steps = 4
+  config.segmenter.width = 4
+  config.segmenter.levels = 3
+  config.segmenter.batch_size = 8
+  config.segmenter.max_steps = 4
+  config.segmenter.log_every_steps = 2
+  config.segmenter.checkpoint_every_steps = 4
+  config.segmenter.validation_size = 16
   config.eval.max_examples = 16
   config.eval.batch_size = 8
   config.eval.num_generated = 16

@@ -9,9 +9,11 @@ from layered_gan_jax.generator import VARIANTS
 from layered_gan_jax.layers import RESAMPLING
 from layered_gan_jax.schedule import parse_resolution_map
 
-DATASETS = ("synthetic", "folder", "lsun/car", "lsun/horse", "lsun/chair", "lsun/bird",
-            "caltech_birds2011", "oxford_iiit_pet")
-MODES = ("train", "train_encoder", "evaluate", "sample", "segment", "pipeline")
+DATASETS = ("synthetic", "folder", "lsun_lmdb", "lsun/car", "lsun/horse", "lsun/chair",
+            "lsun/bird", "caltech_birds2011", "oxford_iiit_pet")
+MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
+         "pipeline")
+ROUTES = ("distilled", "encoder")
 ENCODER_TARGETS = ("z", "z_per_generator", "w", "w_plus")
 ENCODER_NOISE = ("zero", "fixed")
 # Fields of the model that must match a checkpoint being resumed or restored.
@@ -72,6 +74,9 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
          f"data.name={config.data.name!r} is unknown; choose one of {', '.join(DATASETS)}")
   _check(config.data.name != "folder" or bool(config.data.path),
          "data.name='folder' needs --config.data.path=/path/to/images")
+  _check(config.data.name != "lsun_lmdb" or bool(config.data.path),
+         "data.name='lsun_lmdb' needs --config.data.path=/path/to/car_lmdb (the folder holding "
+         "data.mdb)")
   _check(config.data.org_to_crop >= 1.0,
          f"data.org_to_crop={config.data.org_to_crop} must be >= 1 (1.125 reference)")
   try:
@@ -91,6 +96,8 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   for name in ("log_every_steps", "checkpoint_every_steps", "sample_every_steps"):
     _check(t[name] > 0, f"train.{name}={t[name]} must be > 0")
   _check(0.0 <= t.style_mixing_prob <= 1.0, "train.style_mixing_prob must be in [0, 1]")
+  _check(isinstance(t.collapse_patience, int) and t.collapse_patience >= 1,
+         f"train.collapse_patience={t.collapse_patience!r} must be an int >= 1 (sample steps)")
   e = config.encoder
   _check(e.target in ENCODER_TARGETS, f"encoder.target={e.target!r}; choose one of "
          f"{ENCODER_TARGETS}")
@@ -99,6 +106,10 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   _check(e.batch_size > 0 and e.batch_size % num_devices == 0,
          f"encoder.batch_size={e.batch_size} must be a positive multiple of the {num_devices} "
          "devices")
+  _validate_segmenter(config, num_devices)
+  _check(isinstance(e.refine_steps, int) and e.refine_steps >= 0 and e.refine_lr > 0,
+         f"encoder.refine_steps={e.refine_steps!r} must be an int >= 0 and encoder.refine_lr="
+         f"{e.refine_lr} > 0")
   _check(config.eval.batch_size > 0 and config.eval.batch_size % num_devices == 0,
          f"eval.batch_size={config.eval.batch_size} must be a positive multiple of the "
          f"{num_devices} devices")
@@ -106,6 +117,36 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   _check(not eval_name or eval_name in DATASETS,
          f"eval.data.name={eval_name!r} is unknown; choose one of {', '.join(DATASETS)}")
   _validate_data(config, mode)
+
+
+def _validate_segmenter(config, num_devices: int) -> None:
+  s = config.segmenter
+  _check(s.width > 0 and s.levels >= 1, f"segmenter.width={s.width} and segmenter.levels="
+         f"{s.levels} must be positive")
+  _check(config.train.resolution % 2 ** (s.levels - 1) == 0,
+         f"segmenter.levels={s.levels} needs train.resolution={config.train.resolution} to be "
+         f"divisible by {2 ** (s.levels - 1)}; use fewer levels")
+  _check(s.batch_size > 0 and s.batch_size % num_devices == 0,
+         f"segmenter.batch_size={s.batch_size} must be a positive multiple of the "
+         f"{num_devices} devices")
+  _check(s.lr > 0 and s.max_steps > 0, "segmenter.lr and segmenter.max_steps must be > 0")
+  for name in ("log_every_steps", "checkpoint_every_steps", "validation_size"):
+    _check(s[name] > 0, f"segmenter.{name}={s[name]} must be > 0")
+  sr = tuple(s.scale_range)
+  _check(len(sr) == 2 and 0 < sr[0] <= sr[1],
+         f"segmenter.scale_range={sr} must be (low, high) with 0 < low <= high")
+  _check(0.0 <= s.max_cut < 0.5, f"segmenter.max_cut={s.max_cut} must be in [0, 0.5)")
+  for name in ("flip_prob", "swap_background_prob"):
+    _check(0.0 <= s[name] <= 1.0, f"segmenter.{name}={s[name]} must be in [0, 1]")
+  _check(0.0 <= s.color_jitter < 1.0, f"segmenter.color_jitter={s.color_jitter} must be in "
+         "[0, 1)")
+  _check(0.0 <= s.min_area <= s.max_area <= 1.0,
+         f"segmenter.min_area={s.min_area} and max_area={s.max_area} must satisfy "
+         "0 <= min_area <= max_area <= 1")
+  _check(0.0 <= s.max_uncertainty <= 0.5,
+         f"segmenter.max_uncertainty={s.max_uncertainty} must be in [0, 0.5] (0.5 = no filter)")
+  _check(config.segment.route in ROUTES,
+         f"segment.route={config.segment.route!r}; choose one of {', '.join(ROUTES)}")
 
 
 def _validate_data(config, mode: str) -> None:
@@ -122,6 +163,7 @@ def _validate_data(config, mode: str) -> None:
   for where, data in checks:
     try:
       input_pipeline.validate_data_config(data)
+      input_pipeline.check_tfds_prepared(data)
     except DataError:
       raise
     except ValueError as e:

@@ -1,7 +1,9 @@
 """Evaluation: real-image segmentation against ground truth (with the poster's baselines) and
 statistics of the generated masks (with an optional external segmenter, e.g. Mask R-CNN).
 
-Predicted mask = sigmoid mask of G(E(x)) thresholded at 0.5, resized to the ground-truth size.
+Every trained segmentation route (``inference.load_route``: the distilled segmenter's
+probabilities, or the generator's mask of G(E(x))) is scored on the same images; a predicted
+mask is the soft mask thresholded at 0.5, resized to the ground-truth size.
 Metrics (see ``metrics``): per-image foreground IoU averaged over images (``fg_iou``, primary),
 two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3).
 """
@@ -17,9 +19,10 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from layered_gan_jax import baselines, compositing, input_pipeline, metrics, parallel
+from layered_gan_jax import baselines, compositing, inference, input_pipeline, metrics
 from layered_gan_jax import visualization
-from layered_gan_jax.train_encoder import load_encoder
+from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.train_gan import load_gan
 
 EVAL_DIR = "eval"
 
@@ -37,23 +40,25 @@ def to_uint8_images(x: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def predict_masks(predict: Callable, enc_params, frozen, data_cfg, resolution: int,
-                  batch_size: int, max_examples: Optional[int]):
-  """Runs the encoder + generator on an evaluation split. Returns uint8 images, ground-truth
-  masks, soft predicted masks (all at ``resolution``)."""
-  images, gts, soft = [], [], []
+def load_split(data_cfg, resolution: int, batch_size: int, max_examples: Optional[int]):
+  """The evaluation split at ``resolution``: float images [N, R, R, 3] in [-1, 1] and the
+  ground-truth masks, in batches of ``batch_size`` (the last one padded; ``valid`` marks real
+  rows). Returns ``(batches, gts)``."""
+  batches, gts = [], []
   for batch in input_pipeline.eval_dataset(data_cfg, resolution=resolution,
                                            batch_size=batch_size, split="test",
                                            max_examples=max_examples):
-    x = parallel.put_batch(np.asarray(batch["image"], np.float32))
-    layers, _ = predict(enc_params, frozen, x)
     valid = np.asarray(batch["valid"], bool)
-    soft.append(np.asarray(jax.device_get(layers["mask"]))[valid, ..., 0])
+    batches.append((np.asarray(batch["image"], np.float32), valid))
     gts.append(np.asarray(batch["mask"])[valid])
-    images.append(to_uint8_images(np.asarray(batch["image"])[valid]))
-  if not images:
+  if not batches:
     raise ValueError("the evaluation split is empty")
-  return np.concatenate(images), np.concatenate(gts), np.concatenate(soft)
+  return batches, np.concatenate(gts)
+
+
+def predict_route(route, batches) -> np.ndarray:
+  """Soft masks [N, R, R] of a route on the batches of :func:`load_split`."""
+  return np.concatenate([route.predict(x)[valid] for x, valid in batches])
 
 
 def score_masks(pred_soft: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
@@ -166,19 +171,34 @@ def centroid_spread(binary_masks: np.ndarray) -> float:
 
 
 def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict:
-  """Evaluates the encoder of ``workdir``; writes ``WORKDIR/eval/metrics.json``, clu scalars
-  and a PNG panel. Returns the metrics."""
-  setup, enc_params = load_encoder(config, workdir)
-  gan = setup.gan
+  """Scores every trained route of ``workdir`` on the same images; writes
+  ``WORKDIR/eval/metrics.json`` (top-level figures: the route ``config.segment.route``; all of
+  them under ``routes``), clu scalars and a PNG panel. Returns the metrics."""
+  route_name = config.segment.route
+  available = inference.trained_routes(workdir)
+  if route_name not in available:
+    raise ConfigError(
+        f"segment.route={route_name!r} has no trained checkpoint in {workdir} (trained: "
+        f"{', '.join(available) or 'none'}); train it (--mode=train_segmenter / train_encoder) "
+        "or choose another --config.segment.route")
+  gan = load_gan(workdir, config)
   data_cfg = eval_data_config(config)
   input_pipeline.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None
-  images, gt, soft = predict_masks(setup.predict_fn(), enc_params, setup.frozen, data_cfg,
-                                   gan.resolution, config.eval.batch_size, max_examples)
-  result = score_masks(soft, gt)
-  result["num_images"] = int(len(images))
-  result["dataset"] = data_cfg.name
-  result["resolution"] = gan.resolution
+  batches, gt = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
+  images = to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))
+  routes, scores, soft = {}, {}, {}
+  for name in available:
+    route = inference.load_route(config, workdir, name)
+    if route.resolution != gan.resolution:
+      raise ConfigError(f"the {name} route of {workdir} works at {route.resolution} px but the "
+                        f"GAN at {gan.resolution} px; retrain it on this GAN")
+    soft[name] = predict_route(route, batches)
+    scores[name] = score_masks(soft[name], gt)
+    routes[name] = dict(scores[name], **route.info)
+  result = dict(scores[route_name])
+  result.update(route=route_name, routes=routes, num_images=int(len(images)),
+                dataset=data_cfg.name, resolution=gan.resolution, gan_step=gan.step)
   result["baselines"] = baseline_metrics(images, gt, config.eval.baselines)
   if segmenter is None and config.eval.external_segmenter:
     segmenter = load_external_segmenter(config.eval.external_segmenter)
@@ -192,20 +212,24 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
       json.dump(result, f, indent=2)
     os.replace(tmp, os.path.join(out_dir, "metrics.json"))
     n = min(8, len(images))
-    pred = (soft[:n] >= 0.5).astype(np.float32)[..., None]
-    rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0)),
-            visualization.to_uint8(pred, (0.0, 1.0)),
-            np.stack([visualization.overlay(images[i], pred[i, ..., 0]) for i in range(n)])]
+    preds = [(soft[name][:n] >= 0.5).astype(np.float32)[..., None] for name in available]
+    rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0))]
+    rows += [visualization.to_uint8(p, (0.0, 1.0)) for p in preds]
+    chosen = preds[available.index(route_name)]
+    rows.append(np.stack([visualization.overlay(images[i], chosen[i, ..., 0])
+                          for i in range(n)]))
     visualization.save_png(os.path.join(out_dir, "panel.png"), visualization.grid(rows))
   writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
   flat = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float)}
+  flat.update({f"eval/routes/{r}/{k}": v for r, m in routes.items() for k, v in m.items()
+               if isinstance(v, float)})
   flat.update({f"eval/baselines/{b}/{k}": v for b, m in result["baselines"].items()
                for k, v in m.items()})
   flat.update({f"eval/generated/{k}": v for k, v in result["generated"].items()})
   writer.write_scalars(gan.step, flat)
   writer.flush()
-  logging.info("Evaluation of %s: fg_iou %.4f miou %.4f pixel_accuracy %.4f (baselines: %s)",
-               workdir, result["fg_iou"], result["miou"], result["pixel_accuracy"],
+  logging.info("Evaluation of %s: %s (baselines: %s)", workdir,
+               {r: round(m["fg_iou"], 4) for r, m in routes.items()},
                {k: round(v["fg_iou"], 4) for k, v in result["baselines"].items()})
   return result
 

@@ -1,7 +1,9 @@
 """Inference from Orbax checkpoints: layered samples, and segmentation of image files.
 
-``sample`` restores only the EMA generator (and the config); ``segment`` restores the EMA
-generator, the critic-free encoder path and the encoder. Neither writes into its inputs.
+``sample`` restores only the EMA generator (and the config). Segmentation goes through one of
+two routes (``config.segment.route``, see :func:`load_route`): ``distilled`` restores only the
+distilled segmenter, ``encoder`` the EMA generator and the encoder. Nothing writes into its
+inputs.
 """
 
 import json
@@ -15,7 +17,7 @@ from PIL import Image
 
 from layered_gan_jax import generator as generator_lib, image_io, input_pipeline
 from layered_gan_jax import parallel, visualization
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.config_validation import ROUTES, ConfigError
 from layered_gan_jax.train_gan import load_gan
 
 LAYERS = ("composite", "background", "foreground", "mask")
@@ -63,6 +65,63 @@ def sample(config, workdir: str, output: str, num_samples: int = 16,
   return written
 
 
+class Route:
+  """A trained segmentation route: ``predict(images)`` maps float images [B, R, R, 3] in
+  [-1, 1] (B a multiple of the device count) to soft foreground masks [B, R, R] in [0, 1]."""
+
+  def __init__(self, name: str, resolution: int, predict, info: dict):
+    self.name, self.resolution, self.info = name, resolution, info
+    self._predict = predict
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    return np.asarray(jax.device_get(self._predict(parallel.put_batch(images))))
+
+
+def route_directory(workdir: str, route: str) -> str:
+  from layered_gan_jax import train_encoder, train_segmenter  # pylint: disable=g-import-not-at-top
+  sub = train_segmenter.SEGMENTER_DIR if route == "distilled" else train_encoder.ENCODER_DIR
+  return os.path.join(os.path.abspath(workdir), sub)
+
+
+def trained_routes(workdir: str) -> List[str]:
+  """The routes of ``workdir`` with a complete checkpoint, in ``ROUTES`` order."""
+  from layered_gan_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  found = []
+  for r in ROUTES:
+    directory = route_directory(workdir, r)
+    if os.path.isdir(directory):
+      ckpt = checkpointing.Checkpointer(directory, ())
+      if ckpt.latest_step() is not None:
+        found.append(r)
+      ckpt.close()
+  return found
+
+
+def load_route(config, workdir: str, route: str) -> Route:
+  """Restores what ``route`` needs, and nothing else. A missing checkpoint is a ConfigError."""
+  if route not in ROUTES:
+    raise ConfigError(f"segment.route={route!r}; choose one of {', '.join(ROUTES)}")
+  if not os.path.isdir(route_directory(workdir, route)):
+    fix = "--mode=train_segmenter" if route == "distilled" else "--mode=train_encoder"
+    raise ConfigError(f"segment.route={route!r} but {route_directory(workdir, route)} holds no "
+                      f"checkpoint; train it with {fix} or choose another "
+                      f"--config.segment.route")
+  if route == "distilled":
+    from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
+    model, params, meta = train_segmenter.load_segmenter(workdir)
+    params = parallel.put_replicated(params)
+    apply = jax.jit(lambda x: jax.nn.sigmoid(model.apply({"params": params}, x)))
+    return Route(route, int(meta["resolution"]), apply,
+                 {"gan_step": meta.get("gan_step"), "segmenter_step": meta.get("best_step"),
+                  "validation_fg_iou": meta.get("best_validation_fg_iou")})
+  from layered_gan_jax.train_encoder import load_encoder  # pylint: disable=g-import-not-at-top
+  setup, enc_params = load_encoder(config, workdir)
+  predict = setup.predict_fn()
+  return Route(route, setup.gan.resolution,
+               lambda x: predict(enc_params, setup.frozen, x)[0]["mask"][..., 0],
+               {"gan_step": setup.gan.step})
+
+
 def _output_stem(path: str, root: str, used: set) -> str:
   rel = os.path.relpath(path, root) if root else os.path.basename(path)
   stem = os.path.splitext(rel)[0]
@@ -73,10 +132,10 @@ def _output_stem(path: str, root: str, used: set) -> str:
 
 
 def segment(config, workdir: str, input_path: str, output: str, batch: int = 16) -> dict:
-  """Segments an image file or a folder (recursively): per image a mask PNG at the original
-  size (0 / 255) and an overlay. Unreadable files are reported and skipped; the rest is done.
-  Returns a report (also written to OUTPUT/segment_report.json)."""
-  from layered_gan_jax.train_encoder import load_encoder  # pylint: disable=g-import-not-at-top
+  """Segments an image file or a folder (recursively) through ``config.segment.route``: per
+  image a mask PNG at the original size (0 / 255) and an overlay. Unreadable files are reported
+  and skipped; the rest is done. Returns a report (also written to
+  OUTPUT/segment_report.json)."""
   output = _check_output(output, "segment")
   if not input_path:
     raise ConfigError("--mode=segment needs --input=FILE_OR_DIR")
@@ -89,9 +148,8 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
     raise ConfigError(f"--output={output} is inside the input folder {in_dir}; choose a folder "
                       "outside it (segment never writes into its inputs)")
   files = image_io.list_images(input_path) if root else [input_path]
-  setup, enc_params = load_encoder(config, workdir)
-  predict = setup.predict_fn()
-  r = setup.gan.resolution
+  route = load_route(config, workdir, config.segment.route)
+  r = route.resolution
   n_dev = jax.device_count()
   batch = max(n_dev, (batch // n_dev) * n_dev)
   failed, done, used = [], [], set()
@@ -109,8 +167,7 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
                   for _, im in loaded])
     pad = batch - len(x)
     x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
-    layers, _ = predict(enc_params, setup.frozen, parallel.put_batch(x))
-    masks = np.asarray(jax.device_get(layers["mask"]))[:len(loaded), ..., 0]
+    masks = route.predict(x)[:len(loaded)]
     for (path, image), soft in zip(loaded, masks):
       h, w = image.shape[:2]
       full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(
@@ -122,11 +179,10 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
                              visualization.overlay(image, full))
       done.append(path)
   report = {"segmented": len(done), "failed": failed, "output": output,
-            "resolution": r, "gan_step": setup.gan.step}
+            "resolution": r, "route": route.name, **route.info}
   os.makedirs(output, exist_ok=True)
   with open(os.path.join(output, "segment_report.json"), "w") as f:
     json.dump(report, f, indent=2)
-  logging.info("Segmented %d images into %s; %d unreadable file(s) skipped", len(done), output,
-               len(failed))
+  logging.info("Segmented %d images into %s through the %s route; %d unreadable file(s) "
+               "skipped", len(done), output, route.name, len(failed))
   return report
-

@@ -122,7 +122,7 @@ from layered_gan_jax.image_io import DataError
 
 LSUN_NAMES = ('lsun/car', 'lsun/horse', 'lsun/chair', 'lsun/bird')
 TFDS_NAMES = LSUN_NAMES + ('caltech_birds2011', 'oxford_iiit_pet')
-DATASET_NAMES = ('synthetic', 'folder') + TFDS_NAMES
+DATASET_NAMES = ('synthetic', 'folder', 'lsun_lmdb') + TFDS_NAMES
 # The names that have ground-truth masks (usable by eval_dataset with masks).
 MASKED_NAMES = ('synthetic', 'folder', 'caltech_birds2011', 'oxford_iiit_pet')
 REFERENCE_NUM_TRAIN_EXAMPLES = 100_000  # "The first 100k images of a category are used."
@@ -156,6 +156,8 @@ def validate_data_config(cfg) -> None:
     if not os.path.isdir(path):
       raise DataError(f"{path}: no such folder (the data config's path). Point it at a folder "
                       f"of images, or at a root holding images/ and masks/.")
+  if name == 'lsun_lmdb':
+    lmdb_entries(cfg.get('path', None))
   n = cfg.get('num_train_examples', None)
   if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0):
     raise ValueError(f"num_train_examples must be a positive integer or None, got {n!r}.")
@@ -321,6 +323,67 @@ class _EncodedSource(_Source):
     return f'{self.dataset} {self.names[i]}'
 
 
+LMDB_WAYS = ("point --config.data.path at the folder holding LSUN's data.mdb (e.g. car_lmdb/ "
+             "from LSUN's download), or use --config.data.name=lsun/car with a prepared tfds "
+             "data_dir, or --config.data.name=folder with a folder of images")
+
+
+_LMDB_ENVS: dict[str, Any] = {}  # lmdb allows one open environment per database and process.
+_LMDB_LOCK = threading.Lock()
+
+
+def _open_lmdb(path: str):
+  import lmdb  # pylint: disable=g-import-not-at-top
+  key = os.path.realpath(path)
+  with _LMDB_LOCK:
+    if key not in _LMDB_ENVS:
+      _LMDB_ENVS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False,
+                                  subdir=True, max_readers=512)
+    return _LMDB_ENVS[key]
+
+
+def lmdb_entries(path) -> int:
+  """The number of records of the lmdb database in folder ``path``; a DataError (one line,
+  with the ways to provide the data) when there is none or it is empty."""
+  if not path:
+    raise ValueError(f"data.name='lsun_lmdb' needs a path: {LMDB_WAYS}.")
+  if not os.path.isfile(os.path.join(path, 'data.mdb')):
+    raise DataError(f"{path}: no lmdb database there (no data.mdb); {LMDB_WAYS}.")
+  entries = _open_lmdb(path).stat()['entries']
+  if not entries:
+    raise DataError(f"{path}: the lmdb database is empty; {LMDB_WAYS}.")
+  return int(entries)
+
+
+class _LmdbSource(_Source):
+  """The first N records of an LSUN lmdb database in cursor (key) order, as the reference run
+  takes them; each value is an encoded image (mostly webp), decoded on demand. Every process
+  reads the same keys; reader threads each open their own read transaction."""
+
+  def __init__(self, path: str, n_limit: int | None):
+    self.path = path
+    self.env = _open_lmdb(path)
+    keys = []
+    with self.env.begin() as txn:
+      for key in txn.cursor().iternext(keys=True, values=False):
+        keys.append(bytes(key))
+        if n_limit and len(keys) >= n_limit:
+          break
+    self.keys = keys
+    self.global_indices = np.arange(len(keys), dtype=np.int64)
+    self.skipped = []
+
+  def load(self, i):
+    with self.env.begin() as txn:
+      value = txn.get(self.keys[i])
+    if value is None:
+      raise DataError(f'{self.name(i)}: the key is gone from the database')
+    return image_io.decode_image(value, self.name(i))
+
+  def name(self, i):
+    return f'{self.path} key {self.keys[i].decode("utf-8", "replace")}'
+
+
 _SYNTHETIC_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 _SYNTHETIC_CACHE_LOCK = threading.Lock()
 
@@ -398,6 +461,28 @@ def _import_tfds():
     pass
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
+
+
+def check_tfds_prepared(cfg) -> None:
+  """A DataError (one line, with the ways to provide the data) when a tfds dataset is neither
+  prepared in ``data_dir`` nor to be downloaded; cheap: reads the builder's metadata only."""
+  name = cfg.get('name')
+  if name not in TFDS_NAMES or cfg.get('download', False):
+    return
+  tfds = _import_tfds()
+  data_dir = cfg.get('data_dir', None)
+  try:
+    prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+  except Exception:  # pylint: disable=broad-except
+    prepared = False
+  if not prepared:
+    where = data_dir or '~/tensorflow_datasets'
+    ways = (f"`tfds build {name} --data_dir={where}` (or --config.data.download=True)")
+    if name in LSUN_NAMES:
+      ways += (f", --config.data.name=lsun_lmdb --config.data.path=DIR/{name.split('/')[1]}"
+               "_lmdb (LSUN's own database)")
+    ways += ", or --config.data.name=folder --config.data.path=DIR (your images)"
+    raise DataError(f"tfds dataset {name!r} is not prepared in {where}; provide it with {ways}")
 
 
 def _split_size(tfds, name: str, split: str, data_dir) -> int | None:
@@ -853,6 +938,8 @@ def train_iterator(cfg, *, resolution: int, batch_size: int, seed: int, start_in
                               int(_get(cfg, 'synthetic_cache_bytes', 2 << 30)))
   elif name == 'folder':
     source = _folder_train_source(cfg, n_limit)
+  elif name == 'lsun_lmdb':
+    source = _LmdbSource(cfg.get('path'), n_limit)
   else:
     source = _tfds_train_source(cfg, n_limit)
   if len(source) == 0:
@@ -1083,6 +1170,9 @@ def eval_dataset(cfg, *, resolution: int, batch_size: int, split: str = 'test',
     source = _synthetic_eval_source(cfg, resolution, split, max_examples)
   elif name == 'folder':
     source = _folder_eval_source(cfg, max_examples, with_masks)
+  elif name == 'lsun_lmdb':
+    raise ValueError("lsun_lmdb is a training source (LSUN has no test masks); evaluate on "
+                     "--config.eval.data.name=folder or another dataset")
   else:
     source = _tfds_eval_source(cfg, split, max_examples, with_masks)
   logging.info('eval_dataset(%s, %s): %d examples, %d px, batch %d.', name, split, source.n,

@@ -8,9 +8,7 @@ synthetic TRAIN split. It plugs into ``evaluation.generated_mask_statistics(segm
 split (:meth:`ReferenceSegmenter.evaluate_on_test`) is the supervised upper bound of the
 unsupervised method.
 
-Model: U-Net with ``levels`` resolutions (``width * 2**l`` channels at level l, two 3x3 convs +
-GroupNorm + ReLU per level, 2x2 average-pool down, nearest-neighbour up + skip concatenation), a
-1x1 conv to one logit per pixel. Input: images in [-1, 1].
+Model: the project's U-Net (``unet.UNet``). Input: images in [-1, 1].
 
 Training: batch k holds synthetic train examples ``[k B, (k + 1) B)`` (modulo the 20,000-image
 split, so a few thousand steps see several epochs), rendered at the training resolution by
@@ -37,7 +35,6 @@ import os
 import time
 from typing import Dict, List, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,54 +43,12 @@ from absl import logging
 from flax import traverse_util
 from PIL import Image
 
-from layered_gan_jax import metrics
+from layered_gan_jax import metrics, unet
 from layered_gan_jax.datasets import synthetic
+from layered_gan_jax.unet import UNet, segmentation_loss
 
 MIN_FRACTION = 0.01  # Below this predicted-foreground share of the pixels: "no object".
 _META_KEY = "__meta__"
-
-
-class _ConvBlock(nn.Module):
-  features: int
-
-  @nn.compact
-  def __call__(self, x):
-    for _ in range(2):
-      x = nn.Conv(self.features, (3, 3), use_bias=False)(x)
-      x = nn.GroupNorm(num_groups=max(1, min(8, self.features // 4)))(x)
-      x = nn.relu(x)
-    return x
-
-
-class UNet(nn.Module):
-  """Images [N, H, W, 3] in [-1, 1] -> foreground logits [N, H, W]; H, W divisible by
-  ``2 ** (levels - 1)``."""
-  width: int = 16
-  levels: int = 4
-
-  @nn.compact
-  def __call__(self, x):
-    skips = []
-    for level in range(self.levels):
-      if level:
-        x = nn.avg_pool(x, (2, 2), (2, 2))
-      x = _ConvBlock(self.width * 2 ** level)(x)
-      skips.append(x)
-    for level in reversed(range(self.levels - 1)):
-      n, h, w, c = x.shape
-      x = jax.image.resize(x, (n, 2 * h, 2 * w, c), "nearest")
-      x = _ConvBlock(self.width * 2 ** level)(jnp.concatenate([x, skips[level]], axis=-1))
-    return nn.Conv(1, (1, 1))(x)[..., 0]
-
-
-def segmentation_loss(logits, masks, dice_weight: float):
-  """Mean per-pixel BCE + ``dice_weight`` * mean over images of (1 - soft Dice)."""
-  bce = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, masks))
-  p = jax.nn.sigmoid(logits)
-  inter = jnp.sum(p * masks, axis=(1, 2))
-  denom = jnp.sum(p, axis=(1, 2)) + jnp.sum(masks, axis=(1, 2))
-  dice = (2.0 * inter + 1.0) / (denom + 1.0)
-  return bce + dice_weight * jnp.mean(1.0 - dice), bce
 
 
 def _to_float(images_uint8: np.ndarray) -> np.ndarray:
@@ -227,9 +182,7 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
   ``steps`` Adam steps (cosine decay from ``lr``). If ``loss_history`` is a list, the total loss
   of every step is appended to it. Returns the trained :class:`ReferenceSegmenter`."""
   resolution = synthetic.check_resolution(resolution)
-  if resolution % 2 ** (levels - 1):
-    raise ValueError(f"resolution {resolution} must be divisible by 2**(levels - 1) = "
-                     f"{2 ** (levels - 1)}")
+  unet.check_resolution(resolution, levels)
   if steps <= 0 or batch_size <= 0 or width <= 0:
     raise ValueError("steps, batch_size and width must be positive")
   model = UNet(width=width, levels=levels)

@@ -33,7 +33,8 @@ def create_gan_state(g_params, d_params, rng, adam) -> GANState:
 
 
 @flax.struct.dataclass
-class EncoderState:
+class NetState:
+  """One network trained with an optax optimizer: the encoder, the distilled segmenter."""
   step: jax.Array
   params: PyTree
   opt_state: PyTree

@@ -16,16 +16,18 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from layered_gan_jax import (checkpointing, compositing, config_validation, input_pipeline,
-                             losses, parallel, visualization)
+from layered_gan_jax import (checkpointing, compositing, config_validation, console,
+                             input_pipeline, losses, parallel, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
-from layered_gan_jax.state import EncoderState
+from layered_gan_jax.state import NetState
 from layered_gan_jax.train_gan import (LoadedGAN, NonFiniteLossError, Preempted,
                                        PreemptionGuard, load_gan)
 
 ENCODER_DIR = "encoder_checkpoints"
 ITEMS = ("state", "config", "meta")
+# Encoder fields that decide its parameters' shapes (a checkpoint restores only with the same).
+SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
 
 
 class EncoderSetup:
@@ -38,25 +40,57 @@ class EncoderSetup:
                                       jax.random.PRNGKey(config.seed + 4242))
     self.frozen = parallel.put_replicated({"g": gan.ema_params, "d": gan.d_params,
                                            "w_avg": w_avg})
+    self.decode = encoder_lib.make_decode_fn(gan, config.encoder.target, config.encoder.noise,
+                                             config.seed)
     self.reconstruct = encoder_lib.make_reconstruct_fn(
         self.encoder, gan, config.encoder.target, config.encoder.noise, config.seed)
     self.tx = optax.adam(config.encoder.lr)
 
-  def init_state(self) -> EncoderState:
+  def init_state(self) -> NetState:
     r = self.gan.resolution
 
     def init(key):
       k_params, k_rng = jax.random.split(key)
       params = self.encoder.init(k_params, jnp.zeros((1, r, r, 3)))["params"]
-      return EncoderState(step=jnp.zeros([], jnp.int32), params=params,
+      return NetState(step=jnp.zeros([], jnp.int32), params=params,
                           opt_state=self.tx.init(params), rng=k_rng)
 
     return jax.jit(init, out_shardings=parallel.replicated())(
         jax.random.PRNGKey(self.config.seed + 99))
 
+  def features(self, d_params, x):
+    """The critic's 4x4 features of images ``x`` (the feature term of ``L_auto``)."""
+    gan = self.gan
+    return gan.critic.apply({"params": d_params}, x, stage=gan.stage, alpha=gan.alpha,
+                            return_features=True)[1]
+
   def predict_fn(self):
-    """jitted ``(enc_params, frozen, images) -> (layers, composite)``."""
-    return jax.jit(self.reconstruct)
+    """jitted ``(enc_params, frozen, images) -> (layers, composite)``; with
+    ``encoder.refine_steps`` > 0, the encoder's prediction is refined per batch by that many
+    Adam steps (``encoder.refine_lr``) on the training reconstruction loss before decoding."""
+    e = self.config.encoder
+    if not e.refine_steps:
+      return jax.jit(self.reconstruct)
+    tx = optax.adam(e.refine_lr)
+
+    def refined(enc_params, frozen, images):
+      pred = self.encoder.apply({"params": enc_params}, images)
+      target = jax.lax.stop_gradient(self.features(frozen["d"], images))
+
+      def loss_fn(p):
+        _, recon = self.decode(p, frozen)
+        return losses.reconstruction_loss(recon, images, self.features(frozen["d"], recon),
+                                          target, feature_weight=e.feature_weight)[0]
+
+      def body(_, carry):
+        p, opt_state = carry
+        updates, opt_state = tx.update(jax.grad(loss_fn)(p), opt_state, p)
+        return optax.apply_updates(p, updates), opt_state
+
+      pred, _ = jax.lax.fori_loop(0, e.refine_steps, body, (pred, tx.init(pred)))
+      return self.decode(pred, frozen)
+
+    return jax.jit(refined)
 
 
 def latent_loss(pred, z, target, generator, g_params, w_avg, stage):
@@ -76,13 +110,10 @@ def latent_loss(pred, z, target, generator, g_params, w_avg, stage):
 def make_encoder_step(setup: EncoderSetup):
   """``step(state, frozen, images) -> (state, metrics)`` (not jitted)."""
   e, gan = setup.config.encoder, setup.gan
-  generator, critic, stage = gan.generator, gan.critic, gan.stage
+  generator, stage = gan.generator, gan.stage
+  features = setup.features
 
-  def features(d_params, x):
-    return critic.apply({"params": d_params}, x, stage=stage, alpha=gan.alpha,
-                        return_features=True)[1]
-
-  def step(state: EncoderState, frozen, images):
+  def step(state: NetState, frozen, images):
     key = jax.random.fold_in(state.rng, state.step)
     target_features = jax.lax.stop_gradient(features(frozen["d"], images))
 
@@ -100,6 +131,7 @@ def make_encoder_step(setup: EncoderSetup):
         x_gen = jax.lax.stop_gradient(
             compositing.composite(gen["background"], gen["foreground"], gen["mask"]))
         pred = setup.encoder.apply({"params": params}, x_gen)
+        pred.pop(encoder_lib.PLACEMENT, None)  # Generated images are never moved.
         lat = latent_loss(pred, z, e.target, generator, frozen["g"], frozen["w_avg"], stage)
         loss = loss + e.latent_weight * lat
         metrics.update(latent_loss=lat, encoder_loss=loss)
@@ -128,13 +160,21 @@ def load_encoder(config, workdir: str):
   if step is None:
     raise config_validation.ConfigError(
         f"no encoder checkpoint in {ckpt.directory}; train one with --mode=train_encoder")
+  saved = ckpt.read_json(step, "config").get("encoder", {})
+  diffs = [f"encoder.{k}: checkpoint {saved.get(k, False)!r} vs config {config.encoder[k]!r}"
+           for k in SHAPE_FIELDS if saved.get(k, False) != config.encoder[k]]
+  if diffs:
+    ckpt.close()
+    raise config_validation.ConfigError(
+        f"the encoder checkpoint in {ckpt.directory} holds another encoder: " + "; ".join(diffs)
+        + ". Use the settings it was trained with")
   abstract = checkpointing.abstract_like(setup.init_state())
   state = ckpt.restore(step, {"state": abstract})["state"]
   ckpt.close()
   return setup, state.params
 
 
-def train_and_evaluate(config, workdir: str) -> EncoderState:
+def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the encoder of the GAN in ``workdir``; resumes from its own checkpoints."""
   config_validation.validate_config(config, "train_encoder", jax.device_count())
   input_pipeline.validate_data_config(config.data)
@@ -168,7 +208,7 @@ def train_and_evaluate(config, workdir: str) -> EncoderState:
 def _train(setup, config, state, step, ckpt, train_step, predict, writer, report, iterator,
            preemption):
   e, gan, last_saved = config.encoder, setup.gan, ckpt.latest_step()
-  pending, timer = [], time.time()
+  pending, timer, steps_since = [], time.time(), 0
   while step < e.max_steps:
     if preemption.requested:
       if last_saved != step and step > 0:
@@ -180,6 +220,7 @@ def _train(setup, config, state, step, ckpt, train_step, predict, writer, report
     images = parallel.put_batch(next(iterator)["image"])
     state, metrics = train_step(state, setup.frozen, images)
     step += 1
+    steps_since += 1
     pending.append(metrics)
     report(step)
     last = step == e.max_steps
@@ -189,9 +230,15 @@ def _train(setup, config, state, step, ckpt, train_step, predict, writer, report
       pending = []
       if not all(np.isfinite(v) for v in summary.values()):
         raise NonFiniteLossError(f"non-finite encoder loss at step {step}: {summary}")
-      summary["images_per_s"] = e.log_every_steps * e.batch_size / (time.time() - timer)
-      timer = time.time()
+      elapsed = time.time() - timer
+      summary["images_per_s"] = steps_since * e.batch_size / elapsed
       writer.write_scalars(step, summary)
+      logging.info("%s", console.progress_line(
+          "encoder", step, e.max_steps,
+          {"loss": summary["encoder_loss"], "L1": summary["l1"],
+           "feature": summary["feature_loss"], "coverage": summary["mask_coverage"]},
+          summary["images_per_s"], elapsed / steps_since))
+      timer, steps_since = time.time(), 0
     if step % e.checkpoint_every_steps == 0 or last:
       layers, recon = jax.device_get(predict(state.params, setup.frozen, images))
       x = np.asarray(jax.device_get(images))[:8]

@@ -15,8 +15,8 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from layered_gan_jax import (checkpointing, compositing, config_validation, input_pipeline,
-                             losses, models, optim, parallel, visualization)
+from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, console,
+                             input_pipeline, losses, models, optim, parallel, visualization)
 from layered_gan_jax.generator import LayeredGenerator, init_generator, resolution_of
 from layered_gan_jax.critic import init_critic
 from layered_gan_jax.schedule import Schedule
@@ -256,12 +256,14 @@ def make_sample_fn(generator, config, stage: int):
 
 
 def write_samples(sample_fn, state, step, alpha, writer, workdir):
+  """Writes the sample grid of the fixed latents; returns their layers (host arrays)."""
   layers, shifted = jax.device_get(sample_fn(state.ema_params, alpha))
   image = visualization.grid(visualization.layer_rows(layers, shifted))
   if jax.process_index() == 0:
     visualization.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), image)
     visualization.save_png(os.path.join(workdir, "samples", "latest.png"), image)
   writer.write_images(step, {"samples/composite_bg_fg_mask_maskedfg_shifted": image[None]})
+  return layers
 
 
 def all_finite(tree) -> bool:
@@ -312,7 +314,8 @@ def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer)
   return restored
 
 
-def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int]) -> int:
+def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int],
+                    collapse_state: Optional[Dict] = None) -> int:
   if not all_finite((state.g_params, state.d_params, state.ema_params)):
     raise NonFiniteLossError(
         f"non-finite parameters at step {step}; no checkpoint written. The last good "
@@ -320,6 +323,8 @@ def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int
   stage, alpha = schedule.at(max(step - 1, 0))
   meta = {"step": step, "stage": stage.stage, "resolution": stage.resolution,
           "alpha": alpha, "images_seen": schedule.images_seen(step)}
+  if collapse_state is not None:
+    meta["collapse"] = collapse_state
   ckpt.save(step, {"state": state.replace(ema_params=None), "ema": state.ema_params,
                    "config": checkpointing.config_to_dict(config), "meta": meta})
   logging.info("Saved checkpoint of step %d", step)
@@ -345,6 +350,12 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
   state = restore_or_init(generator, critic, config, ckpt)
   step = int(jax.device_get(state.step))
   last_saved = ckpt.latest_step()
+  monitor = collapse.CollapseMonitor(
+      config.train.collapse_patience,
+      None if last_saved is None else ckpt.read_json(last_saved, "meta").get("collapse"))
+
+  def save(step):
+    return save_checkpoint(ckpt, state, config, schedule, step, last_saved, monitor.state())
 
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=jax.process_index() > 0)
@@ -362,12 +373,12 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
   iterator = None
   pending = []
   timer = time.time()
-  images_since = 0
+  images_since = steps_since = 0
   while step < schedule.max_steps:
     stage, alpha = schedule.at(step)
     if current is None or stage.stage != current.stage:
       if current is not None and last_saved != step:
-        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+        last_saved = save(step)
       current = stage
       if stage.stage not in compiled:
         shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
@@ -380,7 +391,7 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
     if preemption.requested:  # Checked after any compile, before the next iteration runs.
       if last_saved != step and step > 0:
-        last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+        last_saved = save(step)
       writer.flush()
       ckpt.close()
       raise Preempted(f"stopped at step {step} after SIGTERM (checkpoint {last_saved}); rerun "
@@ -391,6 +402,7 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
                                            jnp.float32(stage.lr))
     step += 1
     images_since += stage.batch_size
+    steps_since += 1
     pending.append(metrics)
     report(step)
     is_last = step == schedule.max_steps
@@ -408,11 +420,28 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
       summary.update(resolution=stage.resolution, images_per_s=images_since / elapsed,
                      images_seen=schedule.images_seen(step), learning_rate=stage.lr)
       writer.write_scalars(step, summary)
-      timer, images_since = time.time(), 0
+      logging.info("%s", console.progress_line(
+          "GAN", step, schedule.max_steps,
+          {"px": stage.resolution, "critic": summary["critic_loss"],
+           "W": summary["wasserstein"], "GP": summary["gradient_penalty"],
+           "G": summary["generator_loss"], "coverage": summary["mask_coverage"]},
+          summary["images_per_s"], elapsed / max(steps_since, 1)))
+      timer, images_since, steps_since = time.time(), 0, 0
     if step % t.sample_every_steps == 0 or is_last:
-      write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
+      layers = write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
+      health = collapse.mask_health(layers["mask"])
+      writer.write_scalars(step, {f"samples/{k}": v for k, v in health.items()})
+      message = monitor.update(step, health)
+      if message:
+        logging.warning("%s", message)
+        if t.stop_on_collapse:
+          last_saved = save(step) if last_saved != step else last_saved
+          writer.flush()
+          ckpt.close()
+          raise collapse.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
+                          "(train.stop_on_collapse)")
     if step % t.checkpoint_every_steps == 0 or is_last:
-      last_saved = save_checkpoint(ckpt, state, config, schedule, step, last_saved)
+      last_saved = save(step)
   writer.flush()
   ckpt.close()
   return state

@@ -1,7 +1,9 @@
-"""Encoders, evaluation and inference on a tiny GAN trained in the test."""
+"""Encoders, the distilled segmenter, evaluation and inference on a tiny GAN trained in the
+test."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -9,19 +11,27 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from layered_gan_jax import (evaluation, inference, parallel, train_encoder, train_gan)
+from layered_gan_jax import (evaluation, inference, parallel, train_encoder, train_gan,
+                             train_segmenter, unet)
 from layered_gan_jax.config_validation import ConfigError
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """A tiny GAN (8 -> 16 px, 6 iterations) and its encoder (4 iterations)."""
+  """A tiny GAN (8 -> 16 px, 6 iterations), its encoder and its distilled segmenter (4
+  iterations each)."""
   workdir = str(tmp_path_factory.mktemp("run"))
   config = tiny.get_config()
   config.train.max_steps = 6
   train_gan.train_and_evaluate(config, workdir)
   train_encoder.train_and_evaluate(config, workdir)
+  train_segmenter.train_and_evaluate(config, workdir)
   return config, workdir
+
+
+@pytest.fixture(scope="module")
+def gan_workdir(trained):
+  return trained[1]
 
 
 def test_encoder_training_lowers_the_reconstruction_loss(trained):
@@ -56,22 +66,6 @@ def test_every_encoder_target_reconstructs(trained, target):
   assert np.isfinite(float(metrics["encoder_loss"])) and "latent_loss" in metrics
   layers, recon = setup.predict_fn()(state.params, setup.frozen, images)
   assert recon.shape == (8, 16, 16, 3) and layers["mask"].shape == (8, 16, 16, 1)
-
-
-def test_evaluate_writes_metrics_baselines_and_panel(trained):
-  config, workdir = trained
-  result = evaluation.evaluate(config, workdir)
-  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
-    saved = json.load(f)
-  assert saved == json.loads(json.dumps(result))
-  for key in ("fg_iou", "miou", "pixel_accuracy", "max_fbeta"):
-    assert 0.0 <= saved[key] <= 1.0
-  assert set(saved["baselines"]) == {"full_image", "center_prior", "grabcut"}
-  assert saved["num_images"] == config.eval.max_examples
-  # Full-image mask: fg IoU = mean object area of the evaluated images.
-  assert 0.08 <= saved["baselines"]["full_image"]["fg_iou"] <= 0.4
-  assert 0.0 <= saved["generated"]["mask_coverage"] <= 1.0
-  assert os.path.exists(os.path.join(workdir, "eval", "panel.png"))
 
 
 def test_external_segmenter_protocol_with_stand_ins(trained):
@@ -149,14 +143,7 @@ def test_clear_errors_without_a_checkpoint_or_with_another_model(trained, tmp_pa
   with pytest.raises(ConfigError, match="another model.*model.channels"):
     inference.sample(other, workdir, str(tmp_path / "o"))
   with pytest.raises(ConfigError, match="no encoder checkpoint"):
-    train_encoder.load_encoder(config, _gan_only_copy(workdir, tmp_path))
-
-
-def _gan_only_copy(workdir, tmp_path):
-  import shutil  # pylint: disable=g-import-not-at-top
-  dst = tmp_path / "gan_only"
-  shutil.copytree(os.path.join(workdir, "checkpoints"), dst / "checkpoints")
-  return str(dst)
+    train_encoder.load_encoder(config, _copy_gan(workdir, tmp_path / "gan_only"))
 
 
 @pytest.mark.slow
@@ -187,7 +174,6 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
 
 def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
   """2 encoder steps, a restart, 2 more: bit for bit the state of 4 uninterrupted steps."""
-  import shutil  # pylint: disable=g-import-not-at-top
   _, workdir = trained
   finals = {}
   for name, schedule in (("straight", (4,)), ("restarted", (2, 4))):
@@ -203,3 +189,228 @@ def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
   assert int(finals["restarted"].step) == 4
   for a, b in zip(jax.tree.leaves(finals["straight"]), jax.tree.leaves(finals["restarted"])):
     np.testing.assert_array_equal(a, b)
+
+
+def test_placement_head_starts_at_the_identity_and_learns(trained):
+  """With the placement head (zero-initialised) the first reconstruction equals the plain
+  one, and the head's parameters get a gradient."""
+  from layered_gan_jax import encoder as encoder_lib, losses  # pylint: disable=g-import-not-at-top
+  _, workdir = trained
+  plain_cfg, placed_cfg = tiny.get_config(), tiny.get_config()
+  placed_cfg.encoder.predict_placement = True
+  gan = train_gan.load_gan(workdir, plain_cfg, with_critic=True)
+  plain, placed = (train_encoder.EncoderSetup(c, gan) for c in (plain_cfg, placed_cfg))
+  s_plain, s_placed = plain.init_state(), placed.init_state()
+  assert encoder_lib.PLACEMENT in s_placed.params
+  images = parallel.put_batch(np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3))
+                              .astype(np.float32))
+  # Same trunk and style heads: copy the plain encoder's parameters into the placed one.
+  params = dict(s_plain.params, **{encoder_lib.PLACEMENT: s_placed.params[encoder_lib.PLACEMENT]})
+  (la, ra), (lb, rb) = (jax.device_get(plain.reconstruct(s_plain.params, plain.frozen, images)),
+                        jax.device_get(placed.reconstruct(params, placed.frozen, images)))
+  np.testing.assert_allclose(rb, ra, atol=1e-6)
+  np.testing.assert_allclose(lb["mask"], la["mask"], atol=1e-6)
+
+  def loss(p):
+    _, recon = placed.reconstruct(p, placed.frozen, images)
+    return losses.reconstruction_loss(recon, images, placed.features(placed.frozen["d"], recon),
+                                      placed.features(placed.frozen["d"], images))[0]
+
+  grads = jax.grad(loss)(params)[encoder_lib.PLACEMENT]
+  assert float(np.abs(np.asarray(grads["kernel"])).max()) > 0
+  # A known raw output moves the mask by a known amount: dy = dx = 0.25 of the frame.
+  layers = {k: jax.numpy.asarray(v) for k, v in la.items()}
+  raw = np.tile(np.array([[np.arctanh(0.5), np.arctanh(0.5), 0.0]], np.float32), (8, 1))
+  moved = np.asarray(encoder_lib.place_foreground(layers, jax.numpy.asarray(raw))["mask"])
+  np.testing.assert_allclose(moved[:, 4:, 4:], np.asarray(la["mask"])[:, :12, :12], atol=1e-5)
+  assert np.all(moved[:, :4] == 0) and np.all(moved[:, :, :4] == 0)
+
+
+def test_refinement_lowers_the_reconstruction_loss(trained):
+  from layered_gan_jax import losses  # pylint: disable=g-import-not-at-top
+  _, workdir = trained
+  config = tiny.get_config()
+  setup, enc_params = train_encoder.load_encoder(config, workdir)
+  images = parallel.put_batch(np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3))
+                              .astype(np.float32))
+
+  def loss_of(recon):
+    return float(losses.reconstruction_loss(
+        recon, images, setup.features(setup.frozen["d"], recon),
+        setup.features(setup.frozen["d"], images))[0])
+
+  before = loss_of(setup.predict_fn()(enc_params, setup.frozen, images)[1])
+  config.encoder.refine_steps, config.encoder.refine_lr = 20, 0.05
+  refined_setup = train_encoder.EncoderSetup(config, setup.gan)
+  after = loss_of(refined_setup.predict_fn()(enc_params, refined_setup.frozen, images)[1])
+  assert after < 0.95 * before, (before, after)
+
+
+def test_encoder_checkpoint_with_other_shapes_is_a_clear_error(trained):
+  _, workdir = trained
+  config = tiny.get_config()
+  config.encoder.predict_placement = True
+  with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
+    train_encoder.load_encoder(config, workdir)
+
+
+def _copy_gan(workdir, dst):
+  """A new run folder holding only the GAN checkpoints of ``workdir``."""
+  shutil.copytree(os.path.join(workdir, train_gan.CHECKPOINT_DIR),
+                  os.path.join(dst, train_gan.CHECKPOINT_DIR))
+  return str(dst)
+
+
+def test_segmenter_steps_lower_the_loss(gan_workdir):
+  """On one fixed batch of recomposed pairs, 30 Adam steps of the real step function cut the
+  loss by more than half."""
+  config = tiny.get_config()
+  s = config.segmenter
+  s.width, s.lr = 8, 1e-2
+  gan = train_gan.load_gan(gan_workdir, config)
+  model = train_segmenter.build_unet(s)
+  tx = train_segmenter.make_optimizer(s)
+  pairs = train_segmenter.make_pair_fn(gan, s, s.batch_size)
+  fixed = jax.jit(pairs)(gan.ema_params, jax.random.PRNGKey(0))
+  step = jax.jit(train_segmenter.make_segmenter_step(model, tx, lambda g, k: fixed, s))
+  params = train_segmenter.init_params(model, gan.resolution, jax.random.PRNGKey(1))
+  state = train_segmenter.NetState(step=np.int32(0), params=params, opt_state=tx.init(params),
+                                   rng=jax.random.PRNGKey(2))
+  s.max_steps = 1000  # No decay within the 30 steps.
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, gan.ema_params)
+    losses.append(float(metrics["segmenter_loss"]))
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+  assert 0.0 <= float(metrics["kept_fraction"]) <= 1.0
+
+
+def test_weights_drop_filtered_images_from_the_loss():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 4, 4)).astype(np.float32)
+  labels = (rng.uniform(size=(3, 4, 4)) > 0.5).astype(np.float32)
+  full, _ = unet.segmentation_loss(logits[:2], labels[:2], 0.5)
+  weighted, _ = unet.segmentation_loss(logits, labels, 0.5, np.array([1.0, 1.0, 0.0]))
+  np.testing.assert_allclose(float(weighted), float(full), rtol=1e-6)
+  nothing, _ = unet.segmentation_loss(logits, labels, 0.5, np.zeros(3, np.float32))
+  assert float(nothing) == 0.0
+
+
+class _StopAfter(train_gan.PreemptionGuard):
+  """A SIGTERM that arrives after ``steps`` training steps (the loop checks the flag once
+  before every step)."""
+
+  def __init__(self, steps):
+    self.left = steps
+    super().__init__()
+
+  @property
+  def requested(self):
+    self.left -= 1
+    return self.left < 0
+
+  @requested.setter
+  def requested(self, value):
+    del value
+
+
+def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkeypatch):
+  """4 straight steps against 2 steps, a SIGTERM (checkpoint, Preempted) and a rerun: the same
+  state and selected parameters, bit for bit."""
+  config = tiny.get_config()
+  config.segmenter.checkpoint_every_steps = 3
+  finals = {}
+  for name in ("straight", "restarted"):
+    run = _copy_gan(gan_workdir, tmp_path / name)
+    if name == "restarted":
+      with monkeypatch.context() as m:
+        m.setattr(train_segmenter, "PreemptionGuard", lambda: _StopAfter(2))
+        with pytest.raises(train_segmenter.Preempted, match="stopped at step 2"):
+          train_segmenter.train_and_evaluate(config, run)
+      ckpt = train_segmenter.segmenter_checkpointer(run)
+      assert ckpt.latest_step() == 2
+      ckpt.close()
+    state = train_segmenter.train_and_evaluate(config, run)
+    _, best, meta = train_segmenter.load_segmenter(run)
+    finals[name] = (meta["best_step"], jax.device_get(state), jax.device_get(best))
+  assert finals["straight"][0] == finals["restarted"][0]
+  for a, b in zip(jax.tree.leaves(finals["straight"][1:]), jax.tree.leaves(finals["restarted"][1:])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(gan_workdir, tmp_path, monkeypatch):
+  run = _copy_gan(gan_workdir, tmp_path / "nan")
+  real = unet.segmentation_loss
+  monkeypatch.setattr(unet, "segmentation_loss",
+                      lambda *a, **k: tuple(v * np.nan for v in real(*a, **k)))
+  with pytest.raises(train_gan.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
+    train_segmenter.train_and_evaluate(tiny.get_config(), run)
+
+
+def test_evaluate_scores_every_trained_route(gan_workdir):
+  config = tiny.get_config()
+  result = evaluation.evaluate(config, gan_workdir)
+  with open(os.path.join(gan_workdir, "eval", "metrics.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(result))
+  assert os.path.exists(os.path.join(gan_workdir, "eval", "panel.png"))
+  assert result["num_images"] == config.eval.max_examples
+  # Full-image mask: fg IoU = mean object area of the evaluated images.
+  assert 0.08 <= result["baselines"]["full_image"]["fg_iou"] <= 0.4
+  assert 0.0 <= result["generated"]["mask_coverage"] <= 1.0
+  assert result["route"] == "distilled"
+  assert set(result["routes"]) == {"distilled", "encoder"}
+  for key in ("fg_iou", "miou", "pixel_accuracy", "max_fbeta"):
+    assert result[key] == result["routes"]["distilled"][key]
+    assert 0.0 <= result["routes"]["encoder"][key] <= 1.0
+  assert set(result["baselines"]) == {"full_image", "center_prior", "grabcut"}
+  config.segment.route = "encoder"
+  as_encoder = evaluation.evaluate(config, gan_workdir)
+  assert as_encoder["fg_iou"] == result["routes"]["encoder"]["fg_iou"]
+  with open(os.path.join(gan_workdir, "eval", "metrics.json")) as f:
+    assert json.load(f)["route"] == "encoder"
+
+
+@pytest.mark.parametrize("route", ["distilled", "encoder"])
+def test_segment_round_trip_per_route(gan_workdir, tmp_path, route):
+  config = tiny.get_config()
+  config.segment.route = route
+  src = tmp_path / "in"
+  src.mkdir()
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)
+  Image.fromarray(image).save(src / "a.png")
+  report = inference.segment(config, gan_workdir, str(src), str(tmp_path / "out"))
+  assert report["route"] == route and report["segmented"] == 1
+  mask = np.asarray(Image.open(tmp_path / "out" / "a_mask.png"))
+  assert mask.shape == (40, 30) and set(np.unique(mask)) <= {0, 255}
+  # The same prediction as the route itself on the resized image.
+  r = inference.load_route(config, gan_workdir, route)
+  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  x = input_pipeline.to_float(input_pipeline.resize_square(image, r.resolution))[None]
+  n = jax.device_count()
+  soft = r.predict(np.repeat(x, n, axis=0))[0]
+  full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(
+      (30, 40), Image.Resampling.BILINEAR)) >= 0.5
+  np.testing.assert_array_equal(mask == 255, full)
+
+
+def test_distilled_route_needs_no_gan(gan_workdir, tmp_path):
+  """The distilled route restores only its own checkpoint (no GAN folder needed)."""
+  dst = tmp_path / "segmenter_only"
+  shutil.copytree(os.path.join(gan_workdir, train_segmenter.SEGMENTER_DIR),
+                  dst / train_segmenter.SEGMENTER_DIR)
+  route = inference.load_route(tiny.get_config(), str(dst), "distilled")
+  assert route.resolution == 16
+
+
+def test_missing_route_checkpoints_are_clear_errors(gan_workdir, tmp_path):
+  gan_only = _copy_gan(gan_workdir, tmp_path / "gan_only")
+  config = tiny.get_config()
+  with pytest.raises(ConfigError, match="segment.route='distilled'.*train_segmenter"):
+    inference.segment(config, gan_only, gan_only, str(tmp_path / "out"))
+  with pytest.raises(ConfigError, match="no trained checkpoint.*trained: none"):
+    evaluation.evaluate(config, gan_only)
+  assert not os.path.exists(tmp_path / "out")
+  with pytest.raises(ConfigError, match="no GAN checkpoint"):
+    train_segmenter.train_and_evaluate(config, str(tmp_path / "empty"))

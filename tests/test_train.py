@@ -15,7 +15,6 @@ import pytest
 
 from configs import tiny
 from layered_gan_jax import checkpointing, optim, train_gan
-from layered_gan_jax.config_validation import ConfigError
 from layered_gan_jax.schedule import Schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,26 +163,6 @@ def test_training_leaves_events_samples_and_checkpoints(progressive_run):
   assert loaded.stage == 3 and loaded.step == 10
   for a, b in zip(jax.tree.leaves(loaded.ema_params), jax.tree.leaves(state.ema_params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def test_resume_equals_uninterrupted(tmp_path):
-  config = _config(max_steps=6, checkpoint_every_steps=3)
-  straight = train_gan.train_and_evaluate(config, str(tmp_path / "straight"))
-  first = _config(max_steps=3, checkpoint_every_steps=3)
-  train_gan.train_and_evaluate(first, str(tmp_path / "resumed"))
-  resumed = train_gan.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert int(resumed.step) == 6
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def test_restart_with_another_model_is_refused(tmp_path):
-  train_gan.train_and_evaluate(_config(max_steps=1), str(tmp_path))
-  other = _config(max_steps=2)
-  other.model.channels = (16, 16, 16)
-  other.model.style_dim = 8
-  with pytest.raises(ConfigError, match=r"model.channels.*model.style_dim"):
-    train_gan.train_and_evaluate(other, str(tmp_path))
 
 
 def _poisoned_after(n):

@@ -1,0 +1,48 @@
+"""What a person watching a run reads: one progress line per log step, library chatter hidden.
+
+Orbax logs some twenty INFO lines per checkpoint and clu a line per metric write and per
+progress note; :func:`quiet_library_logs` keeps only their warnings and errors (``--verbosity=1``
+or higher shows everything). TensorBoard still gets every scalar.
+"""
+
+import logging as std_logging
+from typing import Dict
+
+from absl import logging
+
+LIBRARY_PATHS = ("/orbax/", "/clu/")
+
+
+class _LibraryFilter(std_logging.Filter):
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno >= std_logging.WARNING:
+      return True
+    path = record.pathname.replace("\\", "/")
+    return not any(p in path for p in LIBRARY_PATHS)
+
+
+_FILTER = _LibraryFilter()
+
+
+def quiet_library_logs(verbose: bool) -> None:
+  """Hides the INFO and DEBUG records of Orbax and clu (idempotent); ``verbose`` shows them."""
+  handler = logging.get_absl_handler()
+  handler.removeFilter(_FILTER)
+  if not verbose:
+    handler.addFilter(_FILTER)
+
+
+def _duration(seconds: float) -> str:
+  seconds = max(0, int(round(seconds)))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float],
+                  images_per_s: float, seconds_per_step: float) -> str:
+  """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``."""
+  shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+  eta = _duration((max_steps - step) * seconds_per_step)
+  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  ETA {eta}")
