@@ -9,7 +9,7 @@ evaluate, sample, segment, pipeline (train, train_encoder, train_segmenter, eval
 sequence). A bad config or input stops with one line on stderr and
 exit status 2, before anything is compiled or written. A run stopped by
 ``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log step;
-``--verbosity=1`` adds the INFO lines of Orbax and clu.
+``--library_logs`` adds the INFO lines of Orbax and clu.
 """
 
 import os
@@ -32,6 +32,7 @@ flags.DEFINE_string("input", None, "Image file or folder for --mode=segment.")
 flags.DEFINE_integer("num_samples", 16, "Samples for --mode=sample.")
 flags.DEFINE_float("truncation", None, "Truncation psi for --mode=sample (None = off).")
 flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
+flags.DEFINE_bool("library_logs", False, "Also show the INFO lines of Orbax and clu.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -95,7 +96,7 @@ def main(argv):
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.collapse import Collapsed  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import console  # pylint: disable=g-import-not-at-top
-  console.quiet_library_logs(verbose=FLAGS.verbosity >= 1)
+  console.quiet_library_logs(verbose=FLAGS.library_logs)
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except (ConfigError, DataError) as e:

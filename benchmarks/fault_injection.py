@@ -54,8 +54,9 @@ STEPS = 24  # N; a checkpoint every N / 2.
 
 
 def train_args(workdir: str, steps: int = STEPS, *extra: str):
-  """The command line of every case (tiny config, one 8 px stage, a log line per iteration)."""
-  return ["--config=configs/tiny.py", f"--workdir={workdir}",
+  """The command line of every case (tiny config, one 8 px stage, a log line per iteration;
+  Orbax's and clu's lines shown: the signals are timed on them)."""
+  return ["--config=configs/tiny.py", f"--workdir={workdir}", "--library_logs",
           "--config.train.start_resolution=8", "--config.train.resolution=8",
           f"--config.train.max_steps={steps}",
           f"--config.train.checkpoint_every_steps={steps // 2}",

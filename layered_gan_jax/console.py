@@ -1,8 +1,8 @@
 """What a person watching a run reads: one progress line per log step, library chatter hidden.
 
 Orbax logs some twenty INFO lines per checkpoint and clu a line per metric write and per
-progress note; :func:`quiet_library_logs` keeps only their warnings and errors (``--verbosity=1``
-or higher shows everything). TensorBoard still gets every scalar.
+progress note; :func:`quiet_library_logs` keeps only their warnings and errors
+(``python main.py --library_logs`` shows everything). TensorBoard still gets every scalar.
 """
 
 import logging as std_logging
