@@ -56,27 +56,16 @@ def run(config, workdir: str, mode: str):
   from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()  # Must precede any use of the devices.
   config_validation.validate_config(config, mode, jax.device_count())
-  if mode in ("train", "pipeline"):
-    from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
-    try:
-      train_gan.train_and_evaluate(config, workdir)
-    except train_gan.Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
-      logging.warning("%s", e)
-      return
-  if mode in ("train_encoder", "pipeline"):
-    from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
-    try:
-      train_encoder.train_and_evaluate(config, workdir)
-    except train_encoder.Preempted as e:
-      logging.warning("%s", e)
-      return
-  if mode in ("train_segmenter", "pipeline"):
-    from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
-    try:
-      train_segmenter.train_and_evaluate(config, workdir)
-    except train_segmenter.Preempted as e:
-      logging.warning("%s", e)
-      return
+  import importlib  # pylint: disable=g-import-not-at-top
+  for trainer_mode, trainer in (("train", "train_gan"), ("train_encoder", "train_encoder"),
+                                ("train_segmenter", "train_segmenter")):
+    if mode in (trainer_mode, "pipeline"):
+      module = importlib.import_module(f"layered_gan_jax.{trainer}")
+      try:
+        module.train_and_evaluate(config, workdir)
+      except module.Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
+        logging.warning("%s", e)
+        return
   if mode in ("evaluate", "pipeline"):
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.evaluate(config, workdir)

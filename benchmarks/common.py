@@ -67,3 +67,12 @@ def parse_set(items: List[str]) -> Dict[str, Any]:
     except (ValueError, SyntaxError):
       out[key.strip()] = raw
   return out
+
+
+def gan_checkpoints(gan_workdir: str) -> str:
+  """The checkpoints/ folder of a trained GAN's workdir; exits with a one-line error if none."""
+  path = os.path.join(os.path.abspath(gan_workdir), "checkpoints")
+  if not os.path.isdir(path):
+    raise SystemExit(f"error: {gan_workdir} has no checkpoints/ folder: train a GAN there "
+                     "first (python main.py --config=configs/synthetic.py --workdir=DIR)")
+  return path

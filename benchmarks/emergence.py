@@ -189,24 +189,18 @@ def run_one(args, common, setting: str, seed: int, segmenter) -> Dict:
   _write_json(record_path, {"setting": setting, "seed": seed, "config": current,
                             "overrides": SETTINGS[setting][1], "common_overrides": common})
   timings = {}
+  phases = (("gan", f"the GAN ({config.train.max_steps} steps, {config.train.resolution} px)",
+             train_gan),
+            ("encoder", f"the encoder ({config.encoder.max_steps} steps)", train_encoder),
+            ("segmenter", f"the distilled segmenter ({config.segmenter.max_steps} steps)",
+             train_segmenter))
+  for name, what, trainer in phases:
+    t = time.time()
+    log(f"{setting} seed {seed}: training {what} in {workdir}")
+    trainer.train_and_evaluate(config, workdir)
+    timings[f"{name}_seconds"] = time.time() - t
   t = time.time()
-  log(f"{setting} seed {seed}: training the GAN ({config.train.max_steps} steps, "
-      f"{config.train.resolution} px) in {workdir}")
-  train_gan.train_and_evaluate(config, workdir)
-  timings["gan_seconds"] = time.time() - t
-  t = time.time()
-  log(f"{setting} seed {seed}: GAN done in {timings['gan_seconds']:.0f} s; training the "
-      f"encoder ({config.encoder.max_steps} steps)")
-  train_encoder.train_and_evaluate(config, workdir)
-  timings["encoder_seconds"] = time.time() - t
-  t = time.time()
-  log(f"{setting} seed {seed}: encoder done in {timings['encoder_seconds']:.0f} s; training "
-      f"the distilled segmenter ({config.segmenter.max_steps} steps)")
-  train_segmenter.train_and_evaluate(config, workdir)
-  timings["segmenter_seconds"] = time.time() - t
-  t = time.time()
-  log(f"{setting} seed {seed}: segmenter done in {timings['segmenter_seconds']:.0f} s; "
-      "evaluating")
+  log(f"{setting} seed {seed}: trained in {sum(timings.values()):.0f} s; evaluating")
   result = evaluation.evaluate(config, workdir, segmenter=segmenter)
   timings["eval_seconds"] = time.time() - t
   timings["seconds"] = sum(timings.values())

@@ -40,7 +40,8 @@ import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # noqa: E402
+from benchmarks.common import (apply_overrides, cpu_model, gan_checkpoints, load_config,  # noqa: E402
+                               parse_set)
 
 VARIANTS = {
     "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
@@ -90,10 +91,7 @@ def main(argv=None):
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
     sys.exit(f"error: unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
-  gan_ckpt = os.path.join(os.path.abspath(args.gan_workdir), "checkpoints")
-  if not os.path.isdir(gan_ckpt):
-    sys.exit(f"error: {args.gan_workdir} has no checkpoints/ folder: train a GAN there first "
-             "(python main.py --config=configs/synthetic.py --workdir=DIR)")
+  gan_ckpt = gan_checkpoints(args.gan_workdir)
   overrides = parse_set(args.set)
   configs = {}
   for name in variants:  # Validate every config before anything runs.

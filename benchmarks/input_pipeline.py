@@ -40,6 +40,16 @@ def _time_batches(it, n: int, batch: int) -> float:
   return n * batch / (time.perf_counter() - start)
 
 
+def _time_source(cfg, args) -> float:
+  """Steady images/s of train_iterator(cfg) after the warm-up batches."""
+  it = input_pipeline.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
+                                     seed=0, process_index=0, process_count=1)
+  _time_batches(it, args.warmup, args.batch)
+  rate = _time_batches(it, args.steps, args.batch)
+  it.close()
+  return rate
+
+
 def bench_synthetic(args) -> dict:
   n = args.synthetic_examples
   cfg = dict(name='synthetic', num_train_examples=n, num_workers=args.num_workers,
@@ -67,12 +77,7 @@ def bench_folder(args) -> dict:
       if render != size:
         pil = pil.resize((size, size), Image.Resampling.BICUBIC)
       pil.save(os.path.join(tmp, f'{i:05d}.jpg'), quality=90)
-    cfg = dict(name='folder', path=tmp, num_workers=args.num_workers)
-    it = input_pipeline.train_iterator(cfg, resolution=r, batch_size=args.batch, seed=0,
-                                       process_index=0, process_count=1)
-    _time_batches(it, args.warmup, args.batch)
-    rate = _time_batches(it, args.steps, args.batch)
-    it.close()
+    rate = _time_source(dict(name='folder', path=tmp, num_workers=args.num_workers), args)
   return {'images_per_s': round(rate, 1), 'files': args.folder_images,
           'file_size': f'{size}x{size} JPEG q90'}
 
@@ -93,12 +98,7 @@ def bench_lmdb(args) -> dict:
         pil.save(buf, format='WEBP', quality=90)
         txn.put(f'{i:08d}'.encode(), buf.getvalue())
     env.close()
-    cfg = dict(name='lsun_lmdb', path=path, num_workers=args.num_workers)
-    it = input_pipeline.train_iterator(cfg, resolution=r, batch_size=args.batch, seed=0,
-                                       process_index=0, process_count=1)
-    _time_batches(it, args.warmup, args.batch)
-    rate = _time_batches(it, args.steps, args.batch)
-    it.close()
+    rate = _time_source(dict(name='lsun_lmdb', path=path, num_workers=args.num_workers), args)
   return {'images_per_s': round(rate, 1), 'records': args.folder_images,
           'value': f'{size}x{size} WebP q90'}
 

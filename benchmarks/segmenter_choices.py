@@ -27,7 +27,8 @@ import platform  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # noqa: E402
+from benchmarks.common import (apply_overrides, cpu_model, gan_checkpoints, load_config,  # noqa: E402
+                               parse_set)
 
 # name -> (route, overrides, the choice whose trained network it reuses, or None)
 CHOICES = {
@@ -72,10 +73,7 @@ def main(argv=None):
   unknown = [c for c in choices if c not in CHOICES]
   if unknown:
     sys.exit(f"error: unknown choice(s) {unknown}; choose from {sorted(CHOICES)}")
-  gan_ckpt = os.path.join(os.path.abspath(args.gan_workdir), "checkpoints")
-  if not os.path.isdir(gan_ckpt):
-    sys.exit(f"error: {args.gan_workdir} has no checkpoints/ folder: train a GAN there first "
-             "(python main.py --config=configs/synthetic.py --workdir=DIR)")
+  gan_ckpt = gan_checkpoints(args.gan_workdir)
   import main as entry  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
   overrides = parse_set(args.set)

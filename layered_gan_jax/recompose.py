@@ -79,9 +79,8 @@ def sample_placement(key: Array, masks: Array, *, scale_range: Tuple[float, floa
   c, lo, hi = geo["centroid"], geo["lo"], geo["hi"]
   s = scale[:, None]
   before, after = s * (c - lo), s * (hi - c)  # Extent on each side of the centroid.
-  # Mirroring swaps the two sides along x.
-  before = before.at[:, 1].set(jnp.where(flip, after[:, 1], before[:, 1]))
-  after = after.at[:, 1].set(jnp.where(flip, s[:, 0] * (c[:, 1] - lo[:, 1]), after[:, 1]))
+  mirrored = flip[:, None] & (jnp.arange(2) == 1)  # Mirroring swaps the two sides along x.
+  before, after = jnp.where(mirrored, after, before), jnp.where(mirrored, before, after)
   slack = max_cut * (before + after)
   size = jnp.array([h, w], jnp.float32)
   t_lo, t_hi = before - slack, size - after + slack
