@@ -191,7 +191,7 @@ def curve_summary(curves: Dict[str, Dict[int, float]]) -> Dict[str, Dict[str, fl
 
 
 def run_pair(args, setting, seed, latents, segmenter) -> Dict:
-  from layered_gan_jax import evaluation, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
   config = make_config(setting, seed, args.iterations)
   root = os.path.join(args.workdir_root, setting, f"seed_{seed}")
   ours_dir, official_dir = os.path.join(root, "ours"), os.path.join(root, "official")
@@ -199,18 +199,37 @@ def run_pair(args, setting, seed, latents, segmenter) -> Dict:
     shutil.rmtree(ours_dir)  # a fresh run each time (a resumed run would read another stream)
   os.makedirs(official_dir, exist_ok=True)
   result = {"setting": setting, "seed": seed, "iterations": args.iterations}
+  out_path = os.path.join(official_dir, "official_run.npz")
+  reuse = args.reuse_official and os.path.exists(out_path)
+  if reuse:
+    done = len(np.load(out_path)["metrics/lossD"])
+    if done != args.iterations:
+      raise SystemExit(f"error: {out_path} holds {done} official iterations, not "
+                       f"--iterations={args.iterations}; rerun without --reuse_official")
   with _Margin(setting):
     t = time.time()
-    stages = export_stream(config, official_dir)
-    init_path = os.path.join(official_dir, "init.npz")
-    our_initial_weights(config, init_path)
+    if not reuse:
+      stages = export_stream(config, official_dir)
+      init_path = os.path.join(official_dir, "init.npz")
+      our_initial_weights(config, init_path)
     result["export_seconds"] = time.time() - t
     log(f"{setting} seed {seed}: stream and initial weights written "
         f"({result['export_seconds']:.0f} s); training ours")
     t = time.time()
     train_gan.train_and_evaluate(config, ours_dir)
     result["ours_seconds"] = time.time() - t
-  log(f"{setting} seed {seed}: ours done in {result['ours_seconds']:.0f} s; training official")
+  log(f"{setting} seed {seed}: ours done in {result['ours_seconds']:.0f} s")
+  if reuse:
+    result["official_reused"] = out_path
+  else:
+    result["official_seconds"] = run_official(args, config, seed, latents, official_dir, stages,
+                                              init_path, out_path)
+  return finish_pair(args, result, setting, seed, config, latents, segmenter, root, ours_dir,
+                     out_path)
+
+
+def run_official(args, config, seed, latents, official_dir, stages, init_path, out_path):
+  """Trains the official loop on the exported stream; returns its wall time."""
   from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
   latents_path = os.path.join(official_dir, "latents.npy")
   np.save(latents_path, latents)
@@ -222,13 +241,18 @@ def run_pair(args, setting, seed, latents, segmenter) -> Dict:
           "binarization_weight": config.loss.binarization_weight,
           "ema_rampup": bool(config.train.ema_rampup), "init": init_path,
           "latents": latents_path, "stages": stages}
-  out_path = os.path.join(official_dir, "official_run.npz")
   t = time.time()
   op.run_driver(args, "train", spec, out_path)
-  result["official_seconds"] = time.time() - t
-  log(f"{setting} seed {seed}: official done in {result['official_seconds']:.0f} s")
+  log(f"official done in {time.time() - t:.0f} s")
   for st in stages:
     os.remove(st["images"])  # hundreds of MB each; rewritten by a rerun
+  return time.time() - t
+
+
+def finish_pair(args, result, setting, seed, config, latents, segmenter, root, ours_dir,
+                out_path):
+  """Both implementations' sample statistics and curves for one trained pair."""
+  from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
   official = np.load(out_path)
   theirs = {k: np.asarray(official[f"samples/{k}"]).transpose(0, 2, 3, 1)
             for k in ("background", "foreground", "mask")}

@@ -685,6 +685,9 @@ def build_parser():
   b.add_argument("--num_samples", type=int, default=256)
   b.add_argument("--png_samples", type=int, default=12)
   b.add_argument("--workdir_root", default="/tmp/official_behaviour")
+  b.add_argument("--reuse_official", action="store_true",
+                 help="keep a pair's official run (official_run.npz under --workdir_root) when "
+                      "one is there, training only ours again")
   b.add_argument("--segmenter_steps", type=int, default=None,
                  help="reference segmenter training steps (default: the emergence benchmark's)")
   b.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",

@@ -11,6 +11,7 @@ from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
@@ -40,16 +41,15 @@ def make_adam(train_config):
                                   train_config.adam_eps)
 
 
-def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, mixing_prob):
-  """Two latents and one crossover per mixing group. Without mixing (probability
-  ``1 - mixing_prob``, and always at stage 0) the crossover is ``stage``: every block then uses
-  the first latent's style."""
-  k_mix, k_z, k_z2, k_cross = jax.random.split(key, 4)
+def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, mixing):
+  """Two latents and one crossover per mixing group. Without mixing (``mixing`` false, and
+  always at stage 0) the crossover is ``stage``: every block then uses the first latent's
+  style."""
+  k_z, k_z2, k_cross = jax.random.split(key, 3)
   z = jax.random.normal(k_z, (batch, style_dim))
   z2 = jax.random.normal(k_z2, (batch, style_dim))
   sharding = parallel.batch_sharded()
   z, z2 = (jax.lax.with_sharding_constraint(v, sharding) for v in (z, z2))
-  mixing = jax.random.uniform(k_mix) < mixing_prob
   crossover = {}
   for i, group in enumerate(mixing_groups):
     drawn = jax.random.randint(jax.random.fold_in(k_cross, i), (), 0, max(stage, 1))
@@ -57,14 +57,20 @@ def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, m
   return z, z2, crossover
 
 
-def draw_generator_inputs(generator, config, stage: int, key, batch: int):
+def draw_mixing(key, mixing_prob):
+  """Whether an iteration mixes styles: one decision, shared by its two generator passes."""
+  return jax.random.uniform(key) < mixing_prob
+
+
+def draw_generator_inputs(generator, config, stage: int, key, batch: int, mixing):
   """The random inputs of one pass of the training generator: latents ``z``, ``z2`` and the
-  style-mixing ``crossover``, the ``noise`` maps, and the perturbation's ``shifts`` and contrast
-  ``factors``. ``generate_from_draws`` turns them into layers deterministically."""
-  t, p = config.train, config.perturb
+  style-mixing ``crossover`` (mixing or not as ``mixing`` says), the ``noise`` maps, and the
+  perturbation's ``shifts`` and contrast ``factors``. ``generate_from_draws`` turns them into
+  layers deterministically."""
+  p = config.perturb
   k_lat, k_noise, k_pert = jax.random.split(key, 3)
   z, z2, crossover = sample_latents(k_lat, batch, config.model.style_dim, stage,
-                                    generator.mixing_groups, t.style_mixing_prob)
+                                    generator.mixing_groups, mixing)
   noise = generator.apply({}, batch, stage, method=LayeredGenerator.draw_noise,
                           rngs={"noise": k_noise})
   perturbation = compositing.sample_perturbation(
@@ -88,11 +94,13 @@ def generate_from_draws(generator, config, stage: int, g_params, draws, alpha):
 
 def draw_iteration(generator, config, stage: int, key, batch: int):
   """All random inputs of one iteration: the critic step's generator pass, the gradient
-  penalty's interpolation coefficients, the generator step's generator pass."""
-  k_d, k_gp, k_g = jax.random.split(key, 3)
-  return {"critic": draw_generator_inputs(generator, config, stage, k_d, batch),
+  penalty's interpolation coefficients, the generator step's generator pass. The two passes
+  share one style-mixing decision, as the reference loop's do."""
+  k_d, k_gp, k_g, k_mix = jax.random.split(key, 4)
+  mixing = draw_mixing(k_mix, config.train.style_mixing_prob)
+  return {"critic": draw_generator_inputs(generator, config, stage, k_d, batch, mixing),
           "gp": losses.interpolation_coefficients(k_gp, batch),
-          "generator": draw_generator_inputs(generator, config, stage, k_g, batch)}
+          "generator": draw_generator_inputs(generator, config, stage, k_g, batch, mixing)}
 
 
 def make_update_fn(generator, critic, config, stage: int):
@@ -273,13 +281,23 @@ def all_finite(tree) -> bool:
 
 
 class PreemptionGuard:
-  """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+  """SIGTERM as a request to checkpoint and stop, checked by the loop before each iteration
+  through ``stop_at(step)``.
+
+  One process: a Python handler sets a flag. Several processes (``jax.distributed``): JAX's
+  preemption service, started by ``jax.distributed.initialize``, takes the signal on whichever
+  process gets it, and ``multihost_utils.reached_preemption_sync_point`` turns true on every
+  process at the same step, so all of them save that step and stop. Every process must then call
+  ``stop_at`` at every step, with the same steps."""
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._agreed = jax.process_count() > 1 and jax.config.jax_enable_preemption_service
 
   def __enter__(self):
+    if self._agreed:
+      return self  # The preemption service's own handler stays in place.
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # Not the main thread: no handler.
@@ -290,6 +308,14 @@ class PreemptionGuard:
     del signum, frame
     logging.warning("SIGTERM received: saving a checkpoint and stopping.")
     self.requested = True
+
+  def stop_at(self, step: int) -> bool:
+    """Whether to save ``step`` and stop (on every process alike)."""
+    if self._agreed and not self.requested:
+      self.requested = multihost_utils.reached_preemption_sync_point(step)
+      if self.requested:
+        logging.warning("Preemption: every process saves step %d and stops.", step)
+    return self.requested
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -389,7 +415,7 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
-    if preemption.requested:  # Checked after any compile, before the next iteration runs.
+    if preemption.stop_at(step):  # Checked after any compile, before the next iteration runs.
       if last_saved != step and step > 0:
         last_saved = save(step)
       writer.flush()

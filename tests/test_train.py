@@ -3,6 +3,7 @@ checkpoints / resume, divergence handling, and equality across device counts and
 
 import glob
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -220,16 +221,24 @@ def _load(path):
     return {k: f[k] for k in f.files}
 
 
-def _assert_close(a, b, rtol, atol):
+def _assert_close(a, b, rtol, atol, outlier_atol, max_outliers):
+  """Every array of ``a`` close to ``b``: all elements within ``outlier_atol``, all but a
+  fraction ``max_outliers`` of them within ``rtol``/``atol``."""
   assert a.keys() == b.keys()
   for k in a:
-    np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, err_msg=k)
+    np.testing.assert_allclose(a[k], b[k], rtol=0, atol=outlier_atol, err_msg=k)
+    far = np.abs(a[k] - b[k]) > atol + rtol * np.abs(b[k])
+    assert far.mean() <= max_outliers, (k, int(far.sum()), far.size)
 
 
 # Why not bit-equal: with 4 devices XLA sums gradients and batch statistics (minibatch stddev,
 # loss means) in a different order than on 1 device; float32 rounding differs in the last bits
-# and Adam's normalisation passes such differences on. After 3 iterations they stay < 1e-4.
-DEVICE_TOL = dict(rtol=1e-4, atol=1e-5)
+# and Adam's normalisation passes such differences on. After 4 iterations they stay within
+# 1e-4 (relative) for all but a few elements whose gradients are near zero, where Adam's
+# g / sqrt(v) magnifies them: 3 of 144,377 elements reached 2.5e-4, each under a tenth of
+# one Adam step (lr 2e-3). A fault in the data-parallel wiring moves most elements, by up to
+# whole steps.
+DEVICE_TOL = dict(rtol=1e-4, atol=1e-5, outlier_atol=5e-4, max_outliers=1e-3)
 
 
 def _free_port():
@@ -258,13 +267,48 @@ def test_one_device_equals_four_devices(tmp_path, four_device_params):
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
 
-def test_two_hosts_train_together(tmp_path, four_device_params):
-  """2 processes x 2 CPU devices with jax.distributed equal 1 process x 4 devices."""
+def _pair(workdir, out, signal_second_after=0):
+  """Trains 2 processes x 2 CPU devices together (4 iterations); returns both outputs."""
   port = _free_port()
-  procs = [_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / f"p{i}.npz"),
-                 "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
-                 "--process_id", str(i)],
-                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) for i in range(2)]
-  outs = [_wait(p) for p in procs]
+  procs = []
+  for i in range(2):
+    args = ["--workdir", str(workdir), "--out", str(out), "--coordinator", f"127.0.0.1:{port}",
+            "--num_processes", "2", "--process_id", str(i)]
+    if i == 1 and signal_second_after:
+      args += ["--sigterm_after_batches", str(signal_second_after)]
+    procs.append(_run(args, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
+  return [_wait(p) for p in procs]
+
+
+@pytest.fixture(scope="module")
+def two_host_params(tmp_path_factory):
+  d = tmp_path_factory.mktemp("hosts2")
+  outs = _pair(d / "w", d / "p.npz")
   assert all("devices 4 processes 2" in o for o in outs)
-  _assert_close(_load(tmp_path / "p0.npz"), four_device_params, **DEVICE_TOL)
+  return _load(d / "p.npz")
+
+
+def test_two_hosts_train_together(two_host_params, four_device_params):
+  """2 processes x 2 CPU devices with jax.distributed equal 1 process x 4 devices."""
+  _assert_close(two_host_params, four_device_params, **DEVICE_TOL)
+
+
+def test_sigterm_to_one_host_stops_both_at_one_step_and_resume_is_exact(tmp_path,
+                                                                       two_host_params):
+  """SIGTERM to process 1 only, at its 2nd batch: both processes save the same step and stop
+  (JAX's preemption sync point); the resumed pair ends bit-identical to an uninterrupted one."""
+  outs = _pair(tmp_path / "w", tmp_path / "p.npz", signal_second_after=2)
+  stopped = [re.search(r"stopped at step (\d+) after SIGTERM", o) for o in outs]
+  assert all(stopped), [o[-2000:] for o in outs]
+  step = int(stopped[0].group(1))
+  assert int(stopped[1].group(1)) == step and 2 <= step < 4
+  assert not (tmp_path / "p.npz").exists()
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "w" / "checkpoints"), train_gan.ITEMS)
+  assert ckpt.latest_step() == step
+  ckpt.close()
+  outs = _pair(tmp_path / "w", tmp_path / "p.npz")
+  assert all("devices 4 processes 2" in o for o in outs)
+  resumed = _load(tmp_path / "p.npz")
+  assert resumed.keys() == two_host_params.keys()
+  for k in resumed:
+    np.testing.assert_array_equal(resumed[k], two_host_params[k], err_msg=k)

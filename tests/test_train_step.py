@@ -41,7 +41,14 @@ def run():
               metrics=metrics, reals=reals)
 
 
-def _by_hand(run, state, key):
+def _step_keys(run, state):
+  """The critic pass's key, the generator pass's key and the shared mixing decision of the
+  iteration at ``state.step``."""
+  k_d, _, k_g, k_mix = jax.random.split(jax.random.fold_in(state.rng, state.step), 4)
+  return k_d, k_g, jax.random.uniform(k_mix) < run["config"].train.style_mixing_prob
+
+
+def _by_hand(run, state, key, mixing):
   """The generator pass of the step, written out: latents, noise drawn inside the generator
   from the key, shift + jitter from their key, composite."""
   config, generator = run["config"], run["generator"]
@@ -52,7 +59,7 @@ def _by_hand(run, state, key):
   def f(g_params, key):
     k_lat, k_noise, k_pert = jax.random.split(key, 3)
     z, z2, crossover = train_gan.sample_latents(k_lat, batch, config.model.style_dim, STAGE,
-                                                generator.mixing_groups, t.style_mixing_prob)
+                                                generator.mixing_groups, mixing)
     layers = generator.apply({"params": g_params}, z, stage=STAGE, alpha=ALPHA, z2=z2,
                              crossover=crossover, rngs={"noise": k_noise})
     perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=p.shift,
@@ -68,8 +75,8 @@ def test_critic_sees_the_perturbed_composite_of_the_step_keys(run):
   critic = run["critic"]
   for i in range(STEPS):
     state, m = run["states"][i], run["metrics"][i]
-    k_d, _, _ = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
-    _, _, fake = _by_hand(run, state, k_d)
+    k_d, _, mixing = _step_keys(run, state)
+    _, _, fake = _by_hand(run, state, k_d, mixing)
     score = lambda x: critic.apply({"params": state.d_params}, x, stage=STAGE, alpha=ALPHA)
     np.testing.assert_allclose(m["d_fake"], np.mean(score(fake)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m["d_real"], np.mean(score(run["reals"][i])), rtol=1e-5,
@@ -81,8 +88,8 @@ def test_mask_losses_see_the_shifted_mask_zero_band_included(run):
   eta = config.loss.min_mask_coverage
   for i in range(STEPS):
     state, m = run["states"][i], run["metrics"][i]
-    _, _, k_g = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
-    layers, perturbed, _ = _by_hand(run, state, k_g)
+    _, k_g, mixing = _step_keys(run, state)
+    layers, perturbed, _ = _by_hand(run, state, k_g, mixing)
     shifted = np.asarray(perturbed["mask"])
     np.testing.assert_allclose(m["mask_size_loss"], losses.mask_size_loss(shifted, eta),
                                rtol=1e-5, atol=1e-7)
@@ -96,11 +103,26 @@ def test_mask_losses_see_the_shifted_mask_zero_band_included(run):
     assert np.any(shifted == 0.0)
 
 
+def test_both_passes_of_an_iteration_share_one_mixing_decision():
+  config = _config()
+  generator = models.build_generator(config)
+  draw = jax.jit(jax.vmap(lambda k: train_gan.draw_iteration(generator, config, STAGE, k, 2)))
+  draws = draw(jax.random.split(jax.random.PRNGKey(0), 400))
+  mixes = {p: np.stack([np.asarray(c) < STAGE for c in draws[p]["crossover"].values()])
+           for p in ("critic", "generator")}
+  for p in mixes:  # every mixing group of a pass mixes or none does
+    assert np.all(mixes[p] == mixes[p][:1])
+  np.testing.assert_array_equal(mixes["critic"][0], mixes["generator"][0])
+  # Crossovers drawn in [0, STAGE) when mixing, so a mixing pass always has crossover < STAGE;
+  # 0.9 of 400 iterations: 360 expected, 4 binomial sigma is 24.
+  assert abs(mixes["critic"][0].sum() - 400 * config.train.style_mixing_prob) < 24
+
+
 def test_shift_moves_only_foreground_and_mask():
   config = _config()
   generator = models.build_generator(config)
   params = train_gan.init_state(generator, models.build_critic(config), config).g_params
-  draws = jax.jit(lambda k: train_gan.draw_generator_inputs(generator, config, STAGE, k, 8))(
+  draws = jax.jit(lambda k: train_gan.draw_generator_inputs(generator, config, STAGE, k, 8, True))(
       jax.random.PRNGKey(3))
   assert np.abs(np.asarray(draws["shifts"])).max() > 0
   outs = {}
