@@ -67,6 +67,7 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(collapse, "diagnose", lambda health: "empty")
   config = tiny.get_config()
+  config.train.start_resolution = config.train.resolution = 8  # one stage: one compile
   config.train.sample_every_steps = 2
   config.train.collapse_patience = 2
   config.train.stop_on_collapse = True

@@ -20,7 +20,8 @@ def test_emergence_benchmark_smoke(tmp_path):
   root = tmp_path / "runs"
   out = tmp_path / "results"
   cmd = [sys.executable, os.path.join(REPO, "benchmarks", "emergence.py"),
-         "--base_config=configs/tiny.py", "--settings=default,no_shift", "--seeds=0",
+         "--base_config=configs/tiny.py", "--resolution=8", "--settings=default,no_shift",
+         "--seeds=0",
          "--gan_steps=3", "--encoder_steps=2", "--segmenter_steps=3", "--segmenter_width=4",
          "--segmenter_levels=2",
          f"--workdir_root={root}", f"--out_dir={out}"]

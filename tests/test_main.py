@@ -89,14 +89,15 @@ def test_pipeline_then_restart_with_another_model(tmp_path):
   listed."""
   workdir = str(tmp_path / "run")
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=pipeline",
-                  "--config.train.max_steps=5"])
+                  "--config.train.max_steps=5", "--config.train.resolution=8"])
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     metrics = json.load(f)
   assert {"fg_iou", "miou", "pixel_accuracy", "max_fbeta", "baselines"} <= set(metrics)
   assert metrics["route"] == "distilled" and set(metrics["routes"]) == {"distilled", "encoder"}
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}",
-                  "--config.model.style_dim=32", "--config.train.max_steps=6"])
+                  "--config.model.style_dim=32", "--config.train.max_steps=6",
+                  "--config.train.resolution=8"])
   _assert_clean_error(result, "model.style_dim: checkpoint 16 vs config 32")
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=sample"])
   _assert_clean_error(result, "--output")

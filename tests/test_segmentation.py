@@ -206,8 +206,9 @@ def test_placement_head_starts_at_the_identity_and_learns(trained):
                               .astype(np.float32))
   # Same trunk and style heads: copy the plain encoder's parameters into the placed one.
   params = dict(s_plain.params, **{encoder_lib.PLACEMENT: s_placed.params[encoder_lib.PLACEMENT]})
-  (la, ra), (lb, rb) = (jax.device_get(plain.reconstruct(s_plain.params, plain.frozen, images)),
-                        jax.device_get(placed.reconstruct(params, placed.frozen, images)))
+  (la, ra), (lb, rb) = (
+      jax.device_get(jax.jit(plain.reconstruct)(s_plain.params, plain.frozen, images)),
+      jax.device_get(jax.jit(placed.reconstruct)(params, placed.frozen, images)))
   np.testing.assert_allclose(rb, ra, atol=1e-6)
   np.testing.assert_allclose(lb["mask"], la["mask"], atol=1e-6)
 
@@ -216,7 +217,7 @@ def test_placement_head_starts_at_the_identity_and_learns(trained):
     return losses.reconstruction_loss(recon, images, placed.features(placed.frozen["d"], recon),
                                       placed.features(placed.frozen["d"], images))[0]
 
-  grads = jax.grad(loss)(params)[encoder_lib.PLACEMENT]
+  grads = jax.jit(jax.grad(loss))(params)[encoder_lib.PLACEMENT]
   assert float(np.abs(np.asarray(grads["kernel"])).max()) > 0
   # A known raw output moves the mask by a known amount: dy = dx = 0.25 of the frame.
   layers = {k: jax.numpy.asarray(v) for k, v in la.items()}
