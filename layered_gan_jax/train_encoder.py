@@ -210,7 +210,7 @@ def _train(setup, config, state, step, ckpt, train_step, predict, writer, report
   e, gan, last_saved = config.encoder, setup.gan, ckpt.latest_step()
   pending, timer, steps_since = [], time.time(), 0
   while step < e.max_steps:
-    if preemption.stop_at(step):
+    if preemption.requested:
       if last_saved != step and step > 0:
         _save(ckpt, state, config, step, gan)
       writer.flush()

@@ -11,7 +11,6 @@ from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
@@ -281,23 +280,13 @@ def all_finite(tree) -> bool:
 
 
 class PreemptionGuard:
-  """SIGTERM as a request to checkpoint and stop, checked by the loop before each iteration
-  through ``stop_at(step)``.
-
-  One process: a Python handler sets a flag. Several processes (``jax.distributed``): JAX's
-  preemption service, started by ``jax.distributed.initialize``, takes the signal on whichever
-  process gets it, and ``multihost_utils.reached_preemption_sync_point`` turns true on every
-  process at the same step, so all of them save that step and stop. Every process must then call
-  ``stop_at`` at every step, with the same steps."""
+  """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
 
   def __init__(self):
     self.requested = False
     self._previous = None
-    self._agreed = jax.process_count() > 1 and jax.config.jax_enable_preemption_service
 
   def __enter__(self):
-    if self._agreed:
-      return self  # The preemption service's own handler stays in place.
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # Not the main thread: no handler.
@@ -308,14 +297,6 @@ class PreemptionGuard:
     del signum, frame
     logging.warning("SIGTERM received: saving a checkpoint and stopping.")
     self.requested = True
-
-  def stop_at(self, step: int) -> bool:
-    """Whether to save ``step`` and stop (on every process alike)."""
-    if self._agreed and not self.requested:
-      self.requested = multihost_utils.reached_preemption_sync_point(step)
-      if self.requested:
-        logging.warning("Preemption: every process saves step %d and stops.", step)
-    return self.requested
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -415,7 +396,7 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
-    if preemption.stop_at(step):  # Checked after any compile, before the next iteration runs.
+    if preemption.requested:  # Checked after any compile, before the next iteration runs.
       if last_saved != step and step > 0:
         last_saved = save(step)
       writer.flush()

@@ -200,7 +200,7 @@ def _train(config, workdir, gan, state, best, meta, ckpt, train_step, g_params, 
   pending, timer, steps_since = [], time.time(), 0
   meta = dict(meta, gan_step=gan.step, resolution=gan.resolution)
   while step < s.max_steps:
-    if preemption.stop_at(step):
+    if preemption.requested:
       if last_saved != step and step > 0:
         _save(ckpt, state, best, config, step, meta)
       writer.flush()

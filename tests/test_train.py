@@ -3,7 +3,6 @@ checkpoints / resume, divergence handling, and equality across device counts and
 
 import glob
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -267,48 +266,13 @@ def test_one_device_equals_four_devices(tmp_path, four_device_params):
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
 
-def _pair(workdir, out, signal_second_after=0):
-  """Trains 2 processes x 2 CPU devices together (4 iterations); returns both outputs."""
-  port = _free_port()
-  procs = []
-  for i in range(2):
-    args = ["--workdir", str(workdir), "--out", str(out), "--coordinator", f"127.0.0.1:{port}",
-            "--num_processes", "2", "--process_id", str(i)]
-    if i == 1 and signal_second_after:
-      args += ["--sigterm_after_batches", str(signal_second_after)]
-    procs.append(_run(args, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}))
-  return [_wait(p) for p in procs]
-
-
-@pytest.fixture(scope="module")
-def two_host_params(tmp_path_factory):
-  d = tmp_path_factory.mktemp("hosts2")
-  outs = _pair(d / "w", d / "p.npz")
-  assert all("devices 4 processes 2" in o for o in outs)
-  return _load(d / "p.npz")
-
-
-def test_two_hosts_train_together(two_host_params, four_device_params):
+def test_two_hosts_train_together(tmp_path, four_device_params):
   """2 processes x 2 CPU devices with jax.distributed equal 1 process x 4 devices."""
-  _assert_close(two_host_params, four_device_params, **DEVICE_TOL)
-
-
-def test_sigterm_to_one_host_stops_both_at_one_step_and_resume_is_exact(tmp_path,
-                                                                       two_host_params):
-  """SIGTERM to process 1 only, at its 2nd batch: both processes save the same step and stop
-  (JAX's preemption sync point); the resumed pair ends bit-identical to an uninterrupted one."""
-  outs = _pair(tmp_path / "w", tmp_path / "p.npz", signal_second_after=2)
-  stopped = [re.search(r"stopped at step (\d+) after SIGTERM", o) for o in outs]
-  assert all(stopped), [o[-2000:] for o in outs]
-  step = int(stopped[0].group(1))
-  assert int(stopped[1].group(1)) == step and 2 <= step < 4
-  assert not (tmp_path / "p.npz").exists()
-  ckpt = checkpointing.Checkpointer(str(tmp_path / "w" / "checkpoints"), train_gan.ITEMS)
-  assert ckpt.latest_step() == step
-  ckpt.close()
-  outs = _pair(tmp_path / "w", tmp_path / "p.npz")
+  port = _free_port()
+  procs = [_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz"),
+                 "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
+                 "--process_id", str(i)],
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) for i in range(2)]
+  outs = [_wait(p) for p in procs]
   assert all("devices 4 processes 2" in o for o in outs)
-  resumed = _load(tmp_path / "p.npz")
-  assert resumed.keys() == two_host_params.keys()
-  for k in resumed:
-    np.testing.assert_array_equal(resumed[k], two_host_params[k], err_msg=k)
+  _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)

@@ -3,11 +3,7 @@ the final parameters, EMA and both Adam states (counts and moments) to an .npz f
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/train_subprocess.py \
       --workdir=DIR --out=params.npz [--steps=3] [--coordinator=127.0.0.1:PORT
-      --num_processes=2 --process_id=0] [--sigterm_after_batches=K]
-
-``--sigterm_after_batches=K``: this process sends itself SIGTERM when it draws its K-th real
-batch (the multi-host preemption test signals one process only, at a known point). A stopped
-run writes no ``--out`` file.
+      --num_processes=2 --process_id=0]
 """
 
 import argparse
@@ -25,7 +21,6 @@ def main():
   parser.add_argument("--coordinator", default="")
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
-  parser.add_argument("--sigterm_after_batches", type=int, default=0)
   args = parser.parse_args()
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -35,9 +30,7 @@ def main():
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import input_pipeline, train_gan  # pylint: disable=g-import-not-at-top
-  if args.sigterm_after_batches:
-    _signal_after(input_pipeline, args.sigterm_after_batches)
+  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
   # 8 px for 2 iterations, then 16 px: alpha 1/8 (fade-in), then 1.
@@ -49,31 +42,13 @@ def main():
   config.train.log_every_steps = 1
   config.train.checkpoint_every_steps = 1000
   config.train.sample_every_steps = 1000
-  try:
-    state = train_gan.train_and_evaluate(config, args.workdir)
-  except train_gan.Preempted as stopped:
-    print("preempted:", stopped)
-    return
+  state = train_gan.train_and_evaluate(config, args.workdir)
   leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,
                                                  state.ema_params, state.g_opt, state.d_opt))[0]
   arrays = {jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
   if jax.process_index() == 0:
     np.savez(args.out, **arrays)
   print("devices", jax.device_count(), "processes", jax.process_count())
-
-
-def _signal_after(input_pipeline, k):
-  import signal  # pylint: disable=g-import-not-at-top
-  train_iterator, drawn = input_pipeline.train_iterator, [0]
-
-  def counting(*a, **kw):
-    for batch in train_iterator(*a, **kw):
-      drawn[0] += 1
-      if drawn[0] == k:
-        os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
-
-  input_pipeline.train_iterator = counting
 
 
 if __name__ == "__main__":
