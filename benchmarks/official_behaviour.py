@@ -224,12 +224,181 @@ def run_pair(args, setting, seed, latents, segmenter) -> Dict:
   else:
     result["official_seconds"] = run_official(args, config, seed, latents, official_dir, stages,
                                               init_path, out_path)
-  return finish_pair(args, result, setting, seed, config, latents, segmenter, root, ours_dir,
-                     out_path)
+  ours = {"samples": our_samples(ours_dir, latents, seed + 777), "curves": our_curves(ours_dir)}
+  return finish_pair(args, result, config, latents, segmenter, root, ours, out_path)
 
 
-def run_official(args, config, seed, latents, official_dir, stages, init_path, out_path):
-  """Trains the official loop on the exported stream; returns its wall time."""
+REPLAY_SNAPSHOTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+FORCED_FROM = (1, 10, 100, 500, 1000)  # and the last iteration but one
+
+
+def replay_pair(args, setting, seed, latents, segmenter) -> Dict:
+  """The official loop trained with its draws recorded; ours then fed those same draws (latents,
+  noise maps, mixing decisions and crossovers, shifts, GP coefficients) and the same real
+  batches through ``train_gan.make_update_fn``: both trajectories and end states compared, and
+  single iterations of ours started from the official state at points along its run."""
+  if setting == "progressive":
+    raise SystemExit("error: --replay takes --settings fixed32 or border (one stage, no fade-in)")
+  config = make_config(setting, seed, args.iterations)
+  root = os.path.join(args.workdir_root, "replay", setting, f"seed_{seed}")
+  os.makedirs(root, exist_ok=True)
+  out_path = os.path.join(root, "official_run.npz")
+  n = args.iterations
+  forced = sorted({f for f in FORCED_FROM if f < n - 1} | ({n - 1} if n > 1 else set()))
+  snaps = sorted({s for s in REPLAY_SNAPSHOTS if s < n} | {n} | {f + 1 for f in forced})
+  result = {"setting": setting, "seed": seed, "iterations": n, "replay": True}
+  with _Margin(setting):
+    stages = export_stream(config, root)
+  if len(stages) != 1:
+    raise SystemExit(f"error: --replay needs one training stage, {setting} has {len(stages)}")
+  init_path = os.path.join(root, "init.npz")
+  our_initial_weights(config, init_path)
+  if args.reuse_official and os.path.exists(out_path):
+    result["official_reused"] = out_path
+  else:
+    result["official_seconds"] = run_official(
+        args, config, seed, latents, root, stages, init_path, out_path,
+        extra={"record_draws": True, "snapshots": snaps, "state_snapshots": forced},
+        keep_stream=True)
+  t = time.time()
+  ours = our_replay(config, np.load(out_path), stages[0], init_path, latents, seed, snaps, forced)
+  result["ours_seconds"] = time.time() - t
+  result["trajectory"], result["forced"] = ours.pop("trajectory"), ours.pop("forced")
+  log(f"{setting} seed {seed}: ours replayed in {result['ours_seconds']:.0f} s")
+  os.remove(stages[0]["images"])
+  return finish_pair(args, result, config, latents, segmenter, root, ours, out_path)
+
+
+def _flat(named_arrays):
+  return np.concatenate([np.ravel(named_arrays[k]) for k in sorted(named_arrays)])
+
+
+def _official_named(official, prefix):
+  return {k[len(prefix):]: official[k] for k in official.files if k.startswith(prefix)}
+
+
+def _official_state(official, n, ch, ml, like):
+  """The official state after ``n`` iterations as our ``GANState`` (``like``: ours, for the
+  structure of the Adam state; a parameter never stepped keeps zero moments and count)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.optim import AdamState  # pylint: disable=g-import-not-at-top
+  trees = {tag: op.to_ours(_official_named(official, f"snap/{n}/{tag}/"), model, ch, ml)
+           for tag, model in (("g", "g"), ("d", "d"), ("ema", "g"))}
+  opts = {}
+  for tag, model in (("g_opt", "g"), ("d_opt", "d")):
+    arrays = _official_named(official, f"snap/{n}/{tag}/")
+    parts = {}
+    for part in ("mu", "nu"):
+      named = {k[:-len(part) - 1]: v for k, v in arrays.items() if k.endswith("/" + part)}
+      parts[part] = op.to_ours(named, model, ch, ml, default=lambda path: np.zeros_like(
+          np.asarray(op._get(trees[model], path))))  # pylint: disable=protected-access
+    count = {}
+    for m_, theirs, path, _ in op.name_map(ch, ml):
+      if m_ == model:
+        op._set(count, path, np.int32(arrays.get(f"{theirs}/count", 0)))  # pylint: disable=protected-access
+    opts[tag] = AdamState(count=count, mu=parts["mu"], nu=parts["nu"])
+  to = lambda t: __import__("jax").tree.map(jnp.asarray, t)
+  return like.replace(step=jnp.asarray(n, jnp.int32), g_params=to(trees["g"]),
+                      d_params=to(trees["d"]), ema_params=to(trees["ema"]),
+                      g_opt=to(opts["g_opt"]), d_opt=to(opts["d_opt"]))
+
+
+def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, forced) -> Dict:
+  """Our update function on the official run's recorded draws and real batches. Returns our
+  EMA generator's samples and our curves; ``trajectory``: per snapshot, how far the two runs
+  are apart, as ||ours - official|| / ||official - initial|| over all parameters of a model;
+  ``forced``: one iteration of ours from the official state after n iterations, as
+  ||ours - official|| / ||official(n + 1) - official(n)|| (the share of the official
+  iteration's own step that ours does not reproduce), with both iterations' losses."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.state import create_gan_state  # pylint: disable=g-import-not-at-top
+  generator, critic = models.build_generator(config), models.build_critic(config)
+  ch, ml = list(models.model_channels(config)), config.model.mapping_layers
+  init = np.load(init_path)
+  init_named = {m: _official_named(init, m + "/") for m in ("g", "d")}
+  params = {m: jax.tree.map(jnp.asarray, op.to_ours(init_named[m], m, ch, ml))
+            for m in ("g", "d")}
+  adam = train_gan.make_adam(config.train)
+  state = create_gan_state(params["g"], params["d"], jax.random.PRNGKey(0), adam)
+  stage = stage_spec["stage"]
+  update = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))
+  stream = np.load(stage_spec["images"], mmap_mode="r")
+  spec = {"jitter": config.perturb.bg_contrast_jitter}
+  cur = op._Cursor(official, "train_draws")  # pylint: disable=protected-access
+  lr, alpha = jnp.float32(config.train.lr), jnp.float32(1.0)
+  theirs = {"critic_loss": official["metrics/lossD"] + official["metrics/grad_penalty"],
+            "generator_loss": official["metrics/lossG"]}
+  per_iter = {k: [] for k in CURVES}
+  trajectory, forced_rows = [], []
+
+  def apart(tree, tag, n, base):
+    ours = _flat(op.to_official(jax.device_get(tree), tag, ch, ml))
+    off = _flat(_official_named(official, f"snap/{n}/{tag}/"))
+    return float(np.linalg.norm(ours - off) / max(np.linalg.norm(off - base), 1e-30))
+
+  for it in range(stage_spec["iterations"]):
+    mixing = bool(cur.take("mixing")[0])
+    if mixing:
+      zc, z2c, zg, z2g = cur.take("latent4")[0]
+    else:
+      (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
+    d_draws = op.generator_draws(cur, spec, stage, zc, z2c, mixing)
+    gp = jnp.asarray(cur.take("gp_eps")[0])
+    g_draws = op.generator_draws(cur, spec, stage, zg, z2g, mixing)
+    draws = {"critic": d_draws, "gp": gp, "generator": g_draws}
+    real = jnp.asarray(stream[it])
+    if it in forced:  # from the official state after ``it`` iterations
+      start = _official_state(official, it, ch, ml, state)
+      one, fm = jax.device_get(update(start, real, draws, alpha, lr))
+      row = {"from": it}
+      for tag, tree in (("g", one.g_params), ("d", one.d_params)):
+        row[f"{tag}_step_unreproduced"] = apart(
+            tree, tag, it + 1, _flat(_official_named(official, f"snap/{it}/{tag}/")))
+      for k in theirs:
+        row[f"{k}_ours"], row[f"{k}_official"] = float(fm[k]), float(theirs[k][it])
+      forced_rows.append(row)
+      log(f"replay: one iteration from the official state at {it}: " + ", ".join(
+          f"{k} {v:.3g}" for k, v in row.items() if k != "from"))
+    state, m = update(state, real, draws, alpha, lr)
+    m = jax.device_get(m)
+    for k in CURVES:
+      per_iter[k].append(float(m[k]))
+    n = it + 1
+    if n in snaps:
+      row = {"iteration": n}
+      for tag, tree in (("g", state.g_params), ("d", state.d_params)):
+        row[f"{tag}_apart"] = apart(tree, tag, n, _flat(init_named[tag]))
+      for k in theirs:
+        row[f"{k}_abs_diff"] = abs(per_iter[k][-1] - float(theirs[k][it]))
+      trajectory.append(row)
+      log(f"replay: iteration {n}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()
+                                                  if k != "iteration"))
+  every = config.train.log_every_steps
+  curves = {k: {end: float(np.mean(v[end - every:end])) for end in range(every, len(v) + 1, every)}
+            for k, v in per_iter.items()}
+
+  @jax.jit
+  def layers(z, key):
+    return generator.apply({"params": state.ema_params}, z, stage=stage, alpha=1.0,
+                           rngs={"noise": key})
+
+  out = {"background": [], "foreground": [], "mask": []}
+  key = jax.random.PRNGKey(seed + 777)
+  for i in range(0, len(latents), 64):
+    key, sub = jax.random.split(key)
+    got = jax.device_get(layers(latents[i:i + 64], sub))
+    for k in out:
+      out[k].append(np.asarray(got[k]))
+  return {"samples": {k: np.concatenate(v) for k, v in out.items()}, "curves": curves,
+          "trajectory": trajectory, "forced": forced_rows}
+
+
+def run_official(args, config, seed, latents, official_dir, stages, init_path, out_path,
+                 extra=None, keep_stream=False):
+  """Trains the official loop on the exported stream (``extra``: more spec keys for the
+  driver); returns its wall time."""
   from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
   latents_path = os.path.join(official_dir, "latents.npy")
   np.save(latents_path, latents)
@@ -240,24 +409,25 @@ def run_official(args, config, seed, latents, official_dir, stages, init_path, o
           "eta": config.loss.min_mask_coverage, "mask_size_weight": config.loss.mask_size_weight,
           "binarization_weight": config.loss.binarization_weight,
           "ema_rampup": bool(config.train.ema_rampup), "init": init_path,
-          "latents": latents_path, "stages": stages}
+          "latents": latents_path, "stages": stages, **(extra or {})}
   t = time.time()
   op.run_driver(args, "train", spec, out_path)
   log(f"official done in {time.time() - t:.0f} s")
-  for st in stages:
-    os.remove(st["images"])  # hundreds of MB each; rewritten by a rerun
+  if not keep_stream:
+    for st in stages:
+      os.remove(st["images"])  # hundreds of MB each; rewritten by a rerun
   return time.time() - t
 
 
-def finish_pair(args, result, setting, seed, config, latents, segmenter, root, ours_dir,
-                out_path):
-  """Both implementations' sample statistics and curves for one trained pair."""
+def finish_pair(args, result, config, latents, segmenter, root, ours, out_path):
+  """Both implementations' sample statistics and curves for one trained pair (``ours``: our
+  EMA generator's ``samples`` on ``latents`` and our ``curves``)."""
   from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+  setting = result["setting"]
   official = np.load(out_path)
   theirs = {k: np.asarray(official[f"samples/{k}"]).transpose(0, 2, 3, 1)
             for k in ("background", "foreground", "mask")}
-  ours = our_samples(ours_dir, latents, seed + 777)
-  samples = {"ours": ours, "official": theirs}
+  samples = {"ours": ours["samples"], "official": theirs}
   with _Margin(setting):
     for impl, layers in samples.items():
       comp = (1 - layers["mask"]) * layers["background"] + layers["mask"] * layers["foreground"]
@@ -265,7 +435,7 @@ def finish_pair(args, result, setting, seed, config, latents, segmenter, root, o
                                                        segmenter[setting])
   metrics = {k[len("metrics/"):]: official[k] for k in official.files
              if k.startswith("metrics/")}
-  curves = {"ours": our_curves(ours_dir),
+  curves = {"ours": ours["curves"],
             "official": official_curves(metrics, config.train.log_every_steps)}
   result["curves"] = {impl: curve_summary(c) for impl, c in curves.items()}
   result["curves_full"] = {impl: {k: {str(s): v for s, v in c.items()} for k, c in cs.items()}
@@ -324,13 +494,41 @@ def markdown(result) -> str:
   for r in result["runs"]:
     for impl in ("ours", "official"):
       s, c = r[impl], r["curves"][impl]
+      label = "ours, official draws" if impl == "ours" and r.get("replay") else impl
       lines.append(
-          f"| {r['setting']} | {r['seed']} | {impl} | {s['mask_coverage']:.3f} | "
+          f"| {r['setting']} | {r['seed']} | {label} | {s['mask_coverage']:.3f} | "
           f"{s['mask_binary_fraction']:.3f} | {s['binarized_coverage_std']:.3f} | "
           f"{s['centroid_spread_px']:.2f} | {s['reference_miou']:.3f} | "
           f"{s['reference_miou_inverted_mask']:.3f} | "
-          f"{c['critic_loss']['last_fifth']:.2f} | {c['wasserstein']['last_fifth']:.2f} | "
-          f"{c['gradient_penalty']['last_fifth']:.3f} |")
+          + " | ".join(f"{c[k]['last_fifth']:.{d}f}" if k in c else "n/a"
+                       for k, d in (("critic_loss", 2), ("wasserstein", 2),
+                                    ("gradient_penalty", 3))) + " |")
+  replays = [r for r in result["runs"] if r.get("trajectory")]
+  if replays:
+    lines += ["", "Replay: ours fed the official run's recorded draws and real batches. How far "
+              "apart the two runs are after n iterations, ||ours - official|| / ||official - "
+              "initial|| over all parameters of a model, and |ours - official| of the losses at "
+              "iteration n:", "",
+              "| setting | seed | n | generator | critic | critic loss | generator loss |",
+              "|" + "---|" * 7]
+    for r in replays:
+      for t in r["trajectory"]:
+        lines.append(f"| {r['setting']} | {r['seed']} | {t['iteration']} | {t['g_apart']:.2e} | "
+                     f"{t['d_apart']:.2e} | {t['critic_loss_abs_diff']:.2e} | "
+                     f"{t['generator_loss_abs_diff']:.2e} |")
+    lines += ["", "One iteration of ours from the official state after n iterations: the share "
+              "of the official iteration's step that ours does not reproduce, ||ours(n + 1) - "
+              "official(n + 1)|| / ||official(n + 1) - official(n)||, and the iteration's losses "
+              "(ours / official):", "",
+              "| setting | seed | n | generator | critic | critic loss | generator loss |",
+              "|" + "---|" * 7]
+    for r in replays:
+      for t in r["forced"]:
+        lines.append(
+            f"| {r['setting']} | {r['seed']} | {t['from']} | {t['g_step_unreproduced']:.2e} | "
+            f"{t['d_step_unreproduced']:.2e} | {t['critic_loss_ours']:.4f} / "
+            f"{t['critic_loss_official']:.4f} | {t['generator_loss_ours']:.4f} / "
+            f"{t['generator_loss_official']:.4f} |")
   lines += ["", "Real test masks (500):", ""]
   for setting, s in result["real_masks"].items():
     lines.append(f"- {setting}: coverage {s['mask_coverage']:.3f}, binarized coverage std "
@@ -367,8 +565,12 @@ def run(args):
   runs = []
   for setting in settings:
     for seed in (seeds if setting == "fixed32" else seeds[:1]):
-      r = run_pair(args, setting, seed, latents, segmenter)
-      r["workdir"] = os.path.join(args.workdir_root, setting, f"seed_{seed}")
+      if args.replay:
+        r = replay_pair(args, setting, seed, latents, segmenter)
+        r["workdir"] = os.path.join(args.workdir_root, "replay", setting, f"seed_{seed}")
+      else:
+        r = run_pair(args, setting, seed, latents, segmenter)
+        r["workdir"] = os.path.join(args.workdir_root, setting, f"seed_{seed}")
       runs.append(r)
       log(f"{setting} seed {seed}: " + ", ".join(
           f"{impl} ref mIoU {r[impl]['reference_miou']:.3f} / inv "

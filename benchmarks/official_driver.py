@@ -24,7 +24,10 @@ Modes (``--mode``):
              term and its gradients, and the state after 3 iterations: an .npz (``--out``).
   train      ``train.train()`` for ``--iterations`` iterations on real batches from an .npy
              stream (``--images``), from given initial weights; loss curves and the EMA
-             generator's layers on fixed latents: an .npz (``--out``).
+             generator's layers on fixed latents: an .npz (``--out``); with ``record_draws``
+             in the spec also every random draw of the iterations, in call order, and with
+             ``snapshots`` the generator and critic after those numbers of iterations
+             (``state_snapshots``: with both Adam states and the EMA generator).
 """
 
 import argparse
@@ -325,11 +328,17 @@ class MemmapLoader:
 
 
 class RecordingLogger:
-  def __init__(self):
+  """train.train()'s logger: keeps each iteration's metrics; ``after(n)``, when given, is called
+  once ``n`` iterations are logged (train() logs after the iteration's EMA update)."""
+
+  def __init__(self, after=None):
     self.metrics = []
+    self.after = after
 
   def log_metrics(self, metrics, i):
     self.metrics.append(dict(metrics))
+    if self.after is not None:
+      self.after(len(self.metrics))
 
   def __getattr__(self, name):
     return lambda *a, **k: None
@@ -596,7 +605,18 @@ def train(h: Harness, a) -> dict:
   tm = h.ref["train"]
   if a.get("ema_rampup"):
     _ramped_accumulate(tm)
-  logger = RecordingLogger()
+  snapshots, at, full = {}, set(a.get("snapshots", ())), set(a.get("state_snapshots", ()))
+
+  def snapshot(n):
+    if n in at or n in full:
+      for tag, module in (("g", gen), ("d", disc)):
+        snapshots.update({f"snap/{n}/{tag}/{k}": v for k, v in named(module).items()})
+    if n in full:  # also both Adam states and the EMA generator
+      snapshots.update({f"snap/{n}/ema/{k}": v for k, v in named(g_running).items()})
+      for tag, opt, module in (("g_opt", g_opt, gen), ("d_opt", d_opt, disc)):
+        snapshots.update({f"snap/{n}/{tag}/{k}": v for k, v in adam_state(opt, module).items()})
+
+  logger = RecordingLogger(snapshot)
   start = time.time()
   done = 0
   for st in a["stages"]:  # [{stage, iterations, fade_images, stream}]
@@ -616,7 +636,9 @@ def train(h: Harness, a) -> dict:
     done += st["iterations"]
     print(f"official: stage {st['stage']} done, {done} iterations, "
           f"{time.time() - start:.0f} s", flush=True)
-  out = {"seconds": np.asarray(time.time() - start)}
+  out = {"seconds": np.asarray(time.time() - start), **snapshots}
+  if a.get("record_draws"):
+    _store_draws(out, "train_draws", draws)  # before the sampling below adds its noise
   keys = sorted({k for m in logger.metrics for k in m})
   for k in keys:
     out[f"metrics/{k}"] = np.asarray([m.get(k, np.nan) for m in logger.metrics], np.float32)

@@ -216,7 +216,10 @@ def _nchw(x):
 
 
 def _stack_prefix(fx, prefix):
-  keys = sorted(k for k in fx.files if k.startswith(prefix + "/"))
+  """The arrays ``prefix/0000``, ``prefix/0001``, ... in numeric order (past 9999 the names
+  grow a digit, and a plain sort would misplace them)."""
+  keys = sorted((k for k in fx.files if k.startswith(prefix + "/")),
+                key=lambda k: int(k.rsplit("/", 1)[1]))
   return [fx[k] for k in keys]
 
 
@@ -688,6 +691,9 @@ def build_parser():
   b.add_argument("--reuse_official", action="store_true",
                  help="keep a pair's official run (official_run.npz under --workdir_root) when "
                       "one is there, training only ours again")
+  b.add_argument("--replay", action="store_true",
+                 help="feed ours the official run's own recorded random draws instead of its "
+                      "own stream (fixed32, border); reports both trajectories apart")
   b.add_argument("--segmenter_steps", type=int, default=None,
                  help="reference segmenter training steps (default: the emergence benchmark's)")
   b.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",
