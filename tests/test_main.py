@@ -73,7 +73,8 @@ def test_bad_config_gives_one_line_and_status_2(tmp_path, override, needle):
 def test_batch_not_divisible_by_devices(tmp_path):
   result = _main(["--config=configs/tiny.py", f"--workdir={tmp_path}",
                   "--config.train.batch_size=6"],
-                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+                 env={"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""),
+                                             "--xla_force_host_platform_device_count=4"])})
   _assert_clean_error(result, "not divisible by the 4 devices")
 
 

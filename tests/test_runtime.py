@@ -62,7 +62,7 @@ print("METRICS" + json.dumps(out))
 
 
 def _run_steps(kernels):
-  env = dict(os.environ, XLA_FLAGS="")
+  env = dict(os.environ)  # the suite's XLA_FLAGS, without YNNPACK's
   result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, kernels, REPO], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

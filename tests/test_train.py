@@ -202,6 +202,12 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, l
 # ------------------------------------------------------------------------------- parallel
 
 
+def _devices(n):
+  """The environment of a subprocess with ``n`` CPU devices (the suite's XLA_FLAGS kept)."""
+  return {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""),
+                                 f"--xla_force_host_platform_device_count={n}"]).strip()}
+
+
 def _run(args, env_extra, timeout=600):
   env = dict(os.environ, **env_extra)
   return subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "train_subprocess.py")]
@@ -250,7 +256,7 @@ def _free_port():
 def four_device_params(tmp_path_factory):
   d = tmp_path_factory.mktemp("dev4")
   out = _wait(_run(["--workdir", str(d / "w"), "--out", str(d / "p.npz")],
-                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+                   _devices(4)))
   assert "devices 4 processes 1" in out
   arrays = _load(d / "p.npz")
   # Parameters, EMA and both Adam states, across a stage change into the fade-in.
@@ -261,7 +267,7 @@ def four_device_params(tmp_path_factory):
 
 def test_one_device_equals_four_devices(tmp_path, four_device_params):
   out = _wait(_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz")],
-                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}))
+                   _devices(1)))
   assert "devices 1 processes 1" in out
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
@@ -272,7 +278,7 @@ def test_two_hosts_train_together(tmp_path, four_device_params):
   procs = [_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz"),
                  "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
                  "--process_id", str(i)],
-                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) for i in range(2)]
+                _devices(2)) for i in range(2)]
   outs = [_wait(p) for p in procs]
   assert all("devices 4 processes 2" in o for o in outs)
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
