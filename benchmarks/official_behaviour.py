@@ -264,9 +264,57 @@ def replay_pair(args, setting, seed, latents, segmenter) -> Dict:
   ours = our_replay(config, np.load(out_path), stages[0], init_path, latents, seed, snaps, forced)
   result["ours_seconds"] = time.time() - t
   result["trajectory"], result["forced"] = ours.pop("trajectory"), ours.pop("forced")
+  result["draws"] = draw_distributions(config, np.load(out_path), stages[0]["stage"],
+                                       config.train.batch_size, n)
   log(f"{setting} seed {seed}: ours replayed in {result['ours_seconds']:.0f} s")
   os.remove(stages[0]["images"])
   return finish_pair(args, result, config, latents, segmenter, root, ours, out_path)
+
+
+def draw_distributions(config, official, stage, batch, iterations, seed=5) -> Dict:
+  """Each kind of random draw of the official run against as many of our
+  ``train_gan.draw_iteration`` calls: the values come from different generators, the
+  distributions should be one."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
+  generator = models.build_generator(config)
+  draw = jax.jit(lambda k: train_gan.draw_iteration(generator, config, stage, k, batch))
+  ours = [jax.device_get(draw(k))
+          for k in jax.random.split(jax.random.PRNGKey(seed), iterations)]
+  passes = ("critic", "generator")
+  mixed = [min(int(c) for c in d["critic"]["crossover"].values()) < stage for d in ours]
+  crossovers = [int(c) for d, m in zip(ours, mixed) if m for p in passes
+                for c in d[p]["crossover"].values()]
+  shifts = np.concatenate([np.ravel(d[p]["shifts"]) for d in ours for p in passes])
+  m = max_abs = int(np.max(np.abs(official["train_draws/shift"])))
+  hist = lambda v, lo, n: (np.bincount(np.asarray(v) - lo, minlength=n) / len(v)).tolist()
+  noise_ours = np.concatenate([np.ravel(x) for d in ours for p in passes
+                               for maps in d[p]["noise"].values() for x in maps])
+  noise_theirs = np.concatenate([np.ravel(x) for x in op._stack_prefix(  # pylint: disable=protected-access
+      official, "train_draws/noise")])
+  z_ours = np.concatenate([np.ravel(d[p][k]) for d, mx in zip(ours, mixed) for p in passes
+                           for k in (("z", "z2") if mx else ("z",))])
+  z_theirs = np.concatenate([np.ravel(official["train_draws/latent4"]),
+                             np.ravel(official["train_draws/latent"])])
+  gp_ours = np.concatenate([np.ravel(d["gp"]) for d in ours])
+  stats = lambda a: {"mean": float(np.mean(a)), "std": float(np.std(a)), "n": int(a.size)}
+  return {
+      "iterations": iterations,
+      "mixing_rate": {"ours": float(np.mean(mixed)),
+                      "official": float(np.mean(official["train_draws/mixing"]))},
+      "crossover_histogram": {"ours": hist(crossovers, 0, stage),
+                              "official": hist(official["train_draws/crossover"], 0, stage)},
+      "shift_histogram": {"values": list(range(-m, m + 1)), "ours": hist(shifts, -m, 2 * m + 1),
+                          "official": hist(np.ravel(official["train_draws/shift"]), -max_abs,
+                                           2 * m + 1)},
+      "noise_maps_per_iteration": {
+          "ours": sum(len(x) for p in passes for x in ours[0][p]["noise"].values()),
+          "official": len(op._stack_prefix(official, "train_draws/noise")) // iterations},  # pylint: disable=protected-access
+      "noise": {"ours": stats(noise_ours), "official": stats(noise_theirs)},
+      "latents": {"ours": stats(z_ours), "official": stats(z_theirs)},
+      "gp_coefficients": {"ours": stats(gp_ours),
+                          "official": stats(np.ravel(official["train_draws/gp_eps"]))},
+  }
 
 
 def _flat(named_arrays):
@@ -529,6 +577,24 @@ def markdown(result) -> str:
             f"{t['d_step_unreproduced']:.2e} | {t['critic_loss_ours']:.4f} / "
             f"{t['critic_loss_official']:.4f} | {t['generator_loss_ours']:.4f} / "
             f"{t['generator_loss_official']:.4f} |")
+    for r in replays:
+      d = r.get("draws")
+      if not d:
+        continue
+      f = lambda v: ", ".join(f"{x:.3f}" for x in v)
+      lines += ["", f"Random draws of {d['iterations']} iterations, ours / official "
+                f"({r['setting']}, seed {r['seed']}):", "",
+                f"- mixing rate {d['mixing_rate']['ours']:.3f} / "
+                f"{d['mixing_rate']['official']:.3f}",
+                f"- crossover histogram {f(d['crossover_histogram']['ours'])} / "
+                f"{f(d['crossover_histogram']['official'])}",
+                f"- shift histogram over {d['shift_histogram']['values']}: "
+                f"{f(d['shift_histogram']['ours'])} / {f(d['shift_histogram']['official'])}",
+                f"- noise maps per iteration {d['noise_maps_per_iteration']['ours']} / "
+                f"{d['noise_maps_per_iteration']['official']}"]
+      for k in ("noise", "latents", "gp_coefficients"):
+        lines.append(f"- {k}: mean {d[k]['ours']['mean']:.4f} / {d[k]['official']['mean']:.4f}, "
+                     f"std {d[k]['ours']['std']:.4f} / {d[k]['official']['std']:.4f}")
   lines += ["", "Real test masks (500):", ""]
   for setting, s in result["real_masks"].items():
     lines.append(f"- {setting}: coverage {s['mask_coverage']:.3f}, binarized coverage std "
