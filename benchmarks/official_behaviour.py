@@ -125,15 +125,14 @@ def our_initial_weights(config, path):
   np.savez(path, **arrays)
 
 
-def our_samples(workdir, latents, seed):
+def ema_samples(generator, ema_params, stage, alpha, latents, seed):
+  """The EMA generator's layers on fixed ``latents`` (its own noise, seeded)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
-  gan = train_gan.load_gan(workdir)
 
   @jax.jit
   def layers(z, key):
-    return gan.generator.apply({"params": gan.ema_params}, z, stage=gan.stage, alpha=gan.alpha,
-                               rngs={"noise": key})
+    return generator.apply({"params": ema_params}, z, stage=stage, alpha=alpha,
+                           rngs={"noise": key})
 
   out = {"background": [], "foreground": [], "mask": []}
   key = jax.random.PRNGKey(seed)
@@ -143,6 +142,12 @@ def our_samples(workdir, latents, seed):
     for k in out:
       out[k].append(np.asarray(l[k]))
   return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def our_samples(workdir, latents, seed):
+  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  gan = train_gan.load_gan(workdir)
+  return ema_samples(gan.generator, gan.ema_params, gan.stage, gan.alpha, latents, seed)
 
 
 def our_curves(workdir) -> Dict[str, Dict[int, float]]:
@@ -286,7 +291,7 @@ def draw_distributions(config, official, stage, batch, iterations, seed=5) -> Di
   crossovers = [int(c) for d, m in zip(ours, mixed) if m for p in passes
                 for c in d[p]["crossover"].values()]
   shifts = np.concatenate([np.ravel(d[p]["shifts"]) for d in ours for p in passes])
-  m = max_abs = int(np.max(np.abs(official["train_draws/shift"])))
+  m = int(np.max(np.abs(official["train_draws/shift"])))
   hist = lambda v, lo, n: (np.bincount(np.asarray(v) - lo, minlength=n) / len(v)).tolist()
   noise_ours = np.concatenate([np.ravel(x) for d in ours for p in passes
                                for maps in d[p]["noise"].values() for x in maps])
@@ -305,7 +310,7 @@ def draw_distributions(config, official, stage, batch, iterations, seed=5) -> Di
       "crossover_histogram": {"ours": hist(crossovers, 0, stage),
                               "official": hist(official["train_draws/crossover"], 0, stage)},
       "shift_histogram": {"values": list(range(-m, m + 1)), "ours": hist(shifts, -m, 2 * m + 1),
-                          "official": hist(np.ravel(official["train_draws/shift"]), -max_abs,
+                          "official": hist(np.ravel(official["train_draws/shift"]), -m,
                                            2 * m + 1)},
       "noise_maps_per_iteration": {
           "ours": sum(len(x) for p in passes for x in ours[0][p]["noise"].values()),
@@ -328,6 +333,7 @@ def _official_named(official, prefix):
 def _official_state(official, n, ch, ml, like):
   """The official state after ``n`` iterations as our ``GANState`` (``like``: ours, for the
   structure of the Adam state; a parameter never stepped keeps zero moments and count)."""
+  import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.optim import AdamState  # pylint: disable=g-import-not-at-top
   trees = {tag: op.to_ours(_official_named(official, f"snap/{n}/{tag}/"), model, ch, ml)
@@ -345,7 +351,7 @@ def _official_state(official, n, ch, ml, like):
       if m_ == model:
         op._set(count, path, np.int32(arrays.get(f"{theirs}/count", 0)))  # pylint: disable=protected-access
     opts[tag] = AdamState(count=count, mu=parts["mu"], nu=parts["nu"])
-  to = lambda t: __import__("jax").tree.map(jnp.asarray, t)
+  to = lambda t: jax.tree.map(jnp.asarray, t)
   return like.replace(step=jnp.asarray(n, jnp.int32), g_params=to(trees["g"]),
                       d_params=to(trees["d"]), ema_params=to(trees["ema"]),
                       g_opt=to(opts["g_opt"]), d_opt=to(opts["d_opt"]))
@@ -387,15 +393,7 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
     return float(np.linalg.norm(ours - off) / max(np.linalg.norm(off - base), 1e-30))
 
   for it in range(stage_spec["iterations"]):
-    mixing = bool(cur.take("mixing")[0])
-    if mixing:
-      zc, z2c, zg, z2g = cur.take("latent4")[0]
-    else:
-      (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
-    d_draws = op.generator_draws(cur, spec, stage, zc, z2c, mixing)
-    gp = jnp.asarray(cur.take("gp_eps")[0])
-    g_draws = op.generator_draws(cur, spec, stage, zg, z2g, mixing)
-    draws = {"critic": d_draws, "gp": gp, "generator": g_draws}
+    draws = op.iteration_draws(cur, spec, stage)
     real = jnp.asarray(stream[it])
     if it in forced:  # from the official state after ``it`` iterations
       start = _official_state(official, it, ch, ml, state)
@@ -427,19 +425,8 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   curves = {k: {end: float(np.mean(v[end - every:end])) for end in range(every, len(v) + 1, every)}
             for k, v in per_iter.items()}
 
-  @jax.jit
-  def layers(z, key):
-    return generator.apply({"params": state.ema_params}, z, stage=stage, alpha=1.0,
-                           rngs={"noise": key})
-
-  out = {"background": [], "foreground": [], "mask": []}
-  key = jax.random.PRNGKey(seed + 777)
-  for i in range(0, len(latents), 64):
-    key, sub = jax.random.split(key)
-    got = jax.device_get(layers(latents[i:i + 64], sub))
-    for k in out:
-      out[k].append(np.asarray(got[k]))
-  return {"samples": {k: np.concatenate(v) for k, v in out.items()}, "curves": curves,
+  return {"samples": ema_samples(generator, state.ema_params, stage, 1.0, latents, seed + 777),
+          "curves": curves,
           "trajectory": trajectory, "forced": forced_rows}
 
 
@@ -553,30 +540,28 @@ def markdown(result) -> str:
                                     ("gradient_penalty", 3))) + " |")
   replays = [r for r in result["runs"] if r.get("trajectory")]
   if replays:
-    lines += ["", "Replay: ours fed the official run's recorded draws and real batches. How far "
-              "apart the two runs are after n iterations, ||ours - official|| / ||official - "
-              "initial|| over all parameters of a model, and |ours - official| of the losses at "
-              "iteration n:", "",
-              "| setting | seed | n | generator | critic | critic loss | generator loss |",
-              "|" + "---|" * 7]
-    for r in replays:
-      for t in r["trajectory"]:
-        lines.append(f"| {r['setting']} | {r['seed']} | {t['iteration']} | {t['g_apart']:.2e} | "
-                     f"{t['d_apart']:.2e} | {t['critic_loss_abs_diff']:.2e} | "
-                     f"{t['generator_loss_abs_diff']:.2e} |")
-    lines += ["", "One iteration of ours from the official state after n iterations: the share "
-              "of the official iteration's step that ours does not reproduce, ||ours(n + 1) - "
-              "official(n + 1)|| / ||official(n + 1) - official(n)||, and the iteration's losses "
-              "(ours / official):", "",
-              "| setting | seed | n | generator | critic | critic loss | generator loss |",
-              "|" + "---|" * 7]
-    for r in replays:
-      for t in r["forced"]:
-        lines.append(
-            f"| {r['setting']} | {r['seed']} | {t['from']} | {t['g_step_unreproduced']:.2e} | "
-            f"{t['d_step_unreproduced']:.2e} | {t['critic_loss_ours']:.4f} / "
-            f"{t['critic_loss_official']:.4f} | {t['generator_loss_ours']:.4f} / "
-            f"{t['generator_loss_official']:.4f} |")
+    replay_tables = (
+        ("Replay: ours fed the official run's recorded draws and real batches. How far apart "
+         "the two runs are after n iterations, ||ours - official|| / ||official - initial|| "
+         "over all parameters of a model, and |ours - official| of the losses at iteration n:",
+         "trajectory", lambda t: (t["iteration"], f"{t['g_apart']:.2e}", f"{t['d_apart']:.2e}",
+                                  f"{t['critic_loss_abs_diff']:.2e}",
+                                  f"{t['generator_loss_abs_diff']:.2e}")),
+        ("One iteration of ours from the official state after n iterations: the share of the "
+         "official iteration's step that ours does not reproduce, ||ours(n + 1) - official(n + "
+         "1)|| / ||official(n + 1) - official(n)||, and the iteration's losses (ours / "
+         "official):",
+         "forced", lambda t: (t["from"], f"{t['g_step_unreproduced']:.2e}",
+                              f"{t['d_step_unreproduced']:.2e}",
+                              f"{t['critic_loss_ours']:.4f} / {t['critic_loss_official']:.4f}",
+                              f"{t['generator_loss_ours']:.4f} / "
+                              f"{t['generator_loss_official']:.4f}")))
+    for caption, key, cells in replay_tables:
+      lines += ["", caption, "",
+                "| setting | seed | n | generator | critic | critic loss | generator loss |",
+                "|" + "---|" * 7]
+      lines += ["| " + " | ".join(str(c) for c in (r["setting"], r["seed"], *cells(t))) + " |"
+                for r in replays for t in r[key]]
     for r in replays:
       d = r.get("draws")
       if not d:

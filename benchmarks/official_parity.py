@@ -261,6 +261,21 @@ def generator_draws(cur: _Cursor, spec, stage, z, z2, mixing: bool):
                       else jnp.ones((z.shape[0], 1, 1, 1), jnp.float32))}
 
 
+def iteration_draws(cur: _Cursor, spec, stage):
+  """One official training iteration's draws (mixing decision, latents, both generator passes,
+  GP coefficients) as ``train_gan.make_update_fn``'s ``draws``."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  mixing = bool(cur.take("mixing")[0])
+  if mixing:
+    zc, z2c, zg, z2g = cur.take("latent4")[0]
+  else:
+    (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
+  d_draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
+  gp = jnp.asarray(cur.take("gp_eps")[0])
+  return {"critic": d_draws, "gp": gp,
+          "generator": generator_draws(cur, spec, stage, zg, z2g, mixing)}
+
+
 def _nhwc(x):
   return np.asarray(x).transpose(0, 2, 3, 1)
 
@@ -386,16 +401,7 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
     if stage not in updates:
       updates[stage] = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))
     for alpha in alphas:
-      mixing = bool(cur.take("mixing")[0])
-      if mixing:
-        zc, z2c, zg, z2g = cur.take("latent4")[0]
-      else:
-        (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
-      d_draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
-      gp = jnp.asarray(cur.take("gp_eps")[0])
-      g_draws = generator_draws(cur, spec, stage, zg, z2g, mixing)
-      state, m = updates[stage](state, reals[it], {"critic": d_draws, "gp": gp,
-                                                   "generator": g_draws},
+      state, m = updates[stage](state, reals[it], iteration_draws(cur, spec, stage),
                                 jnp.float32(alpha), jnp.float32(spec["lr"]))
       metrics_log.append({k: float(v) for k, v in jax.device_get(m).items()})
       it += 1
