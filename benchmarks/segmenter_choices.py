@@ -8,7 +8,8 @@
 checkpoints are linked, never written. Each choice is a set of config overrides (CHOICES) on
 ``--config``; a distilled choice trains a fresh segmenter (``--mode=train_segmenter``), an
 encoder choice a fresh encoder (``--mode=train_encoder``; refinement only changes prediction,
-so it reuses the encoder of ``encoder``). Each is scored by ``--mode=evaluate`` on the same
+so it reuses the encoder of ``encoder``, as ``no_mirror_average`` reuses the segmenter of
+``default``). Each is scored by ``--mode=evaluate`` on the same
 test images; the table gives fg IoU, mIoU, max F-beta and the seconds the choice took. This is a
 report: the shipped defaults are not chosen on these test masks.
 """
@@ -23,16 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, cpu_model, gan_checkpoints, load_config,  # noqa: E402
+from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
                                parse_set)
 
 # name -> (route, overrides, the choice whose trained network it reuses, or None)
 CHOICES = {
     "default": ("distilled", {}, None),
+    "no_mirror_average": ("distilled", {"segment.mirror_average": False}, "default"),
     "no_recompose": ("distilled", {"segmenter.recompose": False}, None),
     "no_scale": ("distilled", {"segmenter.scale_range": (1.0, 1.0)}, None),
     "no_translate": ("distilled", {"segmenter.translate": False}, None),
@@ -73,6 +74,11 @@ def main(argv=None):
   unknown = [c for c in choices if c not in CHOICES]
   if unknown:
     sys.exit(f"error: unknown choice(s) {unknown}; choose from {sorted(CHOICES)}")
+  for i, name in enumerate(choices):
+    reuse = CHOICES[name][2]
+    if reuse and reuse not in choices[:i]:
+      sys.exit(f"error: choice {name!r} reuses the network of {reuse!r}; list {reuse!r} before "
+               "it in --choices")
   gan_ckpt = gan_checkpoints(args.gan_workdir)
   import main as entry  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
@@ -117,7 +123,7 @@ def main(argv=None):
          "config": os.path.relpath(args.config, REPO), "overrides": overrides,
          "command": "python " + " ".join(shlex.quote(a) for a in
                                          ["benchmarks/segmenter_choices.py"] + sys.argv[1:]),
-         "machine": f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores",
+         "machine": machine(),
          "date": datetime.date.today().isoformat(), "seconds": time.time() - start}
   os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
   with open(args.json, "w") as f:

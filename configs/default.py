@@ -6,7 +6,7 @@ the command line, e.g. ``--config.train.max_steps=1000 --config.perturb.shift=0`
 
 import ml_collections
 
-REFERENCE_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)  # 4, 8, ..., 1024 px
+from layered_gan_jax.generator import REFERENCE_CHANNELS  # 4, 8, ..., 1024 px
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -160,6 +160,8 @@ def get_config() -> ml_collections.ConfigDict:
   # What evaluate's top-level figures and --mode=segment use: 'distilled' (the segmenter above)
   # or 'encoder' (the paper's: the generator's mask of G(E(x))).
   config.segment.route = "distilled"
+  # Distilled route: the mean of the U-Net's logits of the image and of its mirror image.
+  config.segment.mirror_average = True
 
   # ---------------------------------------------------------------- evaluation
   config.eval = ml_collections.ConfigDict()

@@ -110,10 +110,18 @@ def load_route(config, workdir: str, route: str) -> Route:
     from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
     model, params, meta = train_segmenter.load_segmenter(workdir)
     params = parallel.put_replicated(params)
-    apply = jax.jit(lambda x: jax.nn.sigmoid(model.apply({"params": params}, x)))
-    return Route(route, int(meta["resolution"]), apply,
+    mirror = bool(config.segment.mirror_average)
+
+    def apply(x):
+      logits = model.apply({"params": params}, x)
+      if mirror:  # The U-Net was trained on mirrored pairs too: average both views.
+        logits = 0.5 * (logits + model.apply({"params": params}, x[:, :, ::-1])[:, :, ::-1])
+      return jax.nn.sigmoid(logits)
+
+    return Route(route, int(meta["resolution"]), jax.jit(apply),
                  {"gan_step": meta.get("gan_step"), "segmenter_step": meta.get("best_step"),
-                  "validation_fg_iou": meta.get("best_validation_fg_iou")})
+                  "validation_fg_iou": meta.get("best_validation_fg_iou"),
+                  "mirror_average": mirror})
   from layered_gan_jax.train_encoder import load_encoder  # pylint: disable=g-import-not-at-top
   setup, enc_params = load_encoder(config, workdir)
   predict = setup.predict_fn()

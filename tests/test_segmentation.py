@@ -172,6 +172,34 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
     encoder_choices.main([f"--gan_workdir={workdir}", "--variants=resnet", f"--json={out}"])
 
 
+def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
+  """benchmarks/segmenter_choices.py on the tiny GAN: a trained choice, one that reuses its
+  network (only the prediction differs), another recomposition; the GAN's checkpoints are not
+  touched; a choice listed before the one it reuses is an error before anything runs."""
+  from benchmarks import segmenter_choices  # pylint: disable=g-import-not-at-top
+  _, workdir = trained
+  before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  out = tmp_path / "choices.json"
+  tiny_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "tiny.py")
+  common = [f"--gan_workdir={workdir}", f"--config={tiny_path}",
+            f"--workdir_root={tmp_path / 'runs'}", f"--json={out}"]
+  segmenter_choices.main(common + ["--choices=default,no_mirror_average,no_recompose"])
+  result = json.loads(out.read_text())
+  assert list(result["choices"]) == ["default", "no_mirror_average", "no_recompose"]
+  for name, r in result["choices"].items():
+    assert r["route"] == "distilled" and 0.0 <= r["fg_iou"] <= 1.0
+    assert r["overrides"] == segmenter_choices.CHOICES[name][1]
+    assert set(r["baselines"]) == {"full_image", "center_prior", "grabcut"}
+  assert result["choices"]["no_mirror_average"]["reuses"] == "default"
+  assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / train_segmenter.SEGMENTER_DIR)
+  assert "| no_recompose | distilled | `segmenter.recompose=False` |" in (
+      tmp_path / "choices.md").read_text()
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+  with pytest.raises(SystemExit, match="list 'default' before it"):
+    segmenter_choices.main(common + ["--choices=no_mirror_average,default"])
+
+
 def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
   """2 encoder steps, a restart, 2 more: bit for bit the state of 4 uninterrupted steps."""
   _, workdir = trained
@@ -394,6 +422,28 @@ def test_segment_round_trip_per_route(gan_workdir, tmp_path, route):
   full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(
       (30, 40), Image.Resampling.BILINEAR)) >= 0.5
   np.testing.assert_array_equal(mask == 255, full)
+
+
+def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
+  """``segment.mirror_average``: the distilled route's logits are the mean of the U-Net's
+  logits of the image and the mirrored logits of the mirror image, so mirroring the input
+  mirrors the mask; off, the route is the U-Net alone."""
+  config = tiny.get_config()
+  model, params, _ = train_segmenter.load_segmenter(gan_workdir)
+  x = np.random.default_rng(1).uniform(-1, 1, (2 * jax.device_count(), 16, 16, 3))
+  x = x.astype(np.float32)
+  logits = lambda v: np.asarray(model.apply({"params": params}, v))
+  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+  on = inference.load_route(config, gan_workdir, "distilled")
+  assert on.info["mirror_average"] is True
+  expected = sigmoid(0.5 * (logits(x) + logits(x[:, :, ::-1])[:, :, ::-1]))
+  np.testing.assert_allclose(on.predict(x), expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(on.predict(x[:, :, ::-1]), on.predict(x)[:, :, ::-1],
+                             rtol=1e-5, atol=1e-6)
+  config.segment.mirror_average = False
+  off = inference.load_route(config, gan_workdir, "distilled")
+  np.testing.assert_allclose(off.predict(x), sigmoid(logits(x)), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(off.predict(x), on.predict(x), rtol=1e-5, atol=1e-6)
 
 
 def test_distilled_route_needs_no_gan(gan_workdir, tmp_path):
