@@ -19,6 +19,21 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def machine() -> str:
+  """One line for the results files: host, CPU, CPU count, JAX's devices (when the script
+  uses JAX) and the platform."""
+  import sys  # pylint: disable=g-import-not-at-top
+  devices = ""
+  if "jax" in sys.modules:
+    try:
+      jax = sys.modules["jax"]
+      devices = f" | JAX devices: {jax.device_count()} x {jax.devices()[0].device_kind}"
+    except Exception:  # pylint: disable=broad-except
+      devices = " | JAX devices: ?"
+  return (f"{platform.node()} | {cpu_model()} | {os.cpu_count()} CPUs{devices} | "
+          f"{platform.platform()}")
+
+
 def load_config(path: str):
   """``get_config()`` of a config file (e.g. configs/synthetic.py), imported by its path."""
   path = os.path.abspath(path)

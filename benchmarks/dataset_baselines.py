@@ -18,17 +18,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-from benchmarks.common import cpu_model  # noqa: E402
+from benchmarks.common import machine  # noqa: E402
 import time  # noqa: E402
 
 from layered_gan_jax import baselines, metrics  # noqa: E402
 from layered_gan_jax.datasets import synthetic  # noqa: E402
-
-
-def _machine() -> str:
-  cpu = cpu_model()
-  return f'{platform.node()} | {cpu} | {os.cpu_count()} CPUs | {platform.platform()}'
 
 
 def run(resolution: int, num_examples: int, seed: int, split: str = 'test') -> dict:
@@ -55,7 +49,7 @@ def run(resolution: int, num_examples: int, seed: int, split: str = 'test') -> d
                                'polarity': polarity},
       'render_images_per_second': num_examples / render_s,
       'command': ' '.join(['python'] + sys.argv),
-      'machine': _machine(),
+      'machine': machine(),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'seconds': round(time.perf_counter() - start_time, 2),
       'details': details,

@@ -54,8 +54,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-from benchmarks.common import apply_overrides, cpu_model, parse_set  # noqa: E402
+from benchmarks.common import apply_overrides, machine, parse_set  # noqa: E402
 from benchmarks.common import load_config as load_base_config  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
@@ -140,11 +139,8 @@ def _read_json(path: str) -> Optional[Dict]:
 
 
 def _write_json(path: str, obj) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
+  files.write_json(path, obj)
 
 
 def _config_diffs(a: Dict, b: Dict, prefix: str = "") -> List[str]:
@@ -410,17 +406,6 @@ def make_figure(result: Dict, path: str, columns: int = 6) -> None:
   canvas.save(path)
 
 
-def _machine() -> str:
-  cpu = cpu_model()
-  try:
-    import jax  # pylint: disable=g-import-not-at-top
-    devices = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
-  except Exception:  # pylint: disable=broad-except
-    devices = "?"
-  return (f"{platform.node()} | {cpu} | {os.cpu_count()} CPUs | JAX devices: {devices} | "
-          f"{platform.platform()}")
-
-
 # ------------------------------------------------------------------------------------ main
 
 
@@ -639,7 +624,7 @@ def main(argv=None) -> Dict:
                 "mean IoU; *_std: sample std over seeds (ddof=1).",
       "command": shlex.join(["python"] + sys.argv) if argv is None
                  else shlex.join(["python", "benchmarks/emergence.py"] + list(argv)),
-      "machine": _machine(),
+      "machine": machine(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "seconds": round(time.time() - t_start, 1),
   }

@@ -35,12 +35,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, cpu_model, gan_checkpoints, load_config,  # noqa: E402
+from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
                                parse_set)
 
 VARIANTS = {
@@ -151,7 +150,7 @@ def main(argv=None):
       "eval_images": configs[variants[0]].eval.max_examples,
       "command": "python " + " ".join(shlex.quote(a) for a in
                                       ["benchmarks/encoder_choices.py"] + sys.argv[1:]),
-      "machine": f"{platform.node()}: {cpu_model()}, {os.cpu_count()} cores",
+      "machine": machine(),
       "date": datetime.date.today().isoformat(),
       "seconds": time.time() - start,
   }

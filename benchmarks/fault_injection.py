@@ -49,6 +49,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+from benchmarks.common import machine  # noqa: E402  pylint: disable=wrong-import-position
+
 MAIN = os.path.join(REPO, "main.py")
 STEPS = 24  # N; a checkpoint every N / 2.
 
@@ -406,11 +408,6 @@ CASES = {
     "sigterm_during_startup": case_sigterm_during_startup,
     "sigterm_in_pipeline": case_sigterm_in_pipeline,
 }
-
-
-def machine() -> str:
-  return (f"{platform.machine()}, {os.cpu_count()} CPU cores visible ({platform.platform()}), "
-          "shared with other jobs; JAX on CPU")
 
 
 def versions():

@@ -18,13 +18,9 @@ frame). The official EMA follows the same rule as ours (``train.ema_rampup``) th
 wrapper of its ``accumulate``; everything else in its loop is its own.
 """
 
-import json
-import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import types
 from typing import Dict, List
@@ -603,7 +599,6 @@ def make_png(result, path, n):
 
 
 def run(args):
-  import datetime  # pylint: disable=g-import-not-at-top
   start = time.time()
   settings = [s for s in args.settings.split(",") if s]
   bad = [s for s in settings if s not in SETTINGS]

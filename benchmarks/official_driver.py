@@ -33,7 +33,6 @@ Modes (``--mode``):
 import argparse
 import importlib.util
 import json
-import math
 import os
 import shutil
 import sys

@@ -285,7 +285,7 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   fixture's weights and draws; keys and layouts as in the fixture (NCHW, official names)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import losses, models, optim, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import losses, models, train_gan  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.state import GANState  # pylint: disable=g-import-not-at-top
 
   spec = json.loads(str(fx["spec"]))
@@ -654,17 +654,14 @@ def _slim(rows):
 
 
 def _write_json(path, obj):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(path + ".tmp", path)
+  from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
+  files.write_json(path, obj, indent=1)
 
 
 def _provenance():
   import datetime  # pylint: disable=g-import-not-at-top
-  import platform  # pylint: disable=g-import-not-at-top
   from benchmarks import common  # pylint: disable=g-import-not-at-top
-  return {"machine": f"{common.cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
+  return {"machine": common.machine(),
           "date": datetime.date.today().isoformat()}
 
 

@@ -6,11 +6,11 @@ Every problem raises :class:`ConfigError` with one line saying what is wrong and
 from typing import Any, Dict, List
 
 from layered_gan_jax.generator import VARIANTS
+from layered_gan_jax.input_pipeline import DATASET_NAMES as DATASETS
+from layered_gan_jax.input_pipeline import MAX_ORG_TO_CROP
 from layered_gan_jax.layers import RESAMPLING
 from layered_gan_jax.schedule import parse_resolution_map
 
-DATASETS = ("synthetic", "folder", "lsun_lmdb", "lsun/car", "lsun/horse", "lsun/chair",
-            "lsun/bird", "caltech_birds2011", "oxford_iiit_pet")
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
          "pipeline")
 ROUTES = ("distilled", "encoder")
@@ -77,8 +77,9 @@ def validate_config(config, mode: str = "train", num_devices: int = 1) -> None:
   _check(config.data.name != "lsun_lmdb" or bool(config.data.path),
          "data.name='lsun_lmdb' needs --config.data.path=/path/to/car_lmdb (the folder holding "
          "data.mdb)")
-  _check(config.data.org_to_crop >= 1.0,
-         f"data.org_to_crop={config.data.org_to_crop} must be >= 1 (1.125 reference)")
+  _check(1.0 <= config.data.org_to_crop <= MAX_ORG_TO_CROP,
+         f"data.org_to_crop={config.data.org_to_crop} must be in [1, {MAX_ORG_TO_CROP:g}] "
+         "(1.125 reference)")
   try:
     batches = parse_resolution_map(t.batch_sizes, int)
     parse_resolution_map(t.lrs, float)
@@ -157,9 +158,7 @@ def _validate_data(config, mode: str) -> None:
   if mode in ("train", "train_encoder", "pipeline"):
     checks.append(("data", config.data))
   if mode in ("evaluate", "pipeline") and config.eval.data.name:
-    eval_data = config.data.to_dict()
-    eval_data.update(name=config.eval.data.name, path=config.eval.data.path)
-    checks.append(("eval.data", eval_data))
+    checks.append(("eval.data", input_pipeline.eval_data_config(config)))
   for where, data in checks:
     try:
       input_pipeline.validate_data_config(data)

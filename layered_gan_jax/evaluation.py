@@ -14,26 +14,16 @@ import os
 from typing import Callable, Dict, Optional
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
 
 from layered_gan_jax import baselines, compositing, inference, input_pipeline, metrics
-from layered_gan_jax import visualization
+from layered_gan_jax import files, visualization
 from layered_gan_jax.config_validation import ConfigError
 from layered_gan_jax.train_gan import load_gan
 
 EVAL_DIR = "eval"
-
-
-def eval_data_config(config) -> ml_collections.ConfigDict:
-  """``config.eval.data`` over ``config.data``: by default the training dataset's test split."""
-  data = ml_collections.ConfigDict(config.data.to_dict())
-  if config.eval.data.name:
-    data.name = config.eval.data.name
-    data.path = config.eval.data.path
-  return data
 
 
 def to_uint8_images(x: np.ndarray) -> np.ndarray:
@@ -182,7 +172,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
         f"{', '.join(available) or 'none'}); train it (--mode=train_segmenter / train_encoder) "
         "or choose another --config.segment.route")
   gan = load_gan(workdir, config)
-  data_cfg = eval_data_config(config)
+  data_cfg = input_pipeline.eval_data_config(config)
   input_pipeline.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None
   batches, gt = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
@@ -206,11 +196,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
                                                   config.seed + 2024, segmenter=segmenter)
   out_dir = os.path.join(os.path.abspath(workdir), EVAL_DIR)
   if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, "metrics.json.tmp")
-    with open(tmp, "w") as f:
-      json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "metrics.json"))
+    files.write_json(os.path.join(out_dir, "metrics.json"), result)
     n = min(8, len(images))
     preds = [(soft[name][:n] >= 0.5).astype(np.float32)[..., None] for name in available]
     rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0))]

@@ -127,6 +127,7 @@ DATASET_NAMES = ('synthetic', 'folder', 'lsun_lmdb') + TFDS_NAMES
 MASKED_NAMES = ('synthetic', 'folder', 'caltech_birds2011', 'oxford_iiit_pet')
 REFERENCE_NUM_TRAIN_EXAMPLES = 100_000  # "The first 100k images of a category are used."
 DEFAULT_ORG_TO_CROP = 1.125
+MAX_ORG_TO_CROP = 4.0
 
 # Feature keys of the tfds datasets we read.
 _TFDS_FILENAME_KEY = {'caltech_birds2011': 'image/filename', 'oxford_iiit_pet': 'file_name'}
@@ -163,8 +164,9 @@ def validate_data_config(cfg) -> None:
     raise ValueError(f"num_train_examples must be a positive integer or None, got {n!r}.")
   org_to_crop = cfg.get('org_to_crop', DEFAULT_ORG_TO_CROP)
   if org_to_crop is not None and not (isinstance(org_to_crop, (int, float)) and
-                                      1.0 <= org_to_crop <= 4.0):
-    raise ValueError(f"org_to_crop must be a number in [1, 4] (1.125 in the reference), got "
+                                      1.0 <= org_to_crop <= MAX_ORG_TO_CROP):
+    raise ValueError(f"org_to_crop must be a number in [1, {MAX_ORG_TO_CROP:g}] (1.125 in the "
+                     "reference), got "
                      f"{org_to_crop!r}.")
   random_crop = cfg.get('random_crop', True)
   if random_crop is not None and not isinstance(random_crop, bool):
@@ -1137,6 +1139,17 @@ def _tfds_eval_source(cfg, split, max_examples, with_masks) -> _EvalSource:
     return image, mask
 
   return _EvalSource(len(records), load, name_of)
+
+
+def eval_data_config(config):
+  """The data ``evaluate`` reads: ``config.eval.data`` (name, path) over ``config.data``; by
+  default (no ``eval.data.name``) the training dataset's test split."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  if config.eval.data.name:
+    data.name = config.eval.data.name
+    data.path = config.eval.data.path
+  return data
 
 
 def eval_dataset(cfg, *, resolution: int, batch_size: int, split: str = 'test',

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import time
 from typing import Dict, List, Optional
 
@@ -43,7 +42,7 @@ from absl import logging
 from flax import traverse_util
 from PIL import Image
 
-from layered_gan_jax import metrics, unet
+from layered_gan_jax import files, metrics, unet
 from layered_gan_jax.datasets import synthetic
 from layered_gan_jax.unet import UNet, segmentation_loss
 
@@ -137,10 +136,8 @@ class ReferenceSegmenter:
     flat = traverse_util.flatten_dict(jax.device_get(self.params), sep="/")
     arrays = {k: np.asarray(v) for k, v in flat.items()}
     arrays[_META_KEY] = np.asarray(json.dumps(self.meta))
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with files.atomic_path(path, ".tmp.npz") as tmp:  # np.savez appends .npz to other names.
+      np.savez(tmp, **arrays)
 
   @classmethod
   def load(cls, path: str) -> "ReferenceSegmenter":

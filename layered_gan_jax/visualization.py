@@ -1,10 +1,11 @@
 """Image grids and PNG files (numpy + PIL; no JAX)."""
 
-import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from layered_gan_jax import files
 
 
 def to_uint8(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
@@ -29,11 +30,9 @@ def grid(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  """Writes atomically (temporary file, then rename) so a kill never leaves half a PNG."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  """Writes atomically (``files.atomic_path``): a kill never leaves half a PNG."""
+  with files.atomic_path(path) as tmp:
+    Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
 
 
 def overlay(image_uint8: np.ndarray, mask: np.ndarray, color=(255, 0, 0), opacity=0.5):

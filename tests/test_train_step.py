@@ -52,7 +52,7 @@ def _by_hand(run, state, key, mixing):
   """The generator pass of the step, written out: latents, noise drawn inside the generator
   from the key, shift + jitter from their key, composite."""
   config, generator = run["config"], run["generator"]
-  t, p = config.train, config.perturb
+  p = config.perturb
   batch = config.train.batch_size
 
   @jax.jit
