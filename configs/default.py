@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   # How up/down-sampling around convs is computed (same function, same parameters):
   # 'efficient' (sub-pixel upsample-conv; conv + pooling as one matrix product; 0.68-0.75x the
   # FLOPs, ~1.3x faster per iteration at the reference widths on CPU) or 'direct' (the literal
-  # upsample-then-conv and conv-then-pool). See the README's performance section.
+  # upsample-then-conv and conv-then-pool). See docs/performance.md.
   config.model.resampling = "efficient"
 
   # ---------------------------------------------------------------- perturbations
@@ -107,9 +107,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.encoder = ml_collections.ConfigDict()
   # What the encoder predicts: 'z' (one latent for both layers), 'z_per_generator' (a latent per
   # generator), 'w' (a style per generator), 'w_plus' (a style per block and generator).
-  # Measured (benchmarks/results/encoder_choices.json, README): w_plus with fixed noise
-  # reconstructs best (train L1 0.281 vs 0.288 zero noise, 0.290 w, 0.302 z_per_generator,
-  # 0.380 z).
+  # The choice measured: docs/results.md (benchmarks/results/encoder_choices.json).
   config.encoder.target = "w_plus"
   # Generator noise while encoding: 'fixed' (one seeded draw, as in training) or 'zero'.
   config.encoder.noise = "fixed"

@@ -9,7 +9,7 @@ products and reductions:
   thunk scheduler. Measured on a 2-core AVX-512 CPU at the reference widths (32 px, batch 8):
   about 1.2x faster per training iteration than ``"xla"``; with the narrow CPU models of
   ``configs/synthetic.py`` it is about 10% slower, so it is on in the reference-width configs only.
-  See the README's performance section.
+  See docs/performance.md.
 
 Only ``xla_cpu_*`` flags are touched, so GPU and TPU runs are unaffected. Flags already present
 in ``XLA_FLAGS`` are left alone (the environment wins).

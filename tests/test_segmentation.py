@@ -173,9 +173,9 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
 
 
 def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
-  """benchmarks/segmenter_choices.py on the tiny GAN: a trained choice, one that reuses its
-  network (only the prediction differs), another recomposition; the GAN's checkpoints are not
-  touched; a choice listed before the one it reuses is an error before anything runs."""
+  """benchmarks/segmenter_choices.py on the tiny GAN: a trained choice and one that reuses its
+  network (only the prediction differs); the GAN's checkpoints are not touched; a choice listed
+  before the one it reuses is an error before anything runs."""
   from benchmarks import segmenter_choices  # pylint: disable=g-import-not-at-top
   _, workdir = trained
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
@@ -184,16 +184,16 @@ def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
                            "configs", "tiny.py")
   common = [f"--gan_workdir={workdir}", f"--config={tiny_path}",
             f"--workdir_root={tmp_path / 'runs'}", f"--json={out}"]
-  segmenter_choices.main(common + ["--choices=default,no_mirror_average,no_recompose"])
+  segmenter_choices.main(common + ["--choices=default,no_mirror_average"])
   result = json.loads(out.read_text())
-  assert list(result["choices"]) == ["default", "no_mirror_average", "no_recompose"]
+  assert list(result["choices"]) == ["default", "no_mirror_average"]
   for name, r in result["choices"].items():
     assert r["route"] == "distilled" and 0.0 <= r["fg_iou"] <= 1.0
     assert r["overrides"] == segmenter_choices.CHOICES[name][1]
     assert set(r["baselines"]) == {"full_image", "center_prior", "grabcut"}
   assert result["choices"]["no_mirror_average"]["reuses"] == "default"
   assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / train_segmenter.SEGMENTER_DIR)
-  assert "| no_recompose | distilled | `segmenter.recompose=False` |" in (
+  assert "| no_mirror_average | distilled | `segment.mirror_average=False` |" in (
       tmp_path / "choices.md").read_text()
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
   with pytest.raises(SystemExit, match="list 'default' before it"):

@@ -26,8 +26,8 @@ symmetric under swapping its layers (object layer = the scene with a hole, backg
 the object), and the random shift breaks that symmetry only at the frame's border, where the
 shifted layer uncovers the other. Measured on version 1 (objects anywhere, often cut), every
 trained generator took the swapped solution, with and without the shift; with the margin the
-shift picks the object as the object layer, and without the shift it does not (README,
-emergence section).
+shift picks the object as the object layer, and without the shift it does not
+(docs/emergence.md).
 
 The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
 anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
