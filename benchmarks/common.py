@@ -4,6 +4,7 @@ import ast
 import importlib.util
 import os
 import platform
+import sys
 from typing import Any, Dict, List
 
 
@@ -22,7 +23,6 @@ def cpu_model() -> str:
 def machine() -> str:
   """One line for the results files: host, CPU, CPU count, JAX's devices (when the script
   uses JAX) and the platform."""
-  import sys  # pylint: disable=g-import-not-at-top
   devices = ""
   if "jax" in sys.modules:
     try:

@@ -23,7 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
 
@@ -125,11 +124,11 @@ def main(argv=None):
                                          ["benchmarks/segmenter_choices.py"] + sys.argv[1:]),
          "machine": machine(),
          "date": datetime.date.today().isoformat(), "seconds": time.time() - start}
-  os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-  with open(args.json, "w") as f:
-    json.dump(out, f, indent=2)
-  with open(os.path.splitext(args.json)[0] + ".md", "w") as f:
-    f.write(markdown(out))
+  from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
+  files.write_json(args.json, out)
+  with files.atomic_path(os.path.splitext(args.json)[0] + ".md") as tmp:
+    with open(tmp, "w") as f:
+      f.write(markdown(out))
   print(f"wrote {args.json}")
   return out
 
