@@ -57,13 +57,14 @@ def run(config, workdir: str, mode: str):
   parallel.maybe_initialize_distributed()  # Must precede any use of the devices.
   config_validation.validate_config(config, mode, jax.device_count())
   import importlib  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.preemption import Preempted  # pylint: disable=g-import-not-at-top
   for trainer_mode, trainer in (("train", "train_gan"), ("train_encoder", "train_encoder"),
                                 ("train_segmenter", "train_segmenter")):
     if mode in (trainer_mode, "pipeline"):
       module = importlib.import_module(f"layered_gan_jax.{trainer}")
       try:
         module.train_and_evaluate(config, workdir)
-      except module.Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
+      except Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
         logging.warning("%s", e)
         return
   if mode in ("evaluate", "pipeline"):

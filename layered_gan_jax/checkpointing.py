@@ -112,6 +112,11 @@ class Checkpointer:
     self._manager.save(step, args=ocp.args.Composite(**args), force=True)
     self._manager.wait_until_finished()
 
+  def reached_preemption(self, step: int) -> bool:
+    """Whether ``step`` is the step at which every process stops after a preemption notice
+    (SIGTERM to any of them; see :mod:`layered_gan_jax.preemption`). False in one process."""
+    return self._manager.reached_preemption(step)
+
   def restore(self, step: int, targets: Dict[str, Any]) -> Dict[str, Any]:
     """Restores the named items only. ``targets[name]`` is an abstract pytree (see
     :func:`abstract_like`) for array items and ``None`` for JSON items."""

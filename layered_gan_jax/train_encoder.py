@@ -20,9 +20,9 @@ from layered_gan_jax import (checkpointing, compositing, config_validation, cons
                              input_pipeline, losses, parallel, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
+from layered_gan_jax.preemption import Preempted, PreemptionGuard
 from layered_gan_jax.state import NetState
-from layered_gan_jax.train_gan import (LoadedGAN, NonFiniteLossError, Preempted,
-                                       PreemptionGuard, load_gan)
+from layered_gan_jax.train_gan import LoadedGAN, NonFiniteLossError, load_gan
 
 ENCODER_DIR = "encoder_checkpoints"
 ITEMS = ("state", "config", "meta")
@@ -200,7 +200,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
       start_index=step)
   logging.info("Training the %s encoder at %d px on the GAN of step %d", e.target,
                gan.resolution, gan.step)
-  with PreemptionGuard() as preemption:
+  with PreemptionGuard(ckpt) as preemption:
     return _train(setup, config, state, step, ckpt, train_step, predict, writer, report,
                   iterator, preemption)
 
@@ -210,7 +210,7 @@ def _train(setup, config, state, step, ckpt, train_step, predict, writer, report
   e, gan, last_saved = config.encoder, setup.gan, ckpt.latest_step()
   pending, timer, steps_since = [], time.time(), 0
   while step < e.max_steps:
-    if preemption.requested:
+    if preemption.stop_at(step):
       if last_saved != step and step > 0:
         _save(ckpt, state, config, step, gan)
       writer.flush()

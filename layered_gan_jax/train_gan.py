@@ -5,7 +5,6 @@ compiled function per stage (the stage is static; alpha and the learning rate ar
 """
 
 import os
-import signal
 import time
 from typing import Dict, Optional
 
@@ -19,6 +18,7 @@ from layered_gan_jax import (checkpointing, collapse, compositing, config_valida
                              input_pipeline, losses, models, optim, parallel, visualization)
 from layered_gan_jax.generator import LayeredGenerator, init_generator, resolution_of
 from layered_gan_jax.critic import init_critic
+from layered_gan_jax.preemption import Preempted, PreemptionGuard
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState, create_gan_state
 
@@ -28,11 +28,6 @@ ITEMS = ("state", "ema", "config", "meta")  # ema: the EMA generator alone, for 
 
 class NonFiniteLossError(FloatingPointError):
   pass
-
-
-class Preempted(Exception):
-  """Raised after SIGTERM once a checkpoint is saved: the run stops here (exit status 0) and
-  the same command resumes it."""
 
 
 def make_adam(train_config):
@@ -274,34 +269,15 @@ def write_samples(sample_fn, state, step, alpha, writer, workdir):
 
 
 def all_finite(tree) -> bool:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.floating)]
-  return bool(jax.device_get(jnp.all(jnp.stack(leaves))))
+  """Whether every floating-point element of ``tree`` is finite (one compiled reduction, not
+  one per leaf shape)."""
+  floats = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return bool(jax.device_get(_all_finite(floats)))
 
 
-class PreemptionGuard:
-  """Turns SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread: no handler.
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-    return False
+@jax.jit
+def _all_finite(leaves):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer) -> GANState:
@@ -345,15 +321,16 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   input_pipeline.validate_data_config(config.data)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  with PreemptionGuard() as preemption:  # From here on SIGTERM stops cleanly, even before the loop.
-    return _train(config, workdir, preemption)
-
-
-def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
-  schedule = Schedule(config.train)
-  generator, critic = models.build_generator(config), models.build_critic(config)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), ITEMS,
                                     config.train.keep_checkpoints)
+  with PreemptionGuard(ckpt) as preemption:  # From here on SIGTERM stops cleanly.
+    return _train(config, workdir, ckpt, preemption)
+
+
+def _train(config, workdir: str, ckpt: checkpointing.Checkpointer,
+           preemption: PreemptionGuard) -> GANState:
+  schedule = Schedule(config.train)
+  generator, critic = models.build_generator(config), models.build_critic(config)
   state = restore_or_init(generator, critic, config, ckpt)
   step = int(jax.device_get(state.step))
   last_saved = ckpt.latest_step()
@@ -396,7 +373,7 @@ def _train(config, workdir: str, preemption: "PreemptionGuard") -> GANState:
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
-    if preemption.requested:  # Checked after any compile, before the next iteration runs.
+    if preemption.stop_at(step):  # Checked after any compile, before the next iteration runs.
       if last_saved != step and step > 0:
         last_saved = save(step)
       writer.flush()

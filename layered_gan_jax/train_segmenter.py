@@ -20,9 +20,9 @@ from clu import metric_writers, periodic_actions
 
 from layered_gan_jax import (checkpointing, config_validation, console, parallel, recompose,
                              unet, visualization)
+from layered_gan_jax.preemption import Preempted, PreemptionGuard
 from layered_gan_jax.state import NetState
-from layered_gan_jax.train_gan import (LoadedGAN, NonFiniteLossError, Preempted,
-                                       PreemptionGuard, load_gan)
+from layered_gan_jax.train_gan import LoadedGAN, NonFiniteLossError, load_gan
 
 SEGMENTER_DIR = "segmenter_checkpoints"
 ITEMS = ("state", "best", "config", "meta")
@@ -186,7 +186,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   logging.info("Training the distilled segmenter at %d px on the GAN of step %d; the mask "
                "filter keeps %.1f %% of the validation pairs", gan.resolution, gan.step,
                100 * validation.kept)
-  with PreemptionGuard() as preemption:
+  with PreemptionGuard(ckpt) as preemption:
     return _train(config, workdir, gan, state, best, meta, ckpt, train_step, g_params,
                   validation, writer, preemption)
 
@@ -200,7 +200,7 @@ def _train(config, workdir, gan, state, best, meta, ckpt, train_step, g_params, 
   pending, timer, steps_since = [], time.time(), 0
   meta = dict(meta, gan_step=gan.step, resolution=gan.resolution)
   while step < s.max_steps:
-    if preemption.requested:
+    if preemption.stop_at(step):
       if last_saved != step and step > 0:
         _save(ckpt, state, best, config, step, meta)
       writer.flush()

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from layered_gan_jax import (evaluation, inference, parallel, train_encoder, train_gan,
-                             train_segmenter, unet)
+from layered_gan_jax import (evaluation, inference, parallel, preemption, train_encoder,
+                             train_gan, train_segmenter, unet)
 from layered_gan_jax.config_validation import ConfigError
 
 
@@ -326,22 +326,18 @@ def test_weights_drop_filtered_images_from_the_loss():
   assert float(nothing) == 0.0
 
 
-class _StopAfter(train_gan.PreemptionGuard):
-  """A SIGTERM that arrives after ``steps`` training steps (the loop checks the flag once
-  before every step)."""
+class _StopAfter(preemption.PreemptionGuard):
+  """A SIGTERM that arrives after ``steps`` training steps (the loop asks once before every
+  step)."""
 
-  def __init__(self, steps):
+  def __init__(self, ckpt, steps):
     self.left = steps
-    super().__init__()
+    super().__init__(ckpt)
 
-  @property
-  def requested(self):
+  def stop_at(self, step):
     self.left -= 1
-    return self.left < 0
-
-  @requested.setter
-  def requested(self, value):
-    del value
+    self.requested = self.requested or self.left < 0
+    return super().stop_at(step)
 
 
 def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkeypatch):
@@ -354,7 +350,7 @@ def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkey
     run = _copy_gan(gan_workdir, tmp_path / name)
     if name == "restarted":
       with monkeypatch.context() as m:
-        m.setattr(train_segmenter, "PreemptionGuard", lambda: _StopAfter(2))
+        m.setattr(train_segmenter, "PreemptionGuard", lambda ckpt: _StopAfter(ckpt, 2))
         with pytest.raises(train_segmenter.Preempted, match="stopped at step 2"):
           train_segmenter.train_and_evaluate(config, run)
       ckpt = train_segmenter.segmenter_checkpointer(run)

@@ -3,7 +3,11 @@ the final parameters, EMA and both Adam states (counts and moments) to an .npz f
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/train_subprocess.py \
       --workdir=DIR --out=params.npz [--steps=3] [--coordinator=127.0.0.1:PORT
-      --num_processes=2 --process_id=0]
+      --num_processes=2 --process_id=0] [--sigterm_after_steps=N] [--step_delay_s=S]
+
+With --sigterm_after_steps the process sends itself SIGTERM after its N-th training step (a
+preemption notice to this host alone); --step_delay_s slows every step so that the hosts have
+time to agree on where to stop. A preempted run prints "preempted: <message>" and saves no .npz.
 """
 
 import argparse
@@ -21,6 +25,8 @@ def main():
   parser.add_argument("--coordinator", default="")
   parser.add_argument("--num_processes", type=int, default=1)
   parser.add_argument("--process_id", type=int, default=0)
+  parser.add_argument("--sigterm_after_steps", type=int, default=0)
+  parser.add_argument("--step_delay_s", type=float, default=0.0)
   args = parser.parse_args()
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -30,7 +36,7 @@ def main():
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import preemption, train_gan  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
   # 8 px for 2 iterations, then 16 px: alpha 1/8 (fade-in), then 1.
@@ -42,13 +48,40 @@ def main():
   config.train.log_every_steps = 1
   config.train.checkpoint_every_steps = 1000
   config.train.sample_every_steps = 1000
-  state = train_gan.train_and_evaluate(config, args.workdir)
+  print("devices", jax.device_count(), "processes", jax.process_count(), flush=True)
+  if args.sigterm_after_steps or args.step_delay_s:
+    _instrument_steps(train_gan, args.sigterm_after_steps, args.step_delay_s)
+  try:
+    state = train_gan.train_and_evaluate(config, args.workdir)
+  except preemption.Preempted as e:
+    print("preempted:", e, flush=True)
+    return
   leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,
                                                  state.ema_params, state.g_opt, state.d_opt))[0]
   arrays = {jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
   if jax.process_index() == 0:
     np.savez(args.out, **arrays)
-  print("devices", jax.device_count(), "processes", jax.process_count())
+
+
+def _instrument_steps(train_gan, sigterm_after: int, delay: float):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  original, calls = train_gan.compile_train_step, [0]
+
+  def compile_train_step(*args, **kwargs):
+    compiled, *rest = original(*args, **kwargs)
+
+    def step(*step_args):
+      out = compiled(*step_args)
+      calls[0] += 1
+      if calls[0] == sigterm_after:
+        os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(delay)
+      return out
+
+    return (step, *rest)
+
+  train_gan.compile_train_step = compile_train_step
 
 
 if __name__ == "__main__":
