@@ -87,18 +87,18 @@ def test_missing_folder(tmp_path):
 def test_pipeline_then_restart_with_another_model(tmp_path):
   """train -> train_encoder -> train_segmenter -> evaluate from the command line, then a
   restart whose model differs from the checkpoint's is refused with the differing fields
-  listed."""
+  listed. (The tiny GAN of tests/test_segmentation.py: the compilation cache holds its
+  programs.)"""
   workdir = str(tmp_path / "run")
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=pipeline",
-                  "--config.train.max_steps=5", "--config.train.resolution=8"])
+                  "--config.train.max_steps=6"])
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     metrics = json.load(f)
   assert {"fg_iou", "miou", "pixel_accuracy", "max_fbeta", "baselines"} <= set(metrics)
   assert metrics["route"] == "distilled" and set(metrics["routes"]) == {"distilled", "encoder"}
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}",
-                  "--config.model.style_dim=32", "--config.train.max_steps=6",
-                  "--config.train.resolution=8"])
+                  "--config.model.style_dim=32", "--config.train.max_steps=7"])
   _assert_clean_error(result, "model.style_dim: checkpoint 16 vs config 32")
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=sample"])
   _assert_clean_error(result, "--output")

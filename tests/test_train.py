@@ -3,6 +3,7 @@ checkpoints / resume, divergence handling, and equality across device counts and
 
 import glob
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,116 +90,6 @@ def test_active_mask_and_lr_groups():
   assert mult["background_synthesis"]["block_0"]["w"] == 1.0
 
 
-# ------------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module")
-def progressive_run(tmp_path_factory):
-  """8 -> 16 -> 32 px with fade-ins, 10 iterations; counts compiles."""
-  workdir = str(tmp_path_factory.mktemp("progressive"))
-  config = _config(start_resolution=8, resolution=32, max_steps=10)
-  config.model.channels = (16, 16, 8, 8)
-  compiles = []
-  original = train_gan.compile_train_step
-
-  def counting(*args, **kwargs):
-    compiles.append(args[3])
-    return original(*args, **kwargs)
-
-  train_gan.compile_train_step = counting
-  try:
-    state = train_gan.train_and_evaluate(config, workdir)
-  finally:
-    train_gan.compile_train_step = original
-  return config, workdir, state, compiles
-
-
-def test_flop_count_includes_convolutions_and_matches_the_compiled_count():
-  """The FLOP count used for utilization is the lowered program's: it counts a convolution as
-  2 * N * Hout * Wout * Cout * Cin * kh * kw (on GPU the compiled program's count misses cuDNN
-  convolutions), and for a whole training iteration it agrees with XLA:CPU's compiled count."""
-  n, h, w, cin, cout, k = 2, 8, 8, 5, 7, 3
-  conv = jax.jit(lambda x, y: jax.lax.conv_general_dilated(
-      x, y, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  lowered = conv.lower(jax.ShapeDtypeStruct((n, h, w, cin), jnp.float32),
-                       jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32))
-  out_hw = (h - k + 1) * (w - k + 1)  # VALID: XLA counts no taps on padding.
-  assert train_gan.flops_of(lowered) == 2 * n * out_hw * cout * cin * k * k
-
-  from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
-  config = _config()
-  g, d = models.build_generator(config), models.build_critic(config)
-  state = train_gan.init_state(g, d, config)
-  r = config.train.start_resolution
-  compiled, _, flops = train_gan.compile_train_step(g, d, config, 1, state,
-                                                    (config.train.batch_size, r, r, 3))
-  assert flops > 0
-  assert flops == pytest.approx(train_gan.flops_of(compiled) / jax.device_count(), rel=0.05)
-
-
-def test_progressive_growing_three_stages(progressive_run):
-  config, workdir, state, compiles = progressive_run
-  assert compiles == [1, 2, 3]  # One compile per stage (8, 16, 32 px), none within a stage.
-  assert int(state.step) == 10
-  # Late blocks' per-parameter Adam counts = the iterations they took part in.
-  count = state.g_opt.count["background_synthesis"]
-  assert int(count["block_0"]["conv2"]["kernel"]) == 10
-  assert int(count["block_2"]["conv2"]["kernel"]) == 6  # stage 2 starts at step 4
-  assert int(count["block_3"]["conv2"]["kernel"]) == 2  # stage 3 starts at step 8
-  assert int(count["head_1"]["kernel"]) == 4 + 2  # its own stage + the fade-in of stage 2
-  assert int(state.d_opt.count["from_rgb_3"]["kernel"]) == 2
-  assert int(state.d_opt.count["block_3"]["conv1"]["kernel"]) == 2
-
-
-def test_training_leaves_events_samples_and_checkpoints(progressive_run):
-  config, workdir, state, _ = progressive_run
-  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
-  assert os.path.exists(os.path.join(workdir, "samples", "latest.png"))
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), train_gan.ITEMS, 3)
-  # Saved at the stage changes (4, 8), every 4 steps and at the end; the last 3 are kept.
-  assert ckpt.all_steps() == [4, 8, 10]
-  meta = ckpt.read_json(10, "meta")
-  assert meta["resolution"] == 32 and meta["images_seen"] == 80
-  loaded = train_gan.load_gan(workdir, config)
-  assert loaded.stage == 3 and loaded.step == 10
-  for a, b in zip(jax.tree.leaves(loaded.ema_params), jax.tree.leaves(state.ema_params)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def _poisoned_after(n):
-  """A make_train_step whose steps turn parameters and losses into NaN after iteration n."""
-  original = train_gan.make_train_step
-
-  def make(*args, **kwargs):
-    step_fn = original(*args, **kwargs)
-
-    def step(state, real, alpha, lr):
-      new, metrics = step_fn(state, real, alpha, lr)
-      poison = lambda x: jnp.where(new.step > n, jnp.nan, x)
-      return (new.replace(g_params=jax.tree.map(poison, new.g_params)),
-              {k: poison(v) for k, v in metrics.items()})
-
-    return step
-
-  return make
-
-
-@pytest.mark.parametrize("log_every", [2, 100])
-def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, log_every):
-  """NaN after iteration 4: caught by the loss check at the next log step (log_every=2) or by
-  the parameter check before the next checkpoint (log_every=100); nothing non-finite is saved."""
-  config = _config(max_steps=8, checkpoint_every_steps=2, log_every_steps=log_every)
-  config.train.start_resolution = config.train.resolution = 8
-  monkeypatch.setattr(train_gan, "make_train_step", _poisoned_after(4))
-  with pytest.raises(train_gan.NonFiniteLossError,
-                     match=r"non-finite .* at step 6.* last good checkpoint is step 4"):
-    train_gan.train_and_evaluate(config, str(tmp_path))
-  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), train_gan.ITEMS)
-  assert ckpt.all_steps() == [2, 4]
-  gan = train_gan.load_gan(str(tmp_path), config, with_critic=True)
-  assert gan.step == 4 and train_gan.all_finite((gan.ema_params, gan.d_params))
-
-
 # ------------------------------------------------------------------------------- parallel
 
 
@@ -272,13 +163,161 @@ def test_one_device_equals_four_devices(tmp_path, four_device_params):
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
 
-def test_two_hosts_train_together(tmp_path, four_device_params):
-  """2 processes x 2 CPU devices with jax.distributed equal 1 process x 4 devices."""
+def _two_hosts(workdir, out, *extra):
+  """2 processes x 2 CPU devices with jax.distributed; ``extra[i]``: more arguments for
+  process ``i``. Returns both outputs."""
   port = _free_port()
-  procs = [_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz"),
+  procs = [_run(["--workdir", str(workdir), "--out", str(out),
                  "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
-                 "--process_id", str(i)],
+                 "--process_id", str(i)] + (list(extra[i]) if i < len(extra) else []),
                 _devices(2)) for i in range(2)]
   outs = [_wait(p) for p in procs]
-  assert all("devices 4 processes 2" in o for o in outs)
-  _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
+  assert all("devices 4 processes 2" in o for o in outs), outs[0][-2000:]
+  return outs
+
+
+@pytest.fixture(scope="module")
+def two_host_params(tmp_path_factory):
+  d = tmp_path_factory.mktemp("hosts2")
+  _two_hosts(d / "w", d / "p.npz")
+  return _load(d / "p.npz")
+
+
+def test_two_hosts_train_together(two_host_params, four_device_params):
+  """2 processes x 2 CPU devices with jax.distributed equal 1 process x 4 devices."""
+  _assert_close(two_host_params, four_device_params, **DEVICE_TOL)
+
+
+def test_sigterm_to_one_host_stops_both_at_one_step_and_the_resume_is_exact(
+    tmp_path, two_host_params):
+  """SIGTERM to process 1 alone after its first step: JAX's preemption service makes both
+  processes stop at the same step with one checkpoint of that step; the same command then
+  ends bit for bit where the uninterrupted pair ends."""
+  workdir, out = tmp_path / "w", tmp_path / "p.npz"
+  slow = ["--step_delay_s=1"]  # Time for the notice to reach process 0 before the last step.
+  outs = _two_hosts(workdir, out, slow, slow + ["--sigterm_after_steps=1"])
+  stops = [re.findall(r"preempted: stopped at step (\d+)", o) for o in outs]
+  assert all(len(s) == 1 for s in stops), [o[-2000:] for o in outs]
+  stop = int(stops[0][0])
+  assert int(stops[1][0]) == stop and 1 <= stop < 4, stops
+  assert not out.exists()
+  ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"), train_gan.ITEMS)
+  assert ckpt.latest_step() == stop
+  ckpt.close()
+  _two_hosts(workdir, out)
+  resumed = _load(out)
+  assert resumed.keys() == two_host_params.keys()
+  for k in resumed:
+    np.testing.assert_array_equal(resumed[k], two_host_params[k], err_msg=k)
+
+
+# ------------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def progressive_run(tmp_path_factory):
+  """The tiny config, 8 -> 16 px: 4 iterations at 8 px, 2 of fade-in, 2 at 16 px; counts
+  compiles. (Its programs are those of the other tests' tiny GAN: the compilation cache
+  holds them once the parallel tests above have run.)"""
+  workdir = str(tmp_path_factory.mktemp("progressive"))
+  config = _config(max_steps=8)
+  compiles = []
+  original = train_gan.compile_train_step
+
+  def counting(*args, **kwargs):
+    compiles.append(args[3])
+    return original(*args, **kwargs)
+
+  train_gan.compile_train_step = counting
+  try:
+    state = train_gan.train_and_evaluate(config, workdir)
+  finally:
+    train_gan.compile_train_step = original
+  return config, workdir, state, compiles
+
+
+def test_flop_count_includes_convolutions_and_matches_the_compiled_count():
+  """The FLOP count used for utilization is the lowered program's: it counts a convolution as
+  2 * N * Hout * Wout * Cout * Cin * kh * kw (on GPU the compiled program's count misses cuDNN
+  convolutions), and for a whole training iteration it agrees with XLA:CPU's compiled count."""
+  n, h, w, cin, cout, k = 2, 8, 8, 5, 7, 3
+  conv = jax.jit(lambda x, y: jax.lax.conv_general_dilated(
+      x, y, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  lowered = conv.lower(jax.ShapeDtypeStruct((n, h, w, cin), jnp.float32),
+                       jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32))
+  out_hw = (h - k + 1) * (w - k + 1)  # VALID: XLA counts no taps on padding.
+  assert train_gan.flops_of(lowered) == 2 * n * out_hw * cout * cin * k * k
+
+  from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
+  config = _config()
+  g, d = models.build_generator(config), models.build_critic(config)
+  state = train_gan.init_state(g, d, config)
+  r = config.train.start_resolution
+  compiled, _, flops = train_gan.compile_train_step(g, d, config, 1, state,
+                                                    (config.train.batch_size, r, r, 3))
+  assert flops > 0
+  assert flops == pytest.approx(train_gan.flops_of(compiled) / jax.device_count(), rel=0.05)
+
+
+def test_progressive_growing_across_a_fade_in(progressive_run):
+  config, workdir, state, compiles = progressive_run
+  assert compiles == [1, 2]  # One compile per stage (8, 16 px), none within a stage.
+  assert int(state.step) == 8
+  # Late blocks' per-parameter Adam counts = the iterations they took part in.
+  count = state.g_opt.count["background_synthesis"]
+  assert int(count["block_0"]["conv2"]["kernel"]) == 8
+  assert int(count["block_2"]["conv2"]["kernel"]) == 4  # stage 2 starts at step 4
+  assert int(count["head_1"]["kernel"]) == 4 + 2  # its own stage + the fade-in of stage 2
+  assert int(count["head_2"]["kernel"]) == 4
+  assert int(state.d_opt.count["from_rgb_1"]["kernel"]) == 4 + 2
+  assert int(state.d_opt.count["from_rgb_2"]["kernel"]) == 4
+  assert int(state.d_opt.count["block_2"]["conv1"]["kernel"]) == 4
+
+
+def test_training_leaves_events_samples_and_checkpoints(progressive_run):
+  config, workdir, state, _ = progressive_run
+  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  assert os.path.exists(os.path.join(workdir, "samples", "latest.png"))
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), train_gan.ITEMS, 3)
+  # Saved at the stage change (4), every 4 steps and at the end.
+  assert ckpt.all_steps() == [4, 8]
+  meta = ckpt.read_json(8, "meta")
+  assert meta["resolution"] == 16 and meta["images_seen"] == 64
+  loaded = train_gan.load_gan(workdir, config)
+  assert loaded.stage == 2 and loaded.step == 8
+  for a, b in zip(jax.tree.leaves(loaded.ema_params), jax.tree.leaves(state.ema_params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _poisoned_after(n):
+  """A make_train_step whose steps turn parameters and losses into NaN after iteration n."""
+  original = train_gan.make_train_step
+
+  def make(*args, **kwargs):
+    step_fn = original(*args, **kwargs)
+
+    def step(state, real, alpha, lr):
+      new, metrics = step_fn(state, real, alpha, lr)
+      poison = lambda x: jnp.where(new.step > n, jnp.nan, x)
+      return (new.replace(g_params=jax.tree.map(poison, new.g_params)),
+              {k: poison(v) for k, v in metrics.items()})
+
+    return step
+
+  return make
+
+
+@pytest.mark.parametrize("log_every", [2, 100])
+def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, log_every):
+  """NaN after iteration 4: caught by the loss check at the next log step (log_every=2) or by
+  the parameter check before the next checkpoint (log_every=100); nothing non-finite is saved."""
+  config = _config(max_steps=8, checkpoint_every_steps=2, log_every_steps=log_every)
+  config.train.start_resolution = config.train.resolution = 8
+  monkeypatch.setattr(train_gan, "make_train_step", _poisoned_after(4))
+  with pytest.raises(train_gan.NonFiniteLossError,
+                     match=r"non-finite .* at step 6.* last good checkpoint is step 4"):
+    train_gan.train_and_evaluate(config, str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), train_gan.ITEMS)
+  assert ckpt.all_steps() == [2, 4]
+  gan = train_gan.load_gan(str(tmp_path), config, with_critic=True)
+  assert gan.step == 4 and train_gan.all_finite((gan.ema_params, gan.d_params))
