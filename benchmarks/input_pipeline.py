@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from layered_gan_jax import input_pipeline  # pylint: disable=wrong-import-position
+from layered_gan_jax.data import train as train_data  # pylint: disable=wrong-import-position
 from layered_gan_jax.datasets import synthetic  # pylint: disable=wrong-import-position
 
 
@@ -42,8 +42,8 @@ def _time_batches(it, n: int, batch: int) -> float:
 
 def _time_source(cfg, args) -> float:
   """Steady images/s of train_iterator(cfg) after the warm-up batches."""
-  it = input_pipeline.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
-                                     seed=0, process_index=0, process_count=1)
+  it = train_data.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
+                                 seed=0, process_index=0, process_count=1)
   _time_batches(it, args.warmup, args.batch)
   rate = _time_batches(it, args.steps, args.batch)
   it.close()
@@ -54,8 +54,8 @@ def bench_synthetic(args) -> dict:
   n = args.synthetic_examples
   cfg = dict(name='synthetic', num_train_examples=n, num_workers=args.num_workers,
              synthetic_seed=1234)  # A seed of its own: nothing cached by earlier runs.
-  it = input_pipeline.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
-                                     seed=0, process_index=0, process_count=1)
+  it = train_data.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
+                                 seed=0, process_index=0, process_count=1)
   first_pass_batches = n // args.batch
   first = _time_batches(it, first_pass_batches, args.batch)
   _time_batches(it, args.warmup, args.batch)

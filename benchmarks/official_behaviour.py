@@ -2,7 +2,7 @@
 
 For every (setting, seed) it
   1. builds ``configs/synthetic.py`` with the setting's overrides and the seed;
-  2. writes the exact real-batch stream our trainer will read (``input_pipeline.train_iterator``
+  2. writes the exact real-batch stream our trainer will read (``data.train.train_iterator``
      per stage, as ``train_gan`` calls it) to .npy files, and our initial weights in the
      official names (``official_parity.to_official``);
   3. trains ours with ``train_gan.train_and_evaluate`` (the real entry point) and the official
@@ -70,25 +70,25 @@ class _Margin:
     self.margin = BORDER_MARGIN if setting == "border" else None
 
   def __enter__(self):
-    from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
     from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
     self.saved = synthetic.OBJECT_MARGIN
     if self.margin is not None:
       synthetic.OBJECT_MARGIN = self.margin
-    input_pipeline.clear_caches()
+    train_data.clear_caches()
     return self
 
   def __exit__(self, *exc):
-    from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
     from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
     synthetic.OBJECT_MARGIN = self.saved
-    input_pipeline.clear_caches()
+    train_data.clear_caches()
     return False
 
 
 def export_stream(config, directory) -> List[Dict]:
   """The real batches ``train_gan`` will read, stage by stage, as .npy [steps, B, R, R, 3]."""
-  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top
   stages = []
   for st in Schedule(config.train).stages:
@@ -98,9 +98,9 @@ def export_stream(config, directory) -> List[Dict]:
     path = os.path.join(directory, f"stream_stage{st.stage}.npy")
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                     shape=(steps, st.batch_size, st.resolution, st.resolution, 3))
-    it = input_pipeline.train_iterator(config.data, resolution=st.resolution,
-                                       batch_size=st.batch_size,
-                                       seed=config.seed + 1000 * st.stage, start_index=0)
+    it = train_data.train_iterator(config.data, resolution=st.resolution,
+                                   batch_size=st.batch_size,
+                                   seed=config.seed + 1000 * st.stage, start_index=0)
     for i in range(steps):
       out[i] = next(it)["image"]
     out.flush()
@@ -503,11 +503,12 @@ class ReferenceSegmenters(dict):
 
 def real_mask_statistics(setting, n=500) -> Dict[str, float]:
   """The same statistics on the real test masks (what a generator should match)."""
-  from layered_gan_jax import evaluation, input_pipeline  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import evaluation as eval_data  # pylint: disable=g-import-not-at-top
   masks = []
   with _Margin(setting):
-    for b in input_pipeline.eval_dataset({"name": "synthetic"}, resolution=32, batch_size=100,
-                                         max_examples=n):
+    for b in eval_data.eval_dataset({"name": "synthetic"}, resolution=32, batch_size=100,
+                                    max_examples=n):
       masks.append(np.asarray(b["mask"])[np.asarray(b["valid"])])
   m = np.concatenate(masks).astype(np.float32)
   m = m[..., 0] if m.ndim == 4 else m

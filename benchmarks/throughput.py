@@ -17,7 +17,7 @@ reference widths for car.py) and a global batch B split over ``jax.device_count(
 * ``step_seconds_all``: ``--steps`` full training iterations (critic step + generator step with
   the perturbations, the two Adam updates and the EMA update, exactly as compiled for training),
   each timed on its own with ``jax.block_until_ready`` after ``--warmup`` untimed ones. The real
-  batches come from ``input_pipeline.train_iterator`` and are put on the devices with
+  batches come from ``data.train.train_iterator`` and are put on the devices with
   ``parallel.put_batch`` BEFORE timing (up to ``--distinct_batches`` of them, cycled), so the
   step time is the device compute alone. ``images_per_s = B / median(step seconds)``.
 * ``input_pipeline_images_per_s``: images/s that ``train_iterator`` delivers for (R, B) on this
@@ -66,8 +66,9 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # pylint: disable=g-import-not-at-top,wrong-import-position
-from layered_gan_jax import (config_validation, input_pipeline, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
+from layered_gan_jax import (config_validation, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
+from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -123,8 +124,8 @@ def resolve_data(config, resolution: int, local_batch: int, examples: int):
     return _synthetic_cfg(config, examples), "synthetic", (
         f"synthetic (the config's data), limited to {examples} examples")
   try:
-    it = input_pipeline.train_iterator(config.data, resolution=resolution,
-                                       batch_size=local_batch, seed=config.seed)
+    it = train_data.train_iterator(config.data, resolution=resolution,
+                                   batch_size=local_batch, seed=config.seed)
     try:
       next(it)
     finally:
@@ -146,8 +147,8 @@ def host_batches(cfg, resolution: int, local_batch: int, count: int, seed: int):
     rng = np.random.default_rng(seed)
     return [rng.uniform(-1, 1, (local_batch, resolution, resolution, 3)).astype(np.float32)
             for _ in range(count)]
-  with input_pipeline.train_iterator(cfg, resolution=resolution, batch_size=local_batch,
-                                     seed=seed) as it:
+  with train_data.train_iterator(cfg, resolution=resolution, batch_size=local_batch,
+                                 seed=seed) as it:
     return [next(it)["image"] for _ in range(count)]
 
 
@@ -165,9 +166,9 @@ def time_pipeline(cfg, resolution: int, local_batch: int, seed: int, batches: in
     return {"images_per_s": None, "first_pass_images_per_s": None}
   out = {"first_pass_images_per_s": None}
   if cfg["name"] == "synthetic":
-    input_pipeline.clear_caches()  # Renders from scratch in the first pass.
-  with input_pipeline.train_iterator(cfg, resolution=resolution, batch_size=local_batch,
-                                     seed=seed) as it:
+    train_data.clear_caches()  # Renders from scratch in the first pass.
+  with train_data.train_iterator(cfg, resolution=resolution, batch_size=local_batch,
+                                 seed=seed) as it:
     if cfg["name"] == "synthetic":  # One epoch renders every example once; then cached.
       epoch = math.ceil(cfg["num_train_examples"] / local_batch)
       out["first_pass_images_per_s"] = _rate(it, epoch, local_batch)

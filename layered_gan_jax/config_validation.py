@@ -6,8 +6,8 @@ Every problem raises :class:`ConfigError` with one line saying what is wrong and
 from typing import Any, Dict, List
 
 from layered_gan_jax.generator import VARIANTS
-from layered_gan_jax.input_pipeline import DATASET_NAMES as DATASETS
-from layered_gan_jax.input_pipeline import MAX_ORG_TO_CROP
+from layered_gan_jax.data.config import DATASET_NAMES as DATASETS
+from layered_gan_jax.data.config import MAX_ORG_TO_CROP
 from layered_gan_jax.layers import RESAMPLING
 from layered_gan_jax.schedule import parse_resolution_map
 
@@ -152,17 +152,18 @@ def _validate_segmenter(config, num_devices: int) -> None:
 
 def _validate_data(config, mode: str) -> None:
   """The data the mode reads: paths exist, names and options are valid (cheap checks only)."""
-  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   checks = []
   if mode in ("train", "train_encoder", "pipeline"):
     checks.append(("data", config.data))
   if mode in ("evaluate", "pipeline") and config.eval.data.name:
-    checks.append(("eval.data", input_pipeline.eval_data_config(config)))
+    checks.append(("eval.data", data_config.eval_data_config(config)))
   for where, data in checks:
     try:
-      input_pipeline.validate_data_config(data)
-      input_pipeline.check_tfds_prepared(data)
+      data_config.validate_data_config(data)
+      tfds_sources.check_tfds_prepared(data)
     except DataError:
       raise
     except ValueError as e:

@@ -18,9 +18,11 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
-from layered_gan_jax import baselines, compositing, inference, input_pipeline, metrics
+from layered_gan_jax import baselines, compositing, inference, metrics
 from layered_gan_jax import files, visualization
 from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import evaluation as eval_data
 from layered_gan_jax.train_gan import load_gan
 
 EVAL_DIR = "eval"
@@ -35,9 +37,9 @@ def load_split(data_cfg, resolution: int, batch_size: int, max_examples: Optiona
   ground-truth masks, in batches of ``batch_size`` (the last one padded; ``valid`` marks real
   rows). Returns ``(batches, gts)``."""
   batches, gts = [], []
-  for batch in input_pipeline.eval_dataset(data_cfg, resolution=resolution,
-                                           batch_size=batch_size, split="test",
-                                           max_examples=max_examples):
+  for batch in eval_data.eval_dataset(data_cfg, resolution=resolution,
+                                      batch_size=batch_size, split="test",
+                                      max_examples=max_examples):
     valid = np.asarray(batch["valid"], bool)
     batches.append((np.asarray(batch["image"], np.float32), valid))
     gts.append(np.asarray(batch["mask"])[valid])
@@ -172,8 +174,8 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
         f"{', '.join(available) or 'none'}); train it (--mode=train_segmenter / train_encoder) "
         "or choose another --config.segment.route")
   gan = load_gan(workdir, config)
-  data_cfg = input_pipeline.eval_data_config(config)
-  input_pipeline.validate_data_config(data_cfg)
+  data_cfg = data_config.eval_data_config(config)
+  data_config.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None
   batches, gt = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
   images = to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))

@@ -15,9 +15,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from layered_gan_jax import generator as generator_lib, image_io, input_pipeline
+from layered_gan_jax import generator as generator_lib, image_io
 from layered_gan_jax import parallel, visualization
 from layered_gan_jax.config_validation import ROUTES, ConfigError
+from layered_gan_jax.data import transforms
 from layered_gan_jax.train_gan import load_gan
 
 LAYERS = ("composite", "background", "foreground", "mask")
@@ -171,7 +172,7 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
         failed.append({"file": path, "error": str(e)})
     if not loaded:
       continue
-    x = np.stack([input_pipeline.to_float(input_pipeline.resize_square(im, r))
+    x = np.stack([transforms.to_float(transforms.resize_square(im, r))
                   for _, im in loaded])
     pad = batch - len(x)
     x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x

@@ -17,9 +17,11 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from layered_gan_jax import (checkpointing, compositing, config_validation, console,
-                             input_pipeline, losses, parallel, visualization)
+                             losses, parallel, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import train as train_data
 from layered_gan_jax.preemption import Preempted, PreemptionGuard
 from layered_gan_jax.state import NetState
 from layered_gan_jax.train_gan import LoadedGAN, NonFiniteLossError, load_gan
@@ -177,7 +179,7 @@ def load_encoder(config, workdir: str):
 def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the encoder of the GAN in ``workdir``; resumes from its own checkpoints."""
   config_validation.validate_config(config, "train_encoder", jax.device_count())
-  input_pipeline.validate_data_config(config.data)
+  data_config.validate_data_config(config.data)
   e = config.encoder
   gan = load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
@@ -194,7 +196,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   writer = metric_writers.create_default_writer(os.path.join(workdir, "encoder"),
                                                 just_logging=jax.process_index() > 0)
   report = periodic_actions.ReportProgress(num_train_steps=e.max_steps, writer=writer)
-  iterator = input_pipeline.train_iterator(
+  iterator = train_data.train_iterator(
       config.data, resolution=gan.resolution,
       batch_size=parallel.per_process_batch(e.batch_size), seed=config.seed + 555,
       start_index=step)

@@ -15,7 +15,9 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, console,
-                             input_pipeline, losses, models, optim, parallel, visualization)
+                             losses, models, optim, parallel, visualization)
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import train as train_data
 from layered_gan_jax.generator import LayeredGenerator, init_generator, resolution_of
 from layered_gan_jax.critic import init_critic
 from layered_gan_jax.preemption import Preempted, PreemptionGuard
@@ -318,7 +320,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """Trains the layered GAN described by ``config``; resumes from ``workdir`` if it holds a
   checkpoint. Returns the final state."""
   config_validation.validate_config(config, "train", jax.device_count())
-  input_pipeline.validate_data_config(config.data)
+  data_config.validate_data_config(config.data)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), ITEMS,
@@ -369,7 +371,7 @@ def _train(config, workdir: str, ckpt: checkpointing.Checkpointer,
         compiled[stage.stage] = compile_train_step(generator, critic, config, stage.stage,
                                                    state, shape)[0]
       sample_fn = make_sample_fn(generator, config, stage.stage)
-      iterator = input_pipeline.train_iterator(
+      iterator = train_data.train_iterator(
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)

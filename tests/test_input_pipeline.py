@@ -1,4 +1,4 @@
-"""Tests for layered_gan_jax.input_pipeline: transforms, determinism, resumption, multi-host
+"""Tests for layered_gan_jax.data: transforms, determinism, resumption, multi-host
 global batches,
 evaluation masks, folders of mixed files, bad files, and tfds (mock data, offline)."""
 import io
@@ -13,7 +13,11 @@ from PIL import Image
 import pytest
 
 from layered_gan_jax import image_io
-from layered_gan_jax import input_pipeline as ip
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import evaluation as eval_data
+from layered_gan_jax.data import tfds_sources
+from layered_gan_jax.data import train as train_data
+from layered_gan_jax.data import transforms
 from layered_gan_jax.image_io import DataError
 
 
@@ -61,7 +65,7 @@ def synthetic_module():
   finally:
     sys.modules.pop(name, None)
     del pkg.synthetic
-    ip.clear_caches()
+    train_data.clear_caches()
 
 
 def _cfg(**kw):
@@ -102,7 +106,7 @@ def test_resize_is_antialiased_bilinear():
   rng = np.random.default_rng(0)
   img = rng.integers(0, 256, (53, 37, 3), dtype=np.uint8)
   for size in (9, 18, 40, 72):  # Down and up.
-    ours = ip.resize_square(img, size).astype(np.float64)
+    ours = transforms.resize_square(img, size).astype(np.float64)
     assert ours.shape == (size, size, 3)
     np.testing.assert_allclose(ours, _naive_resize(img, size), atol=1.01)  # PIL rounds twice.
 
@@ -111,27 +115,28 @@ def test_train_transform_is_resize_then_crop():
   rng = np.random.default_rng(1)
   img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
   r = 32
-  s = ip.crop_size(r, 1.125)
-  assert s == 36 and ip.crop_size(64) == 72 and ip.crop_size(128) == 144
-  assert ip.crop_size(4) == 5  # Rounds half up.
+  s = transforms.crop_size(r, 1.125)
+  assert s == 36 and transforms.crop_size(64) == 72 and transforms.crop_size(128) == 144
+  assert transforms.crop_size(4) == 5  # Rounds half up.
   for oy, ox in [(0, 0), (4, 4), (1, 3)]:
-    out = ip._train_transform(img, r, s, np.array([oy, ox]))
-    np.testing.assert_array_equal(out, ip.resize_square(img, s)[oy:oy + r, ox:ox + r])
+    out = transforms.train_transform(img, r, s, np.array([oy, ox]))
+    np.testing.assert_array_equal(out, transforms.resize_square(img, s)[oy:oy + r, ox:ox + r])
     np.testing.assert_allclose(out, _naive_resize(img, s)[oy:oy + r, ox:ox + r], atol=1.01)
-  np.testing.assert_array_equal(ip._train_transform(img, r, s, None), ip.resize_square(img, r))
-  x = ip.to_float(np.array([0, 127, 255], np.uint8))
+  np.testing.assert_array_equal(transforms.train_transform(img, r, s, None),
+                                transforms.resize_square(img, r))
+  x = transforms.to_float(np.array([0, 127, 255], np.uint8))
   np.testing.assert_allclose(x, [-1.0, 127 / 127.5 - 1, 1.0])
 
 
 def test_crop_offsets_pure_and_uniform():
-  a = ip.crop_offsets(3, np.zeros(4000, int), np.arange(4000), 8)
-  b = ip.crop_offsets(3, np.zeros(4000, int), np.arange(4000), 8)
+  a = transforms.crop_offsets(3, np.zeros(4000, int), np.arange(4000), 8)
+  b = transforms.crop_offsets(3, np.zeros(4000, int), np.arange(4000), 8)
   np.testing.assert_array_equal(a, b)
   assert a.min() == 0 and a.max() == 8
   counts = np.bincount(a[:, 0], minlength=9)
   assert counts.min() > 4000 / 9 * 0.8  # Roughly uniform.
-  assert not np.array_equal(a, ip.crop_offsets(3, np.ones(4000, int), np.arange(4000), 8))
-  assert not np.array_equal(a, ip.crop_offsets(4, np.zeros(4000, int), np.arange(4000), 8))
+  assert not np.array_equal(a, transforms.crop_offsets(3, np.ones(4000, int), np.arange(4000), 8))
+  assert not np.array_equal(a, transforms.crop_offsets(4, np.zeros(4000, int), np.arange(4000), 8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,8 +144,8 @@ def test_crop_offsets_pure_and_uniform():
 
 
 def _train(cfg, seed=0, start=0, pi=0, pc=1, r=16, b=8):
-  return ip.train_iterator(cfg, resolution=r, batch_size=b, seed=seed, start_index=start,
-                           process_index=pi, process_count=pc)
+  return train_data.train_iterator(cfg, resolution=r, batch_size=b, seed=seed, start_index=start,
+                                   process_index=pi, process_count=pc)
 
 
 def test_batches_shape_range_and_determinism():
@@ -230,7 +235,7 @@ def test_no_random_crop_is_plain_resize(synthetic_module):
   it.close()
   for j, g in enumerate(idx):
     img, _ = synthetic_module.render_example('train', int(g), 16, seed=0)
-    np.testing.assert_array_equal(batch[j], ip.to_float(np.asarray(img)))
+    np.testing.assert_array_equal(batch[j], transforms.to_float(np.asarray(img)))
 
 
 def test_synthetic_batch_equals_manual_transform(synthetic_module):
@@ -242,16 +247,16 @@ def test_synthetic_batch_equals_manual_transform(synthetic_module):
   it.close()
   for j, g in enumerate(idx):
     img, _ = synthetic_module.render_example('train', int(g), 32, seed=0)
-    want = ip.resize_square(np.asarray(img), 36)[off[j, 0]:off[j, 0] + 32,
-                                                  off[j, 1]:off[j, 1] + 32]
-    np.testing.assert_array_equal(batch[j], ip.to_float(want))
+    want = transforms.resize_square(np.asarray(img), 36)[off[j, 0]:off[j, 0] + 32,
+                                                         off[j, 1]:off[j, 1] + 32]
+    np.testing.assert_array_equal(batch[j], transforms.to_float(want))
 
 
 def test_small_stage_renders_at_16_then_resizes():
   batch = _take(_train(_cfg(num_train_examples=8), r=8, b=4), 1)[0]
   assert batch.shape == (4, 8, 8, 3)
   # Process index and count default to JAX's.
-  it = ip.train_iterator(_cfg(num_train_examples=8), resolution=8, batch_size=4, seed=0)
+  it = train_data.train_iterator(_cfg(num_train_examples=8), resolution=8, batch_size=4, seed=0)
   np.testing.assert_array_equal(next(it)['image'], batch)
   it.close()
 
@@ -274,7 +279,7 @@ def test_iterator_close_stops_thread():
 
 
 def test_synthetic_eval_masks_binary_aligned_and_padded(synthetic_module):
-  ev = ip.eval_dataset(_cfg(), resolution=16, batch_size=4, max_examples=10)
+  ev = eval_data.eval_dataset(_cfg(), resolution=16, batch_size=4, max_examples=10)
   assert len(ev) == 3 and ev.num_examples == 10
   batches = list(ev)
   assert len(batches) == 3
@@ -290,8 +295,8 @@ def test_synthetic_eval_masks_binary_aligned_and_padded(synthetic_module):
         continue
       img, mask = synthetic_module.render_example('test', int(i), 16, seed=0)
       np.testing.assert_array_equal(batch['mask'][j], np.asarray(mask, np.float32))
-      np.testing.assert_array_equal(batch['image'][j], ip.to_float(np.asarray(img)))
-  full = ip.eval_dataset(_cfg(), resolution=16, batch_size=500)
+      np.testing.assert_array_equal(batch['image'][j], transforms.to_float(np.asarray(img)))
+  full = eval_data.eval_dataset(_cfg(), resolution=16, batch_size=500)
   assert full.num_examples == 1000
   full.close()
 
@@ -337,10 +342,10 @@ def _mixed_folder(root):
 def test_folder_eval_mixed_formats_masks_aligned(tmp_path):
   root = str(tmp_path / 'data')
   mask = _mixed_folder(root)
-  ev = ip.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=4)
+  ev = eval_data.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=4)
   batches = list(ev)
   assert ev.num_examples == 6 and len(batches) == 2
-  want = (ip.resize_mask(mask / 255.0, 16) > 0.5).astype(np.float32)
+  want = (transforms.resize_mask(mask / 255.0, 16) > 0.5).astype(np.float32)
   for batch in batches:
     for j in range(4):
       if not batch['valid'][j]:
@@ -362,9 +367,9 @@ def test_folder_train_mixed_formats_matches_manual(tmp_path):
   batch = next(it)['image']
   it.close()
   for j, g in enumerate(idx):
-    resized = ip.resize_square(image_io.load_image(files[g]), 18)
+    resized = transforms.resize_square(image_io.load_image(files[g]), 18)
     want = resized[off[j, 0]:off[j, 0] + 16, off[j, 1]:off[j, 1] + 16]
-    np.testing.assert_array_equal(batch[j], ip.to_float(want))
+    np.testing.assert_array_equal(batch[j], transforms.to_float(want))
 
 
 def _folder_with_bad_files(root):
@@ -418,7 +423,7 @@ def test_eval_bad_file_becomes_invalid_slot(tmp_path):
   data = open(img_path, 'rb').read()
   with open(img_path, 'wb') as f:
     f.write(data[:len(data) // 2])
-  ev = ip.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=8)
+  ev = eval_data.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=8)
   batch = next(ev)
   np.testing.assert_array_equal(batch['valid'], [1, 0, 1, 1, 1, 1, 0, 0])
   assert [os.path.basename(p) for p in ev.skipped_files] == ['b_rgba.png']
@@ -426,26 +431,26 @@ def test_eval_bad_file_becomes_invalid_slot(tmp_path):
 
 def test_config_errors(tmp_path):
   with pytest.raises(ValueError, match="Unknown dataset name 'imagenet'.*synthetic"):
-    ip.validate_data_config(_cfg(name='imagenet'))
+    data_config.validate_data_config(_cfg(name='imagenet'))
   with pytest.raises(ValueError, match='no path'):
-    ip.validate_data_config(_cfg(name='folder'))
+    data_config.validate_data_config(_cfg(name='folder'))
   with pytest.raises(DataError, match='nowhere.*no such folder'):
-    ip.validate_data_config(_cfg(name='folder', path=str(tmp_path / 'nowhere')))
+    data_config.validate_data_config(_cfg(name='folder', path=str(tmp_path / 'nowhere')))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(DataError, match='empty.*no image files'):
     _train(_cfg(name='folder', path=str(tmp_path / 'empty')))
   with pytest.raises(ValueError, match='on_bad_file'):
-    ip.validate_data_config(_cfg(on_bad_file='ignore'))
+    data_config.validate_data_config(_cfg(on_bad_file='ignore'))
   with pytest.raises(ValueError, match='num_train_examples'):
-    ip.validate_data_config(_cfg(num_train_examples=0))
+    data_config.validate_data_config(_cfg(num_train_examples=0))
   with pytest.raises(ValueError, match='exceeds the synthetic train split'):
     _train(_cfg(num_train_examples=10**9))
   with pytest.raises(ValueError, match='org_to_crop'):
-    ip.validate_data_config(_cfg(org_to_crop=0.5))
+    data_config.validate_data_config(_cfg(org_to_crop=0.5))
   with pytest.raises(ValueError, match='cub_test_ids_path is only used'):
-    ip.validate_data_config(_cfg(cub_test_ids_path='x.txt'))
+    data_config.validate_data_config(_cfg(cub_test_ids_path='x.txt'))
   with pytest.raises(ValueError, match='no ground-truth masks.*with_masks=False'):
-    ip.eval_dataset(_cfg(name='lsun/car'), resolution=16, batch_size=2)
+    eval_data.eval_dataset(_cfg(name='lsun/car'), resolution=16, batch_size=2)
   with pytest.raises(ValueError, match='process_index'):
     _train(_cfg(), pi=2, pc=2)
 
@@ -455,7 +460,7 @@ def test_folder_eval_mask_without_image(tmp_path):
   _mixed_folder(root)
   Image.fromarray(np.zeros((4, 4), np.uint8)).save(os.path.join(root, 'masks', 'ghost.png'))
   with pytest.raises(DataError, match='no image of the same name.*ghost.png'):
-    ip.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=4)
+    eval_data.eval_dataset(_cfg(name='folder', path=root), resolution=16, batch_size=4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +474,7 @@ tfds = pytest.importorskip('tensorflow_datasets')
 def mock_tfds():
   with tfds.testing.mock_data(num_examples=12):
     yield
-  ip.clear_caches()
+  train_data.clear_caches()
 
 
 def test_tfds_lsun_train(mock_tfds):
@@ -500,17 +505,17 @@ def test_tfds_lsun_train_matches_manual_decode(mock_tfds):
   batch = next(it)['image']
   it.close()
   for j, g in enumerate(idx):
-    want = ip.resize_square(originals[g], 18)[off[j, 0]:off[j, 0] + 16,
-                                              off[j, 1]:off[j, 1] + 16]
-    np.testing.assert_array_equal(batch[j], ip.to_float(want))
+    want = transforms.resize_square(originals[g], 18)[off[j, 0]:off[j, 0] + 16,
+                                                      off[j, 1]:off[j, 1] + 16]
+    np.testing.assert_array_equal(batch[j], transforms.to_float(want))
   # LSUN has no masks: images only, on request.
-  ev = ip.eval_dataset(_cfg(name='lsun/car'), resolution=16, batch_size=8, split='train',
-                       with_masks=False)
+  ev = eval_data.eval_dataset(_cfg(name='lsun/car'), resolution=16, batch_size=8, split='train',
+                              with_masks=False)
   batch = next(ev)
   ev.close()
   assert 'mask' not in batch and batch['valid'].all()
   np.testing.assert_array_equal(batch['image'][3],
-                                ip.to_float(ip.resize_square(originals[3], 16)))
+                                transforms.to_float(transforms.resize_square(originals[3], 16)))
 
 
 def _raw_records(name, split='test'):
@@ -519,7 +524,7 @@ def _raw_records(name, split='test'):
   features = {'lsun/car': ['image'],
               'caltech_birds2011': ['image', 'image/filename', 'segmentation_mask'],
               'oxford_iiit_pet': ['image', 'file_name', 'segmentation_mask']}[name]
-  records = ip._tfds_records(_cfg(name=name), split, features)
+  records = tfds_sources._tfds_records(_cfg(name=name), split, features)
   for r in records:
     r['image'] = image_io.decode_image(r['image'])
     if 'segmentation_mask' in r:
@@ -528,7 +533,7 @@ def _raw_records(name, split='test'):
 
 
 def test_tfds_cub_eval(mock_tfds):
-  ev = ip.eval_dataset(_cfg(name='caltech_birds2011'), resolution=16, batch_size=5)
+  ev = eval_data.eval_dataset(_cfg(name='caltech_birds2011'), resolution=16, batch_size=5)
   batches = list(ev)
   assert ev.num_examples == 12 and len(batches) == 3
   raw = _raw_records('caltech_birds2011')
@@ -539,12 +544,12 @@ def test_tfds_cub_eval(mock_tfds):
         assert not batch['valid'][j]
         continue
       m = raw[i]['segmentation_mask'] / 255.0
-      np.testing.assert_array_equal(batch['mask'][j], ip.resize_mask(m, 16) > 0.5)
-      np.testing.assert_array_equal(batch['image'][j],
-                                    ip.to_float(ip.resize_square(raw[i]['image'], 16)))
+      np.testing.assert_array_equal(batch['mask'][j], transforms.resize_mask(m, 16) > 0.5)
+      np.testing.assert_array_equal(
+          batch['image'][j], transforms.to_float(transforms.resize_square(raw[i]['image'], 16)))
   assert batches[-1]['valid'].sum() == 2
-  short = ip.eval_dataset(_cfg(name='caltech_birds2011'), resolution=16, batch_size=4,
-                          max_examples=3)
+  short = eval_data.eval_dataset(_cfg(name='caltech_birds2011'), resolution=16, batch_size=4,
+                                 max_examples=3)
   assert short.num_examples == 3
 
 
@@ -555,14 +560,14 @@ def test_tfds_cub_redo_test_ids(mock_tfds, tmp_path):
   ids_file = tmp_path / 'test_names.txt'
   ids_file.write_text(''.join(f'001.Some_bird/{n}.jpg\n' for n in chosen))
   cfg = _cfg(name='caltech_birds2011', cub_test_ids_path=str(ids_file))
-  batch = next(ip.eval_dataset(cfg, resolution=16, batch_size=4))
+  batch = next(eval_data.eval_dataset(cfg, resolution=16, batch_size=4))
   np.testing.assert_array_equal(batch['valid'], [1, 1, 1, 0])
   for j, k in enumerate([7, 2, 4]):  # In the file's order.
-    np.testing.assert_array_equal(batch['image'][j],
-                                  ip.to_float(ip.resize_square(raw[k]['image'], 16)))
+    np.testing.assert_array_equal(
+        batch['image'][j], transforms.to_float(transforms.resize_square(raw[k]['image'], 16)))
   # Training holds the test images out. (Under the mock, 'train+test' gives 12 examples, whose
   # random content depends on the features read: training reads no masks.)
-  train_names = [r['image/filename'].decode() for r in ip._tfds_records(
+  train_names = [r['image/filename'].decode() for r in tfds_sources._tfds_records(
       cfg, 'train+test', ['image', 'image/filename'])]
   ids_file.write_text(''.join(f'{n}.jpg\n' for n in train_names[:3]))
   it = _train(cfg, r=16, b=4)
@@ -573,37 +578,37 @@ def test_tfds_cub_redo_test_ids(mock_tfds, tmp_path):
   redo.write_text('1 0\n2 2\n3 1\n4 2\n')
   images_txt = tmp_path / 'images.txt'
   images_txt.write_text(''.join(f'{i} 00{i}.X/{n}.jpg\n' for i, n in enumerate(names[:4], 1)))
-  assert ip.read_cub_test_names(str(redo), str(images_txt)) == [names[1].strip(),
-                                                                names[3].strip()]
+  assert tfds_sources.read_cub_test_names(str(redo), str(images_txt)) == [names[1].strip(),
+                                                                          names[3].strip()]
   with pytest.raises(DataError, match='cub_images_txt_path'):
-    ip.read_cub_test_names(str(redo))
+    tfds_sources.read_cub_test_names(str(redo))
   ids_file.write_text('not_a_bird.jpg\n')
   with pytest.raises(DataError, match='not in tfds.*not_a_bird'):
-    ip.eval_dataset(cfg, resolution=16, batch_size=4)
+    eval_data.eval_dataset(cfg, resolution=16, batch_size=4)
 
 
 def test_tfds_pets_trimap_foreground(mock_tfds):
-  ev = ip.eval_dataset(_cfg(name='oxford_iiit_pet'), resolution=8, batch_size=12)
+  ev = eval_data.eval_dataset(_cfg(name='oxford_iiit_pet'), resolution=8, batch_size=12)
   batch = next(ev)
   raw = _raw_records('oxford_iiit_pet')
   for i in range(12):
     fg = (raw[i]['segmentation_mask'] == 1).astype(np.float32)
-    np.testing.assert_array_equal(batch['mask'][i], ip.resize_mask(fg, 8) > 0.5)
+    np.testing.assert_array_equal(batch['mask'][i], transforms.resize_mask(fg, 8) > 0.5)
 
 
 def test_tfds_known_split_size_reads_the_first_n_on_every_process(mock_tfds, monkeypatch):
   # With a prepared dataset tfds knows the split size and reads 'train[:N]' directly, on every
   # process (the mock ignores slicing, so only the requested split strings and index
   # bookkeeping are checked).
-  monkeypatch.setattr(ip, '_split_size', lambda *a: 1000)
+  monkeypatch.setattr(tfds_sources, '_split_size', lambda *a: 1000)
   requested = []
-  real = ip._tfds_records
+  real = tfds_sources._tfds_records
 
   def spy(cfg, split, features, **kw):
     requested.append(split)
     return real(cfg, split, features, **kw)
 
-  monkeypatch.setattr(ip, '_tfds_records', spy)
+  monkeypatch.setattr(tfds_sources, '_tfds_records', spy)
   cfg = _cfg(name='lsun/car', num_train_examples=10)
   it = _train(cfg, r=16, b=5, pi=1, pc=2)
   assert requested == ['train[:10]'] and it.examples_per_epoch == 10

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from layered_gan_jax import input_pipeline
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import sources
+from layered_gan_jax.data import train as train_data
 from layered_gan_jax.image_io import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,10 +51,10 @@ def _levels(batch):
 
 
 def test_first_n_keys_in_cursor_order_and_the_bad_value_skipped(database):
-  source = input_pipeline._LmdbSource(database, 8)  # pylint: disable=protected-access
+  source = sources.LmdbSource(database, 8)
   assert [k.decode() for k in source.keys] == [f"{k:02d}" for k in range(8)]
-  it = input_pipeline.train_iterator(_cfg(database, n=8), resolution=16, batch_size=8, seed=3,
-                                     process_index=0, process_count=1)
+  it = train_data.train_iterator(_cfg(database, n=8), resolution=16, batch_size=8, seed=3,
+                                 process_index=0, process_count=1)
   levels = sorted(_levels(next(it)))
   it.close()
   # Record 05 cannot be decoded: replaced by the next loadable one (06), and counted.
@@ -64,7 +66,7 @@ def test_deterministic_resumable_and_per_process_rows(database):
   cfg = _cfg(database)
 
   def batches(start, count, **kw):
-    it = input_pipeline.train_iterator(cfg, resolution=16, seed=1, start_index=start, **kw)
+    it = train_data.train_iterator(cfg, resolution=16, seed=1, start_index=start, **kw)
     out = [_levels(next(it)) for _ in range(count)]
     it.close()
     return out
@@ -80,11 +82,11 @@ def test_deterministic_resumable_and_per_process_rows(database):
 
 def test_missing_or_empty_database_is_a_one_line_error(tmp_path):
   with pytest.raises(DataError, match="no lmdb database there.*data.path at the folder"):
-    input_pipeline.validate_data_config(_cfg(str(tmp_path / "nope")))
+    data_config.validate_data_config(_cfg(str(tmp_path / "nope")))
   empty = str(tmp_path / "empty")
   lmdb.open(empty, map_size=1 << 20).close()
   with pytest.raises(DataError, match="the lmdb database is empty"):
-    input_pipeline.validate_data_config(_cfg(empty))
+    data_config.validate_data_config(_cfg(empty))
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/tiny.py",
        f"--workdir={tmp_path / 'run'}", "--config.data.name=lsun_lmdb",

@@ -19,8 +19,10 @@ import pytest
 
 from benchmarks import fault_injection as fi
 from configs import tiny
-from layered_gan_jax import checkpointing, config_validation, input_pipeline
+from layered_gan_jax import checkpointing, config_validation
 from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.data import evaluation as eval_data
+from layered_gan_jax.data import transforms
 from layered_gan_jax.image_io import DataError
 
 N = fi.STEPS
@@ -257,14 +259,14 @@ def test_unreadable_mask_skipped_and_listed_or_an_error(tmp_path):
   _eval_folder(root)
   bad = os.path.join(root, "masks", "im1.png")
   open(bad, "wb").close()  # Zero bytes.
-  ev = input_pipeline.eval_dataset(_eval_cfg(root, on_bad_file="skip"), resolution=16,
-                                   batch_size=4)
+  ev = eval_data.eval_dataset(_eval_cfg(root, on_bad_file="skip"), resolution=16,
+                              batch_size=4)
   batch = next(ev)
   assert ev.num_examples == 2 and list(batch["valid"]) == [True, True, False, False]
   assert ev.skipped_files == [bad]
   with pytest.raises(DataError, match=r"masks/im1\.png.*empty"):
-    input_pipeline.eval_dataset(_eval_cfg(root, on_bad_file="error"), resolution=16,
-                                batch_size=4)
+    eval_data.eval_dataset(_eval_cfg(root, on_bad_file="error"), resolution=16,
+                           batch_size=4)
 
 
 def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
@@ -273,15 +275,15 @@ def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
   mask_path = os.path.join(root, "masks", "im0.png")
   mask = np.asarray(Image.open(mask_path))
   Image.fromarray(mask).resize((64, 48), Image.Resampling.NEAREST).save(mask_path)
-  counter = input_pipeline._SIZE_WARNINGS  # pylint: disable=protected-access
+  counter = eval_data._SIZE_WARNINGS  # pylint: disable=protected-access
   saved, counter[0] = counter[0], 0  # At most 20 such warnings per process.
   try:
     with caplog.at_level("WARNING"):
-      batch = next(input_pipeline.eval_dataset(_eval_cfg(root), resolution=16, batch_size=1))
+      batch = next(eval_data.eval_dataset(_eval_cfg(root), resolution=16, batch_size=1))
   finally:
     counter[0] = saved
   assert any("is 64x48 but its image" in m and "im0.png" in m for m in caplog.messages)
-  want = (input_pipeline.resize_mask(mask / 255.0, 16) > 0.5).astype(np.float32)
+  want = (transforms.resize_mask(mask / 255.0, 16) > 0.5).astype(np.float32)
   assert (batch["mask"][0] == want).mean() > 0.9
 
 

@@ -411,8 +411,8 @@ def test_segment_round_trip_per_route(gan_workdir, tmp_path, route):
   assert mask.shape == (40, 30) and set(np.unique(mask)) <= {0, 255}
   # The same prediction as the route itself on the resized image.
   r = inference.load_route(config, gan_workdir, route)
-  from layered_gan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  x = input_pipeline.to_float(input_pipeline.resize_square(image, r.resolution))[None]
+  from layered_gan_jax.data import transforms  # pylint: disable=g-import-not-at-top
+  x = transforms.to_float(transforms.resize_square(image, r.resolution))[None]
   n = jax.device_count()
   soft = r.predict(np.repeat(x, n, axis=0))[0]
   full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(

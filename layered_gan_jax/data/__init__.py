@@ -1,0 +1,13 @@
+"""Data for training and evaluation: synthetic, image folders, LSUN lmdb and tfds -> numpy batches.
+
+The pipeline is described in docs/data.md. Modules:
+
+* ``config``: dataset names, defaults and the checks of a data config.
+* ``lmdb_database``: the open LSUN lmdb databases and their record counts.
+* ``transforms``: resizing, the random-crop hashing, epoch permutations, the train transform.
+* ``sources``: random-access sources (file, encoded, lmdb, synthetic, folder; eval sources).
+* ``tfds_sources``: TensorFlow Datasets sources (train and eval), CUB test ids.
+* ``prefetch``: the background prefetch thread, parallel decoding, the base batch iterator.
+* ``train``: :func:`train.train_iterator`, the resumable multi-host training stream.
+* ``evaluation``: :func:`evaluation.eval_dataset`, ordered padded evaluation passes.
+"""

@@ -1,0 +1,88 @@
+"""The data config: dataset names, defaults and checks (cheap: no data is read, no heavy import).
+
+The fields of a data config are described in docs/data.md.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from layered_gan_jax import image_io
+from layered_gan_jax.data import lmdb_database
+from layered_gan_jax.image_io import DataError
+
+LSUN_NAMES = ('lsun/car', 'lsun/horse', 'lsun/chair', 'lsun/bird')
+TFDS_NAMES = LSUN_NAMES + ('caltech_birds2011', 'oxford_iiit_pet')
+DATASET_NAMES = ('synthetic', 'folder', 'lsun_lmdb') + TFDS_NAMES
+# The names that have ground-truth masks (usable by eval_dataset with masks).
+MASKED_NAMES = ('synthetic', 'folder', 'caltech_birds2011', 'oxford_iiit_pet')
+REFERENCE_NUM_TRAIN_EXAMPLES = 100_000  # "The first 100k images of a category are used."
+DEFAULT_ORG_TO_CROP = 1.125
+MAX_ORG_TO_CROP = 4.0
+
+
+def get(cfg, key: str, default: Any = None) -> Any:
+  value = cfg.get(key, default)
+  return default if value is None else value
+
+
+def validate_data_config(cfg) -> None:
+  """Raises ValueError (or DataError, a ValueError) naming the problem, before any heavy work."""
+  name = cfg.get('name', None)
+  if name not in DATASET_NAMES:
+    raise ValueError(f"Unknown dataset name {name!r} in the data config; choose one of "
+                     f"{', '.join(DATASET_NAMES)}.")
+  if name == 'folder':
+    path = cfg.get('path', None)
+    if not path:
+      raise ValueError("The data config has name='folder' but no path: set "
+                       "--config.data.path=/your/folder (images, or images/ + masks/).")
+    if not os.path.isdir(path):
+      raise DataError(f"{path}: no such folder (the data config's path). Point it at a folder "
+                      f"of images, or at a root holding images/ and masks/.")
+  if name == 'lsun_lmdb':
+    lmdb_database.lmdb_entries(cfg.get('path', None))
+  n = cfg.get('num_train_examples', None)
+  if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0):
+    raise ValueError(f"num_train_examples must be a positive integer or None, got {n!r}.")
+  org_to_crop = cfg.get('org_to_crop', DEFAULT_ORG_TO_CROP)
+  if org_to_crop is not None and not (isinstance(org_to_crop, (int, float)) and
+                                      1.0 <= org_to_crop <= MAX_ORG_TO_CROP):
+    raise ValueError(f"org_to_crop must be a number in [1, {MAX_ORG_TO_CROP:g}] (1.125 in the "
+                     "reference), got "
+                     f"{org_to_crop!r}.")
+  random_crop = cfg.get('random_crop', True)
+  if random_crop is not None and not isinstance(random_crop, bool):
+    raise ValueError(f"random_crop must be True or False, got {random_crop!r}.")
+  image_io.check_on_bad_file(get(cfg, 'on_bad_file', 'skip'))
+  if get(cfg, 'on_missing_mask', 'error') not in ('error', 'skip'):
+    raise ValueError(f"on_missing_mask must be 'error' or 'skip', got "
+                     f"{cfg.get('on_missing_mask')!r}.")
+  for key in ('cub_test_ids_path', 'cub_images_txt_path'):
+    value = cfg.get(key, None)
+    if value:
+      if name != 'caltech_birds2011':
+        raise ValueError(f"{key} is only used with name='caltech_birds2011' (name is "
+                         f"{name!r}); remove it.")
+      if not os.path.isfile(value):
+        raise DataError(f"{value}: no such file (the data config's {key}).")
+
+
+def check_resolution(resolution: int, batch_size: int) -> None:
+  if not isinstance(resolution, (int, np.integer)) or resolution < 4:
+    raise ValueError(f"resolution must be an integer >= 4, got {resolution!r}.")
+  if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+def eval_data_config(config):
+  """The data ``evaluate`` reads: ``config.eval.data`` (name, path) over ``config.data``; by
+  default (no ``eval.data.name``) the training dataset's test split."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  if config.eval.data.name:
+    data.name = config.eval.data.name
+    data.path = config.eval.data.path
+  return data

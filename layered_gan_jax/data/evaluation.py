@@ -1,0 +1,183 @@
+"""Evaluation sets: :func:`eval_dataset`, one ordered pass over images with ground-truth masks,
+in batches padded to a fixed size (one compile under jit)."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+
+from absl import logging
+import numpy as np
+
+from layered_gan_jax import image_io
+from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import prefetch, sources, tfds_sources
+from layered_gan_jax.data.transforms import resize_mask, resize_square, to_float
+from layered_gan_jax.image_io import DataError
+
+
+class _EvalBatches:
+  """Batch k of an evaluation pass (padded to batch_size)."""
+
+  def __init__(self, cfg, source: sources.EvalSource, *, resolution: int, batch_size: int,
+               with_masks: bool):
+    self.workers = prefetch.num_workers(cfg)
+    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
+                                                      thread_name_prefix='data_decode')
+    self.source = source
+    self.resolution = resolution
+    self.batch_size = batch_size
+    self.with_masks = with_masks
+    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
+    self.skipped_files = list(source.skipped)
+    self._lock = threading.Lock()
+
+  def _one(self, i: int):
+    r = self.resolution
+    try:
+      image, mask = self.source.load(i)
+    except DataError as e:
+      if self.on_bad_file == 'error':
+        raise
+      with self._lock:
+        self.skipped_files.append(self.source.name(i))
+      logging.warning('Skipping bad evaluation example (padding, valid=False): %s', e)
+      return None
+    image = resize_square(image, r)
+    if mask is not None:
+      mask = (resize_mask(mask, r) > 0.5).astype(np.float32)
+    return image, mask
+
+  def make(self, k: int) -> dict:
+    b, r = self.batch_size, self.resolution
+    idx = list(range(k * b, min((k + 1) * b, self.source.n)))
+    results = prefetch.parallel_map(self.pool, self.workers, self._one, idx)
+    images = np.zeros((b, r, r, 3), np.uint8)
+    masks = np.zeros((b, r, r), np.float32)
+    index = np.full((b,), -1, np.int32)
+    valid = np.zeros((b,), bool)
+    for j, (i, res) in enumerate(zip(idx, results)):
+      index[j] = i
+      if res is None:
+        continue
+      images[j] = res[0]
+      if res[1] is not None:
+        masks[j] = res[1]
+      valid[j] = True
+    batch = {'image': to_float(images), 'index': index, 'valid': valid}
+    if self.with_masks:
+      batch['mask'] = masks
+    return batch
+
+
+class EvalIterator(prefetch.BatchIterator):
+  """Finite iterator over an evaluation set; see :func:`eval_dataset`.
+
+  Attributes: num_examples, num_batches (also ``len()``), skipped_files.
+  """
+
+  def __init__(self, cfg, maker: _EvalBatches):
+    self.num_examples = maker.source.n
+    self.num_batches = -(-maker.source.n // maker.batch_size)
+    super().__init__(cfg, maker, 0, self.num_batches)
+
+  def __len__(self) -> int:
+    return self.num_batches
+
+
+def _synthetic_eval_source(cfg, resolution, split, max_examples) -> sources.EvalSource:
+  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  if split not in synthetic.SPLIT_SIZES:
+    raise ValueError(f"The synthetic dataset has splits {sorted(synthetic.SPLIT_SIZES)}, not "
+                     f"{split!r}.")
+  n = synthetic.SPLIT_SIZES[split]
+  n = min(n, max_examples) if max_examples else n
+  render_res = sources.synthetic_render_resolution(resolution)
+  dataset_seed = int(data_config.get(cfg, 'synthetic_seed', 0))
+
+  def load(i):
+    image, mask = synthetic.render_example(split, i, render_res, seed=dataset_seed)
+    return np.asarray(image, np.uint8), np.asarray(mask, np.float32)
+
+  return sources.EvalSource(n, load, lambda i: f'synthetic {split} example {i}')
+
+
+_SIZE_WARNINGS = [0]
+
+
+def _folder_eval_source(cfg, max_examples, with_masks) -> sources.EvalSource:
+  on_bad_file = data_config.get(cfg, 'on_bad_file', 'skip')
+  if not with_masks:
+    root = cfg.get('path')
+    image_root = os.path.join(root, 'images')
+    files = image_io.list_images(image_root if os.path.isdir(image_root) else root)
+    files = files[:max_examples] if max_examples else files
+    good, skipped = image_io.scan_files(files, on_bad_file)
+    return sources.EvalSource(len(good), lambda i: (image_io.load_image(good[i]), None),
+                              lambda i: good[i], skipped)
+  paired = image_io.pair_images_and_masks(
+      cfg.get('path'), on_missing_mask=data_config.get(cfg, 'on_missing_mask', 'error'))
+  pairs = paired.pairs[:max_examples] if max_examples else paired.pairs
+  good_images, bad_images = image_io.scan_files([p[0] for p in pairs], on_bad_file)
+  good_masks, bad_masks = image_io.scan_files([p[1] for p in pairs], on_bad_file)
+  ok_images, ok_masks = set(good_images), set(good_masks)
+  kept = [p for p in pairs if p[0] in ok_images and p[1] in ok_masks]
+  if not kept:
+    raise DataError(f"{cfg.get('path')}: no usable image/mask pair (see the warnings above).")
+
+  def load(i):
+    image_path, mask_path = kept[i]
+    image, mask = image_io.load_image(image_path), image_io.load_mask(mask_path)
+    if image.shape[:2] != mask.shape and _SIZE_WARNINGS[0] < 20:
+      _SIZE_WARNINGS[0] += 1
+      logging.warning('Mask %s is %dx%d but its image %s is %dx%d: both are resized to the '
+                      'evaluation resolution independently (same field of view assumed).',
+                      mask_path, mask.shape[1], mask.shape[0], image_path, image.shape[1],
+                      image.shape[0])
+    return image, mask
+
+  return sources.EvalSource(len(kept), load, lambda i: kept[i][0],
+                            list(paired.images_without_mask) + bad_images + bad_masks)
+
+
+def eval_dataset(cfg, *, resolution: int, batch_size: int, split: str = 'test',
+                 max_examples: int | None = None, with_masks: bool = True) -> EvalIterator:
+  """One ordered pass over an evaluation set, in batches padded to ``batch_size``.
+
+  Yields ``{'image': float32 [B, R, R, 3] in [-1, 1], 'mask': float32 [B, R, R] in {0, 1},
+  'index': int32 [B], 'valid': bool [B]}`` with ``B = batch_size`` always: the last batch is
+  padded with zero images/masks, ``index = -1`` and ``valid = False`` (so one jit compile serves
+  every batch; average metrics over valid rows). ``index`` is the example's position in the
+  evaluation set. No crop: images and masks are square-resized to R (see docs/data.md).
+
+  Sources: synthetic: the ``split`` of the embedded dataset (``SPLIT_SIZES['test']`` images
+  for 'test'); folder: ``path/images`` + ``path/masks``; caltech_birds2011: tfds ``split``, or
+  ReDO's 1,000 test images when ``cub_test_ids_path`` is set; oxford_iiit_pet: tfds ``split``,
+  foreground = trimap 1. LSUN has no masks: it needs ``with_masks=False`` (then no 'mask' key
+  is yielded, for any source). ``max_examples`` keeps the first N examples.
+
+  Every process gets the whole set; shard by ``index`` if needed.
+  """
+  data_config.validate_data_config(cfg)
+  data_config.check_resolution(resolution, batch_size)
+  name = cfg.get('name')
+  if with_masks and name not in data_config.MASKED_NAMES:
+    raise ValueError(f"{name} has no ground-truth masks. Evaluate segmentation on "
+                     f"{', '.join(data_config.MASKED_NAMES)}, or call "
+                     f"eval_dataset(..., with_masks=False) for images only.")
+  if max_examples is not None and max_examples <= 0:
+    raise ValueError(f"max_examples must be positive or None, got {max_examples}.")
+  if name == 'synthetic':
+    source = _synthetic_eval_source(cfg, resolution, split, max_examples)
+  elif name == 'folder':
+    source = _folder_eval_source(cfg, max_examples, with_masks)
+  elif name == 'lsun_lmdb':
+    raise ValueError("lsun_lmdb is a training source (LSUN has no test masks); evaluate on "
+                     "--config.eval.data.name=folder or another dataset")
+  else:
+    source = tfds_sources.tfds_eval_source(cfg, split, max_examples, with_masks)
+  logging.info('eval_dataset(%s, %s): %d examples, %d px, batch %d.', name, split, source.n,
+               resolution, batch_size)
+  maker = _EvalBatches(cfg, source, resolution=resolution, batch_size=batch_size,
+                       with_masks=with_masks)
+  return EvalIterator(cfg, maker)
