@@ -107,7 +107,11 @@ def _run(args, env_extra, timeout=600):
 
 
 def _wait(proc, timeout=600):
-  out, _ = proc.communicate(timeout=timeout)
+  try:
+    out, _ = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()  # SIGKILL: a hung process may ignore SIGTERM.
+    raise
   assert proc.returncode == 0, out[-3000:]
   return out
 
@@ -163,7 +167,7 @@ def test_one_device_equals_four_devices(tmp_path, four_device_params):
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
 
-def _two_hosts(workdir, out, *extra):
+def _two_hosts(workdir, out, *extra, timeout=600):
   """2 processes x 2 CPU devices with jax.distributed; ``extra[i]``: more arguments for
   process ``i``. Returns both outputs."""
   port = _free_port()
@@ -171,7 +175,11 @@ def _two_hosts(workdir, out, *extra):
                  "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
                  "--process_id", str(i)] + (list(extra[i]) if i < len(extra) else []),
                 _devices(2)) for i in range(2)]
-  outs = [_wait(p) for p in procs]
+  try:
+    outs = [_wait(p, timeout) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()  # No-op for a finished process; frees the other if one failed.
   assert all("devices 4 processes 2" in o for o in outs), outs[0][-2000:]
   return outs
 
@@ -195,7 +203,8 @@ def test_sigterm_to_one_host_stops_both_at_one_step_and_the_resume_is_exact(
   ends bit for bit where the uninterrupted pair ends."""
   workdir, out = tmp_path / "w", tmp_path / "p.npz"
   slow = ["--step_delay_s=1"]  # Time for the notice to reach process 0 before the last step.
-  outs = _two_hosts(workdir, out, slow, slow + ["--sigterm_after_steps=1"])
+  # A pair that does not agree hangs: the timeout is several times what the run takes.
+  outs = _two_hosts(workdir, out, slow, slow + ["--sigterm_after_steps=1"], timeout=400)
   stops = [re.findall(r"preempted: stopped at step (\d+)", o) for o in outs]
   assert all(len(s) == 1 for s in stops), [o[-2000:] for o in outs]
   stop = int(stops[0][0])
