@@ -69,7 +69,7 @@ from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set
 from layered_gan_jax import (config_validation, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
 from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
+from layered_gan_jax.architecture import stage_of  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 LOSS_KEYS = ("critic_loss", "generator_loss", "gradient_penalty")

@@ -6,7 +6,7 @@ the command line, e.g. ``--config.train.max_steps=1000 --config.perturb.shift=0`
 
 import ml_collections
 
-from layered_gan_jax.generator import REFERENCE_CHANNELS  # 4, 8, ..., 1024 px
+from layered_gan_jax.architecture import REFERENCE_CHANNELS  # 4, 8, ..., 1024 px
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -5,10 +5,9 @@ Every problem raises :class:`ConfigError` with one line saying what is wrong and
 
 from typing import Any, Dict, List
 
-from layered_gan_jax.generator import VARIANTS
+from layered_gan_jax.architecture import RESAMPLING, VARIANTS
 from layered_gan_jax.data.config import DATASET_NAMES as DATASETS
 from layered_gan_jax.data.config import MAX_ORG_TO_CROP
-from layered_gan_jax.layers import RESAMPLING
 from layered_gan_jax.schedule import parse_resolution_map
 
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",

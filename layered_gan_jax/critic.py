@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from layered_gan_jax import layers
-from layered_gan_jax.generator import resolution_of
+from layered_gan_jax.architecture import resolution_of
 
 Dtype = Any
 Array = jax.Array
@@ -25,7 +25,7 @@ class CriticBlock(nn.Module):
   features: int
   fused: bool = False
   dtype: Dtype = jnp.float32
-  resampling: str = "efficient"  # layers.RESAMPLING
+  resampling: str = "efficient"  # architecture.RESAMPLING
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -43,7 +43,7 @@ class Critic(nn.Module):
   channels: Sequence[int]
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
-  resampling: str = "efficient"  # layers.RESAMPLING
+  resampling: str = "efficient"  # architecture.RESAMPLING
 
   @property
   def max_stage(self) -> int:

@@ -14,24 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from layered_gan_jax import layers
+from layered_gan_jax.architecture import REFERENCE_CHANNELS, VARIANTS, resolution_of
 
 Dtype = Any
 Array = jax.Array
-
-VARIANTS = ("two_generators", "single_generator", "shared_style")
-# Reference widths (StyleGAN-1): 512 channels at 4..32 px, 256 at 64, 128 at 128, then 64, 32, 16.
-REFERENCE_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
-
-
-def resolution_of(stage: int) -> int:
-  return 4 * 2 ** stage
-
-
-def stage_of(resolution: int) -> int:
-  stage = int(resolution).bit_length() - 3
-  if resolution < 4 or resolution_of(stage) != resolution:
-    raise ValueError(f"resolution {resolution} is not a power of two >= 4")
-  return stage
 
 
 class MappingNetwork(nn.Module):
@@ -59,7 +45,7 @@ class SynthesisBlock(nn.Module):
   initial: bool = False
   fused: bool = False
   dtype: Dtype = jnp.float32
-  resampling: str = "efficient"  # layers.RESAMPLING
+  resampling: str = "efficient"  # architecture.RESAMPLING
 
   @nn.compact
   def __call__(self, x: Optional[Array], w: Array, noise: Array) -> Array:
@@ -84,7 +70,7 @@ class SynthesisNetwork(nn.Module):
   fused_resolution: int = 128
   dtype: Dtype = jnp.float32
   head_init_std: float = 1.0
-  resampling: str = "efficient"  # layers.RESAMPLING
+  resampling: str = "efficient"  # architecture.RESAMPLING
 
   @property
   def max_stage(self) -> int:
@@ -157,7 +143,7 @@ class LayeredGenerator(nn.Module):
   dtype: Dtype = jnp.float32
   mask_logit_offset: float = 0.0
   head_init_std: float = 1.0
-  resampling: str = "efficient"  # layers.RESAMPLING
+  resampling: str = "efficient"  # architecture.RESAMPLING
 
   def setup(self):
     if self.variant not in VARIANTS:

@@ -54,15 +54,7 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
   return x.reshape(b, h * factor, w * factor, c)
 
 
-# How the up- and down-sampling around convolutions is computed; both give the same function.
-#   "efficient": nearest-x2-upsampling + 3x3 conv in the sub-pixel form (``upsample_conv3x3``),
-#       3x3 conv + 2x2 average pooling as one matrix product (``conv3x3_avg_pool2``), pooling as
-#       four strided slices: fewer FLOPs and faster XLA:CPU kernels at the reference widths
-#       (docs/performance.md).
-#   "direct": upsample, then conv; conv, then pool as a mean over a reshaped window: the
-#       literal form.
-# They differ only by float rounding, which is enough to change a GAN's training trajectory.
-RESAMPLING = ("efficient", "direct")
+# The resampling forms ("efficient", "direct"): architecture.RESAMPLING.
 
 
 def avg_pool2(x: jax.Array, resampling: str = "efficient") -> jax.Array:

@@ -3,7 +3,8 @@
 import jax.numpy as jnp
 
 from layered_gan_jax.critic import Critic
-from layered_gan_jax.generator import LayeredGenerator, stage_of
+from layered_gan_jax.architecture import stage_of
+from layered_gan_jax.generator import LayeredGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Dict, List, Tuple
 
-from layered_gan_jax.generator import stage_of
+from layered_gan_jax.architecture import stage_of
 
 
 def parse_resolution_map(text: str, cast=float) -> Dict[int, float]:

@@ -18,7 +18,8 @@ from layered_gan_jax import (checkpointing, collapse, compositing, config_valida
                              losses, models, optim, parallel, visualization)
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
-from layered_gan_jax.generator import LayeredGenerator, init_generator, resolution_of
+from layered_gan_jax.architecture import resolution_of
+from layered_gan_jax.generator import LayeredGenerator, init_generator
 from layered_gan_jax.critic import init_critic
 from layered_gan_jax.preemption import Preempted, PreemptionGuard
 from layered_gan_jax.schedule import Schedule

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from layered_gan_jax import architecture
 from layered_gan_jax import critic as critic_lib
-from layered_gan_jax import generator as generator_lib
 from layered_gan_jax import layers
 
 CHANNELS = (8, 8, 8, 4, 4, 4)  # stages 0..5: 4..128 px
@@ -29,7 +29,7 @@ def critic():
 
 
 def _images(seed, stage, batch=BATCH):
-  r = generator_lib.resolution_of(stage)
+  r = architecture.resolution_of(stage)
   return jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, (batch, r, r, 3)), jnp.float32)
 
 
@@ -42,7 +42,7 @@ def manual_critic(params, x, stage, alpha, channels=CHANNELS, fused_resolution=1
   h = from_rgb(stage, x)
   for i in range(stage, 0, -1):
     block = critic_lib.CriticBlock(channels[i - 1],
-                                   fused=generator_lib.resolution_of(i) >= fused_resolution)
+                                   fused=architecture.resolution_of(i) >= fused_resolution)
     h = block.apply({"params": params[f"block_{i}"]}, h)
     if i == stage and alpha != 1.0:  # alpha = 1: the path without the skip
       h = (1 - alpha) * from_rgb(stage - 1, layers.avg_pool2(x)) + alpha * h
@@ -178,7 +178,7 @@ def _count(tree):
 
 def test_parameter_count_matches_reference_model():
   """Reference widths up to 1024 px: 25,444,737 parameters, as the official PyTorch critic."""
-  model = critic_lib.Critic(channels=generator_lib.REFERENCE_CHANNELS)
+  model = critic_lib.Critic(channels=architecture.REFERENCE_CHANNELS)
   shapes = jax.eval_shape(lambda k: critic_lib.init_critic(model, k), jax.random.PRNGKey(0))
   assert _count(shapes) == 25_444_737
   assert set(shapes) == ({f"from_rgb_{i}" for i in range(9)} | {f"block_{i}" for i in range(1, 9)}

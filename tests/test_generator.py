@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from layered_gan_jax import architecture
 from layered_gan_jax import generator as G
 from layered_gan_jax import layers
 
@@ -37,7 +38,7 @@ def random_params(model, seed):
 
 @pytest.fixture(scope="module")
 def models():
-  return {v: (make(v), random_params(make(v), i)) for i, v in enumerate(G.VARIANTS)}
+  return {v: (make(v), random_params(make(v), i)) for i, v in enumerate(architecture.VARIANTS)}
 
 
 def latents(seed, batch=BATCH):
@@ -56,7 +57,7 @@ def manual_heads(sub_params, out_channels, styles, noise, stage, fused_resolutio
   x, feats = None, []
   for i in range(stage + 1):
     block = G.SynthesisBlock(CHANNELS[i], initial=i == 0,
-                             fused=i > 0 and G.resolution_of(i) >= fused_resolution)
+                             fused=i > 0 and architecture.resolution_of(i) >= fused_resolution)
     x = block.apply({"params": sub_params[f"block_{i}"]}, x, styles[i], noise[i])
     feats.append(x)
   head = lambda j: layers.EqualConv(out_channels, kernel_size=1).apply(
@@ -70,12 +71,12 @@ def _close(a, b, tol=1e-4):
 
 # ----------------------------------------------------------------------------- shapes, fade-in
 
-@pytest.mark.parametrize("variant", G.VARIANTS)
+@pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_shapes_finiteness_and_fade_in_every_stage(models, variant):
   model, params = models[variant]
   z = latents(1)
   for stage in range(1, 6):
-    r = G.resolution_of(stage)
+    r = architecture.resolution_of(stage)
     noise = fixed_noise(model, stage, stage)
     out = {a: model.apply({"params": params}, z, stage=stage, alpha=a, noise=noise)
            for a in (0.0, 0.5, 1.0)}
@@ -153,7 +154,7 @@ def test_resampling_forms_give_the_same_images(models):
   _, params = models["two_generators"]
   z, stage = latents(4), 3
   outs = []
-  for resampling in layers.RESAMPLING:
+  for resampling in architecture.RESAMPLING:
     model = G.LayeredGenerator(channels=CHANNELS, style_dim=STYLE_DIM, mapping_layers=2,
                                resampling=resampling)
     noise = fixed_noise(model, 7, stage)
@@ -170,11 +171,11 @@ def test_stage_zero_and_validation(models):
     model.apply({"params": params}, latents(4), stage=6, noise=fixed_noise(model, 4, 6))
   with pytest.raises(ValueError):
     make("bogus").apply({"params": params}, latents(4), stage=0, rngs={"noise": KEY(0)})
-  assert [G.resolution_of(s) for s in range(6)] == [4, 8, 16, 32, 64, 128]
-  assert [G.stage_of(r) for r in (4, 8, 64, 128, 1024)] == [0, 1, 4, 5, 8]
+  assert [architecture.resolution_of(s) for s in range(6)] == [4, 8, 16, 32, 64, 128]
+  assert [architecture.stage_of(r) for r in (4, 8, 64, 128, 1024)] == [0, 1, 4, 5, 8]
   for bad in (3, 48, 2):
     with pytest.raises(ValueError):
-      G.stage_of(bad)
+      architecture.stage_of(bad)
 
 
 # ----------------------------------------------------------------------------- variants
@@ -262,7 +263,7 @@ def test_two_generators_draw_their_own_noise_and_style(models):
 
 # ----------------------------------------------------------------------------- determinism
 
-@pytest.mark.parametrize("variant", G.VARIANTS)
+@pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_determinism(models, variant):
   model, params = models[variant]
   z, stage = latents(8), 2
@@ -417,7 +418,7 @@ def test_parameter_counts_of_the_other_variants():
   assert _count(single) == 26_219_115 + 4 * (2_544 + 9)
 
 
-@pytest.mark.parametrize("variant", G.VARIANTS)
+@pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_mask_logit_offset_shifts_only_the_mask_logit(models, variant):
   model, params = models[variant]
   shifted = G.LayeredGenerator(channels=CHANNELS, variant=variant, style_dim=STYLE_DIM,

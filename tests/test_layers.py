@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from layered_gan_jax import layers
+from layered_gan_jax import architecture, layers
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -71,7 +71,7 @@ def test_upsample_nearest_and_avg_pool_match_numpy():
   np.testing.assert_array_equal(layers.upsample_nearest(jnp.asarray(x)), up)
   y = np.random.default_rng(4).standard_normal((2, 6, 8, 3)).astype(np.float32)
   pooled = y.reshape(2, 3, 2, 4, 2, 3).mean(axis=(2, 4))
-  for resampling in layers.RESAMPLING:
+  for resampling in architecture.RESAMPLING:
     np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(y), resampling), pooled, rtol=1e-6,
                                atol=1e-6)
     # avg_pool2 undoes upsample_nearest.
@@ -151,7 +151,7 @@ def test_equal_conv_downsample_both_resamplings_agree():
   params = layers.EqualConv(5, downsample=True).init(KEY(3), x)["params"]
   params = {"kernel": params["kernel"], "bias": _normal(14, (5,))}
   ref = layers.avg_pool2(layers.EqualConv(5).apply({"params": params}, x), "direct")
-  for resampling in layers.RESAMPLING:
+  for resampling in architecture.RESAMPLING:
     out = layers.EqualConv(5, downsample=True, resampling=resampling).apply({"params": params}, x)
     assert out.shape == (2, 4, 5, 5)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
@@ -166,7 +166,7 @@ def test_equal_conv_upsample_both_resamplings_agree_and_validate():
   assert params["kernel"].shape == (3, 3, 4, 5)  # the plain conv's parameters
   params = {"kernel": params["kernel"], "bias": _normal(12, (5,))}
   ref = layers.EqualConv(5).apply({"params": params}, layers.upsample_nearest(x))
-  for resampling in layers.RESAMPLING:
+  for resampling in architecture.RESAMPLING:
     out = layers.EqualConv(5, upsample=True, resampling=resampling).apply({"params": params}, x)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
   with pytest.raises(ValueError, match="upsample=True"):
