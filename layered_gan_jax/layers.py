@@ -93,9 +93,7 @@ def upsample_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   h = 16 and no upsampled input tensor.
 
   Inputs smaller than ``RESAMPLING_MIN_SIZE`` use the direct form: there the fixed costs (the
-  phase kernels, the interleave) outweigh the saved multiply-adds. Measured on the 2-core CPU,
-  512 channels, batch 16, forward + both gradients: 0.51x the time of the direct form at
-  h = 16, 0.73x at h = 8, ~1.05x at h = 4, 1.5x at h = 2.
+  phase kernels, the interleave) outweigh the saved multiply-adds (docs/performance.md).
   """
   b, h, w, _ = x.shape
   if min(h, w) < RESAMPLING_MIN_SIZE:
@@ -124,10 +122,8 @@ def conv3x3_avg_pool2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   strided convolution, its gradients and the gradient penalty's second derivatives stay
   matrix products: XLA:CPU ran the second derivative of the strided conv ~50x slower.
 
-  Inputs smaller than ``RESAMPLING_MIN_SIZE`` use the direct form. Measured on
-  the 2-core CPU, 512 channels, batch 16 (forward, input gradient, weight gradient, gradient
-  penalty): 0.76x / 0.56x / 0.88x / 0.64x the time of the direct form at h = 32, 0.82x /
-  0.62x / 0.93x / 0.67x at h = 16, 1.35x / 0.50x / 0.70x / 0.75x at h = 8.
+  Inputs smaller than ``RESAMPLING_MIN_SIZE`` use the direct form (timings per size:
+  docs/performance.md).
   """
   b, h, w, c = x.shape
   if min(h, w) < RESAMPLING_MIN_SIZE:

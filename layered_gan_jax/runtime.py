@@ -6,10 +6,9 @@ products and reductions:
 * ``"xla"``: XLA's defaults.
 * ``"ynn"``: route dot/convolution and reduction fusions to the YNNPACK library
   (``--xla_cpu_experimental_ynn_fusion_type=dot,reduce``) and use the concurrency-optimized
-  thunk scheduler. Measured on a 2-core AVX-512 CPU at the reference widths (32 px, batch 8):
-  about 1.2x faster per training iteration than ``"xla"``; with the narrow CPU models of
-  ``configs/synthetic.py`` it is about 10% slower, so it is on in the reference-width configs only.
-  See docs/performance.md.
+  thunk scheduler. Faster at the reference widths, slower with the narrow CPU models of
+  ``configs/synthetic.py``, so it is on in the reference-width configs only (figures:
+  docs/performance.md).
 
 Only ``xla_cpu_*`` flags are touched, so GPU and TPU runs are unaffected. Flags already present
 in ``XLA_FLAGS`` are left alone (the environment wins).

@@ -24,10 +24,9 @@ A scene is built from two full-frame layers and a mask, exactly like the generat
 Why the margin (version 2; version 1 let objects be cut by the border): the layered model is
 symmetric under swapping its layers (object layer = the scene with a hole, background layer =
 the object), and the random shift breaks that symmetry only at the frame's border, where the
-shifted layer uncovers the other. Measured on version 1 (objects anywhere, often cut), every
-trained generator took the swapped solution, with and without the shift; with the margin the
-shift picks the object as the object layer, and without the shift it does not
-(docs/emergence.md).
+shifted layer uncovers the other. On version 1 the trained generators took the swapped
+solution, with and without the shift; with the margin the shift picks the object as the object
+layer (the runs: docs/emergence.md).
 
 The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
 anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
