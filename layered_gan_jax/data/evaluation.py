@@ -2,9 +2,7 @@
 in batches padded to a fixed size (one compile under jit)."""
 from __future__ import annotations
 
-import concurrent.futures
 import os
-import threading
 
 from absl import logging
 import numpy as np
@@ -16,21 +14,15 @@ from layered_gan_jax.data.transforms import resize_mask, resize_square, to_float
 from layered_gan_jax.image_io import DataError
 
 
-class _EvalBatches:
+class _EvalBatches(prefetch.DecodingBatches):
   """Batch k of an evaluation pass (padded to batch_size)."""
 
   def __init__(self, cfg, source: sources.EvalSource, *, resolution: int, batch_size: int,
                with_masks: bool):
-    self.workers = prefetch.num_workers(cfg)
-    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
-                                                      thread_name_prefix='data_decode')
-    self.source = source
+    super().__init__(cfg, source)
     self.resolution = resolution
     self.batch_size = batch_size
     self.with_masks = with_masks
-    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
-    self.skipped_files = list(source.skipped)
-    self._lock = threading.Lock()
 
   def _one(self, i: int):
     r = self.resolution

@@ -5,11 +5,13 @@ ahead by one background thread into a small bounded queue.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import threading
 from typing import Callable
 
+from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
 
 
@@ -42,21 +44,11 @@ class _Prefetcher:
         item = make_batch(k)
       except BaseException as e:  # pylint: disable=broad-except
         item = _Failure(e)
-      while not stop_event.is_set():
-        try:
-          q.put(item, timeout=0.1)
-          break
-        except queue.Full:
-          continue
+      _put(q, item, stop_event)
       if isinstance(item, _Failure):
         return
       k += 1
-    while not stop_event.is_set():
-      try:
-        q.put(_END, timeout=0.1)
-        return
-      except queue.Full:
-        continue
+    _put(q, _END, stop_event)
 
   def get(self):
     item = self._queue.get()
@@ -71,6 +63,16 @@ class _Prefetcher:
     self._stop.set()
 
 
+def _put(q, item, stop_event) -> None:
+  """Puts ``item`` into the bounded queue ``q``, waiting for room unless stopped."""
+  while not stop_event.is_set():
+    try:
+      q.put(item, timeout=0.1)
+      return
+    except queue.Full:
+      continue
+
+
 def num_workers(cfg) -> int:
   return int(data_config.get(cfg, 'num_workers', min(16, os.cpu_count() or 1)))
 
@@ -83,6 +85,20 @@ def parallel_map(pool, workers: int, fn, items: list) -> list:
   parts = [items[i:i + chunk] for i in range(0, len(items), chunk)]
   results = pool.map(lambda part: [fn(x) for x in part], parts)
   return [y for part in results for y in part]
+
+
+class DecodingBatches:
+  """What the training and evaluation batch makers share: the decoding threads, the bad-file
+  policy (``data.on_bad_file``) and the list of skipped files, guarded by ``_lock``."""
+
+  def __init__(self, cfg, source):
+    self.workers = num_workers(cfg)
+    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
+                                                      thread_name_prefix='data_decode')
+    self.source = source
+    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
+    self.skipped_files = list(source.skipped)
+    self._lock = threading.Lock()
 
 
 class BatchIterator:

@@ -5,13 +5,10 @@ number of processes, so resumption is exact and needs no replay (docs/data.md).
 """
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 
 from absl import logging
 import numpy as np
 
-from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import prefetch, sources, tfds_sources
 from layered_gan_jax.data.transforms import (crop_offsets, crop_size, epoch_permutation,
@@ -19,15 +16,12 @@ from layered_gan_jax.data.transforms import (crop_offsets, crop_size, epoch_perm
 from layered_gan_jax.image_io import DataError
 
 
-class _TrainBatches:
+class _TrainBatches(prefetch.DecodingBatches):
   """This process's rows of global batch k of the training stream, as a pure function of k."""
 
   def __init__(self, cfg, source: sources.Source, *, resolution: int, batch_size: int,
                seed: int, process_index: int, process_count: int):
-    self.workers = prefetch.num_workers(cfg)
-    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
-                                                      thread_name_prefix='data_decode')
-    self.source = source
+    super().__init__(cfg, source)
     self.resolution = resolution
     self.batch_size = batch_size
     self.seed = seed
@@ -37,11 +31,8 @@ class _TrainBatches:
     self.random_crop = bool(data_config.get(cfg, 'random_crop', True))
     self.size = crop_size(resolution, float(data_config.get(cfg, 'org_to_crop',
                                                             data_config.DEFAULT_ORG_TO_CROP)))
-    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
-    self.skipped_files = list(source.skipped)
     self._perms: dict[int, np.ndarray] = {}
     self._bad_local: set[int] = set()
-    self._lock = threading.Lock()
 
   def _permutation(self, epoch: int) -> np.ndarray:
     with self._lock:
