@@ -45,8 +45,9 @@ def _hide_accelerators_from_tensorflow():
     pass
 
 
-def run(config, workdir: str, mode: str):
-  """Dispatches one mode. Imported lazily so that config errors come before heavy imports."""
+def run(config, workdir: str, mode: str) -> bool:
+  """Dispatches one mode; False if a SIGTERM stopped it (after a checkpoint), else True.
+  Imported lazily so that config errors come before heavy imports."""
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   _hide_accelerators_from_tensorflow()
@@ -66,7 +67,7 @@ def run(config, workdir: str, mode: str):
         module.train_and_evaluate(config, workdir)
       except Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
         logging.warning("%s", e)
-        return
+        return False
   if mode in ("evaluate", "pipeline"):
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.evaluate(config, workdir)
@@ -77,6 +78,7 @@ def run(config, workdir: str, mode: str):
   if mode == "segment":
     from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
     inference.segment(config, workdir, FLAGS.input, FLAGS.output)
+  return True
 
 
 def main(argv):

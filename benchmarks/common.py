@@ -1,11 +1,10 @@
-"""Helpers shared by the benchmark scripts: machine description, config files and --set."""
+"""Helpers shared by the benchmark scripts: machine description, config files and their
+--config.FIELD=VALUE overrides."""
 
-import ast
-import importlib.util
 import os
 import platform
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 
 def cpu_model() -> str:
@@ -34,29 +33,42 @@ def machine() -> str:
           f"{platform.platform()}")
 
 
-def load_config(path: str):
-  """``get_config()`` of a config file (e.g. configs/synthetic.py), imported by its path."""
+def load_config(path: str, overrides: Sequence[str] = ()):
+  """``(config, applied)``: ``get_config()`` of a config file (e.g. configs/synthetic.py) with
+  command-line overrides applied the way ``main.py`` applies them (``--config.FIELD=VALUE``,
+  ml_collections' own parsing and type checks); ``applied`` maps each overridden field to its
+  parsed value (for the results files)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(path)
   if not os.path.isfile(path):
     raise SystemExit(f"error: config file {path}: no such file")
-  spec = importlib.util.spec_from_file_location("benchmark_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _coerce(old: Any, value: Any) -> Any:
-  if isinstance(old, bool) or old is None:
-    return value
-  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-    return float(value)
-  if isinstance(old, tuple) and isinstance(value, list):
-    return tuple(value)
-  return value
+  bad = [a for a in overrides if not a.startswith("--config.") or "=" not in a]
+  if bad:
+    raise SystemExit(f"error: unrecognised arguments {' '.join(bad)}; config overrides are "
+                     "--config.FIELD=VALUE, as for main.py")
+  argv = ["benchmark", f"--config={path}", *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True,
+                                  sys_argv=argv)
+  try:
+    flag_values(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    raise SystemExit(f"error: {' '.join(overrides)}: {e}") from e
+  config = flag_values.config
+  applied = {}
+  for arg in overrides:
+    field = arg[len("--config."):].split("=", 1)[0]
+    node = config
+    for name in field.split("."):
+      node = node[name]
+    applied[field] = node
+  return config, applied
 
 
 def apply_overrides(config, overrides: Dict[str, Any]):
-  """Sets dotted keys (``'perturb.shift': 0.0``) of an ml_collections config in place."""
+  """Sets dotted fields (``{'perturb.shift': 0.0}``) of an ml_collections config in place: the
+  benchmarks' own variants of a config."""
   for dotted, value in overrides.items():
     *parents, leaf = dotted.split(".")
     node = config
@@ -66,22 +78,18 @@ def apply_overrides(config, overrides: Dict[str, Any]):
       node = node[p]
     if leaf not in node:
       raise KeyError(f"config override {dotted!r}: no field {leaf!r}")
-    node[leaf] = _coerce(node[leaf], value)
+    node[leaf] = value
   return config
 
 
-def parse_set(items: List[str]) -> Dict[str, Any]:
-  """``['a.b=1', 'c=(1,2)', 'd=text']`` -> {'a.b': 1, 'c': (1, 2), 'd': 'text'}."""
-  out = {}
-  for item in items or []:
-    key, sep, raw = item.partition("=")
-    if not sep:
-      raise SystemExit(f"error: --set {item!r} must look like key=value")
-    try:
-      out[key.strip()] = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      out[key.strip()] = raw
-  return out
+def selected(names: str, table, what: str) -> List[str]:
+  """The comma-separated ``names``, each a key of ``table``; exits with a one-line error
+  naming the unknown ones."""
+  chosen = [n for n in names.split(",") if n]
+  unknown = [n for n in chosen if n not in table]
+  if unknown:
+    sys.exit(f"error: unknown {what}(s) {unknown}; choose from {sorted(table)}")
+  return chosen
 
 
 def gan_checkpoints(gan_workdir: str) -> str:

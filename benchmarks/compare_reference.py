@@ -5,7 +5,7 @@ Needs a fetched copy of github adambielski/perturbed-seg (a bare git directory) 
 virtual environment with torch 2.13.0 CPU (see ../shared/tools/ref_bench.py):
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
-  python benchmarks/compare_reference.py --mirror=GIT_DIR --torch_python=/tmp/torchvenv/bin/python \
+  python -m benchmarks.compare_reference --mirror=GIT_DIR --torch_python=/tmp/torchvenv/bin/python \
       --setting=32:16 --setting=64:8 --json=benchmarks/results/compare_reference.json
 
 For each RESOLUTION:BATCH it runs ``benchmarks/throughput.py --config=configs/car.py`` (ours)

@@ -6,14 +6,13 @@ The synthetic dataset should defeat them: none of center_prior, color_threshold 
 upper bound), kmeans, grabcut above 0.55 foreground IoU; full_image equals the mean object area.
 
 Run from the repository root:
-  python benchmarks/dataset_baselines.py --resolution=64 \
+  python -m benchmarks.dataset_baselines --resolution=64 \
       --json=benchmarks/results/dataset_baselines_64.json
 """
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402

@@ -20,12 +20,12 @@ single_generator (h); see SETTINGS.
 Usage, from the repository root:
 
   # CPU-sized (a, b with seeds 0 and 1; h with seed 0), steps from the base config:
-  python benchmarks/emergence.py --quick [--gan_steps=N --encoder_steps=N]
+  python -m benchmarks.emergence --quick [--gan_steps=N --encoder_steps=N]
   # every setting, 3 seeds, 64 px, more steps (meant for an accelerator):
-  python benchmarks/emergence.py --full --workdir_root=/data/emergence
+  python -m benchmarks.emergence --full --workdir_root=/data/emergence
   # any selection:
-  python benchmarks/emergence.py --settings=default,no_shift --seeds=0,1,2 --reuse \
-      --workdir_root=/tmp/emergence --set=model.channels="(64,64,64,48,32)"
+  python -m benchmarks.emergence --settings=default,no_shift --seeds=0,1,2 --reuse \
+      --workdir_root=/tmp/emergence --config.model.channels="(64,64,64,48,32)"
 
 Runs go to ``--workdir_root/<setting>/seed_<k>`` (default: a new temporary directory; runs are
 never committed). Rerunning with the same ``--workdir_root`` resumes interrupted runs from their
@@ -47,14 +47,13 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 # TensorFlow (clu's writers) must not claim an accelerator or spam logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-from benchmarks.common import apply_overrides, machine, parse_set  # noqa: E402
+from benchmarks.common import apply_overrides, machine  # noqa: E402
 from benchmarks.common import load_config as load_base_config  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
@@ -98,9 +97,9 @@ def log(message: str) -> None:
 
 
 def common_overrides(base, args) -> Dict[str, Any]:
-  """Overrides shared by every setting: --set, --resolution, --gan_steps, --encoder_steps,
-  --distilled_steps."""
-  out = parse_set(args.set)
+  """Overrides shared by every setting: --config.FIELD=VALUE, --resolution, --gan_steps,
+  --encoder_steps, --distilled_steps."""
+  out = load_base_config(args.base_config, args.config_overrides)[1]
   if args.resolution:
     out["train.resolution"] = args.resolution
     if base.train.start_resolution == base.train.resolution:  # Fixed-resolution base: keep so.
@@ -117,7 +116,7 @@ def common_overrides(base, args) -> Dict[str, Any]:
 
 
 def run_config(args, common: Dict[str, Any], setting: str, seed: int):
-  config = load_base_config(args.base_config)
+  config = load_base_config(args.base_config)[0]
   apply_overrides(config, common)
   apply_overrides(config, SETTINGS[setting][1])
   config.seed = seed
@@ -169,7 +168,8 @@ def run_one(args, common, setting: str, seed: int, segmenter) -> Dict:
   """GAN, encoder, evaluation of one (setting, seed); returns its metrics and timings."""
   # pylint: disable=g-import-not-at-top
   import jax
-  from layered_gan_jax import evaluation, train_encoder, train_gan, train_segmenter
+  import main as entry
+  from layered_gan_jax import evaluation
   # pylint: enable=g-import-not-at-top
   config = run_config(args, common, setting, seed)
   workdir = os.path.join(args.workdir_root, setting, f"seed_{seed}")
@@ -186,14 +186,16 @@ def run_one(args, common, setting: str, seed: int, segmenter) -> Dict:
                             "overrides": SETTINGS[setting][1], "common_overrides": common})
   timings = {}
   phases = (("gan", f"the GAN ({config.train.max_steps} steps, {config.train.resolution} px)",
-             train_gan),
-            ("encoder", f"the encoder ({config.encoder.max_steps} steps)", train_encoder),
+             "train"),
+            ("encoder", f"the encoder ({config.encoder.max_steps} steps)", "train_encoder"),
             ("segmenter", f"the distilled segmenter ({config.segmenter.max_steps} steps)",
-             train_segmenter))
-  for name, what, trainer in phases:
+             "train_segmenter"))
+  for name, what, mode in phases:  # The modes of main.py's --mode=pipeline, timed apart.
     t = time.time()
     log(f"{setting} seed {seed}: training {what} in {workdir}")
-    trainer.train_and_evaluate(config, workdir)
+    if not entry.run(config, workdir, mode):
+      raise SystemExit(f"{setting} seed {seed}: stopped by SIGTERM while training {what} (a "
+                       "checkpoint is saved); rerun the same command to resume")
     timings[f"{name}_seconds"] = time.time() - t
   t = time.time()
   log(f"{setting} seed {seed}: trained in {sum(timings.values()):.0f} s; evaluating")
@@ -438,9 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
                       "one resolution)")
   p.add_argument("--eval_max_examples", type=int, default=None,
                  help="eval.max_examples (test images per evaluation)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="extra override of the base config for every setting (repeatable), "
-                      "e.g. --set=loss.min_mask_coverage=0.15")
   p.add_argument("--segmenter_steps", type=int, default=None,
                  help=f"reference segmenter steps (default {SEGMENTER_DEFAULTS['steps']})")
   p.add_argument("--segmenter_width", type=int, default=SEGMENTER_DEFAULTS["width"])
@@ -515,7 +514,8 @@ def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_see
 
 
 def main(argv=None) -> Dict:
-  args = build_parser().parse_args(argv)
+  # Other arguments: --config.FIELD=VALUE, overrides of the base config for every setting.
+  args, args.config_overrides = build_parser().parse_known_args(argv)
   t_start = time.time()
   if args.full:
     for key in ("resolution", "gan_steps", "encoder_steps", "segmenter_steps",
@@ -529,7 +529,7 @@ def main(argv=None) -> Dict:
   os.makedirs(args.workdir_root, exist_ok=True)
 
   # Configs are checked before anything heavy starts.
-  base = load_base_config(args.base_config)
+  base = load_base_config(args.base_config)[0]
   common = common_overrides(base, args)
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
   for name in plan:
@@ -586,7 +586,7 @@ def main(argv=None) -> Dict:
       t = time.time()
       try:
         run = run_one(args, common, name, seed, segmenter)
-      except FloatingPointError as e:  # train_gan.NonFiniteLossError: the run diverged.
+      except FloatingPointError as e:  # loop.NonFiniteLossError: the run diverged.
         log(f"{name} seed {seed}: FAILED ({e}); left out of the means")
         run = {"metrics": None, "timings": {"seconds": time.time() - t}, "reused": False,
                "workdir": os.path.join(args.workdir_root, name, f"seed_{seed}"),

@@ -1,8 +1,8 @@
 """Which encoder wins? The open choices of SPEC section 6, measured on one frozen GAN.
 
-  python benchmarks/encoder_choices.py --gan_workdir=DIR [--config=configs/synthetic.py] \
+  python -m benchmarks.encoder_choices --gan_workdir=DIR [--config=configs/synthetic.py] \
       [--variants=w_plus,w,z,z_per_generator,w_plus_fixed_noise,w_plus_latent] \
-      [--steps=600] [--set KEY=VALUE ...] --json=benchmarks/results/encoder_choices.json
+      [--steps=600] [--config.FIELD=VALUE ...] --json=benchmarks/results/encoder_choices.json
 
 ``--gan_workdir`` holds a trained GAN (``checkpoints/``, e.g. the README's main job). Each
 variant trains a fresh encoder for ``--steps`` steps against that frozen EMA generator and
@@ -29,7 +29,6 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
@@ -40,7 +39,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
-                               parse_set)
+                               selected)
 
 VARIANTS = {
     "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
@@ -78,24 +77,21 @@ def parse_args(argv=None):
   p.add_argument("--config", default=os.path.join(REPO, "configs", "synthetic.py"))
   p.add_argument("--variants", default=",".join(VARIANTS))
   p.add_argument("--steps", type=int, default=None, help="encoder.max_steps (default: config)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--workdir_root", default=None, help="default: a new temporary directory")
   p.add_argument("--json", required=True)
-  return p.parse_args(argv)
+  args, args.config_overrides = p.parse_known_args(argv)  # --config.FIELD=VALUE ...
+  return args
 
 
 def main(argv=None):
   args = parse_args(argv)
-  variants = [v for v in args.variants.split(",") if v]
-  unknown = [v for v in variants if v not in VARIANTS]
-  if unknown:
-    sys.exit(f"error: unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+  variants = selected(args.variants, VARIANTS, "variant")
   gan_ckpt = gan_checkpoints(args.gan_workdir)
-  overrides = parse_set(args.set)
+  overrides = load_config(args.config, args.config_overrides)[1]
   configs = {}
   for name in variants:  # Validate every config before anything runs.
-    config = load_config(args.config)
-    apply_overrides(config, {**overrides, **VARIANTS[name]})
+    config = load_config(args.config, args.config_overrides)[0]
+    apply_overrides(config, VARIANTS[name])
     if args.steps:
       config.encoder.max_steps = args.steps
     config.encoder.checkpoint_every_steps = config.encoder.max_steps

@@ -1,6 +1,6 @@
 """Fault injection against the real command line: kill -9, SIGTERM and half-written checkpoints.
 
-  python benchmarks/fault_injection.py [--json=benchmarks/results/fault_injection.json]
+  python -m benchmarks.fault_injection [--json=benchmarks/results/fault_injection.json]
       [--seed=0] [--cases=straight,kill9_after_checkpoint,...]
 
 Every case trains ``configs/tiny.py`` at a fixed 8 px (one stage) for ``--steps`` iterations
@@ -46,8 +46,6 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 from benchmarks.common import machine  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -156,13 +154,14 @@ def stopped_at(r: Run):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(workdir, "checkpoints")
+  from layered_gan_jax import restore  # pylint: disable=g-import-not-at-top
+  return os.path.join(workdir, restore.GAN_DIR)
 
 
 def complete_steps(workdir: str):
   """The complete checkpoint steps of a workdir (as train_gan sees them)."""
-  from layered_gan_jax import checkpointing, train_gan  # pylint: disable=g-import-not-at-top
-  ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), train_gan.ITEMS)
+  from layered_gan_jax import restore  # pylint: disable=g-import-not-at-top
+  ckpt = restore.gan_checkpointer(workdir)
   steps = ckpt.all_steps()
   ckpt.close()
   return steps
@@ -181,13 +180,13 @@ def final_arrays(workdir: str, step=None):
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import checkpointing, models, train_gan  # pylint: disable=g-import-not-at-top
-  ckpt = checkpointing.Checkpointer(checkpoint_dir(workdir), train_gan.ITEMS)
+  from layered_gan_jax import models, restore  # pylint: disable=g-import-not-at-top
+  ckpt = restore.gan_checkpointer(workdir)
   step = ckpt.latest_step() if step is None else step
   config = ml_collections.ConfigDict(ckpt.read_json(step, "config"))
   generator, critic = models.build_generator(config), models.build_critic(config)
-  state = train_gan.restore_state(ckpt, step,
-                                  train_gan.abstract_state(generator, critic, config))
+  state = restore.restore_gan_state(ckpt, step,
+                                    restore.abstract_gan_state(generator, critic, config))
   ckpt.close()
   leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
   return step, {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
@@ -478,7 +477,7 @@ def main():
       "cases": results,
       "passed": sum(r["pass"] for r in results), "failed": sum(not r["pass"] for r in results),
       "total_seconds": round(time.time() - start, 1),
-      "command": " ".join(["python benchmarks/fault_injection.py"]
+      "command": " ".join(["python -m benchmarks.fault_injection"]
                           + [shlex.quote(a) for a in sys.argv[1:]]),
       "machine": machine(),
       "versions": versions(),

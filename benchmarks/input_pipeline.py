@@ -1,6 +1,6 @@
 """Throughput of the training input pipeline (images/s delivered by train_iterator).
 
-  python benchmarks/input_pipeline.py --resolution=64 \
+  python -m benchmarks.input_pipeline --resolution=64 \
       --json=benchmarks/results/input_pipeline_64.json
 
 Two sources, each timed over --steps batches of --batch images, after --warmup batches:
@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -27,9 +27,6 @@ from typing import Dict, List
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 
 from benchmarks import official_parity as op  # pylint: disable=g-import-not-at-top
 
@@ -141,8 +138,8 @@ def ema_samples(generator, ema_params, stage, alpha, latents, seed):
 
 
 def our_samples(workdir, latents, seed):
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
-  gan = train_gan.load_gan(workdir)
+  from layered_gan_jax import restore  # pylint: disable=g-import-not-at-top
+  gan = restore.load_gan(workdir)
   return ema_samples(gan.generator, gan.ema_params, gan.stage, gan.alpha, latents, seed)
 
 
@@ -362,7 +359,7 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   iteration's own step that ours does not reproduce), with both iterations' losses."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import models, optim, train_gan  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.state import create_gan_state  # pylint: disable=g-import-not-at-top
   generator, critic = models.build_generator(config), models.build_critic(config)
   ch, ml = list(models.model_channels(config)), config.model.mapping_layers
@@ -370,7 +367,7 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   init_named = {m: _official_named(init, m + "/") for m in ("g", "d")}
   params = {m: jax.tree.map(jnp.asarray, op.to_ours(init_named[m], m, ch, ml))
             for m in ("g", "d")}
-  adam = train_gan.make_adam(config.train)
+  adam = optim.make_adam(config.train)
   state = create_gan_state(params["g"], params["d"], jax.random.PRNGKey(0), adam)
   stage = stage_spec["stage"]
   update = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))

@@ -7,9 +7,9 @@ environment; nothing of the official code is copied into this project (see
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
 
-  python benchmarks/official_parity.py fixture --mirror=GIT_DIR \
+  python -m benchmarks.official_parity fixture --mirror=GIT_DIR \
       --torch_python=/tmp/torchvenv/bin/python --out=tests/fixtures/official_parity.npz
-  python benchmarks/official_parity.py behaviour --mirror=GIT_DIR \
+  python -m benchmarks.official_parity behaviour --mirror=GIT_DIR \
       --torch_python=/tmp/torchvenv/bin/python --json=benchmarks/results/official_behaviour.json
 
 ``fixture`` records the official code's numbers from one seeded set of official weights at
@@ -47,8 +47,6 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-  sys.path.insert(0, REPO)
 DRIVER = os.path.join(REPO, "benchmarks", "official_driver.py")
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "official_parity.npz")
 
@@ -285,7 +283,7 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   fixture's weights and draws; keys and layouts as in the fixture (NCHW, official names)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import losses, models, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import losses, models, optim, train_gan  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.state import GANState  # pylint: disable=g-import-not-at-top
 
   spec = json.loads(str(fx["spec"]))
@@ -391,7 +389,7 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
 
   # --- three full iterations ---
   cur = _Cursor(fx, "train_draws")
-  adam = train_gan.make_adam(config.train)
+  adam = optim.make_adam(config.train)
   state = GANState(step=jnp.zeros([], jnp.int32), g_params=g0, d_params=d0,
                    g_opt=adam.init(g0), d_opt=adam.init(d0),
                    ema_params=jax.tree.map(jnp.array, g0), rng=jax.random.PRNGKey(0))
@@ -537,9 +535,9 @@ def _faults():
   """Plausible bugs, each a replacement of one library function: name -> (module, attr, fn)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import compositing, losses, optim, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import compositing, losses, optim  # pylint: disable=g-import-not-at-top
   shift_images, lr_multipliers = compositing.shift_images, optim.lr_multipliers
-  ema_update, make_adam = optim.ema_update, train_gan.make_adam
+  ema_update, make_adam = optim.ema_update, optim.make_adam
 
   def gp_wrong_axes(critic_fn, real, fake, e):
     x_hat = e * real + (1.0 - e) * fake
@@ -567,7 +565,7 @@ def _faults():
           optim, "lr_multipliers", lambda params, mult: lr_multipliers(params, 1.0)),
       "EMA decay inverted": (
           optim, "ema_update", lambda ema, params, decay: ema_update(ema, params, 1.0 - decay)),
-      "optax's global Adam count": (train_gan, "make_adam", global_adam_count),
+      "optax's global Adam count": (optim, "make_adam", global_adam_count),
   }
 
 

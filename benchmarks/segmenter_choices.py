@@ -1,7 +1,7 @@
 """Which segmenter? The choices of the distilled segmenter and of the encoder, on one frozen GAN.
 
-  python benchmarks/segmenter_choices.py --gan_workdir=DIR [--config=configs/synthetic.py] \
-      [--choices=default,no_recompose,...] [--set KEY=VALUE ...] \
+  python -m benchmarks.segmenter_choices --gan_workdir=DIR [--config=configs/synthetic.py] \
+      [--choices=default,no_recompose,...] [--config.FIELD=VALUE ...] \
       --workdir_root=DIR --json=benchmarks/results/segmenter_choices.json
 
 ``--gan_workdir`` holds a trained GAN (``checkpoints/``, e.g. the README's main job); its
@@ -18,7 +18,6 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
@@ -27,7 +26,7 @@ import shlex  # noqa: E402
 import time  # noqa: E402
 
 from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
-                               parse_set)
+                               selected)
 
 # name -> (route, overrides, the choice whose trained network it reuses, or None)
 CHOICES = {
@@ -56,10 +55,10 @@ def parse_args(argv=None):
   p.add_argument("--gan_workdir", required=True)
   p.add_argument("--config", default=os.path.join(REPO, "configs", "synthetic.py"))
   p.add_argument("--choices", default=",".join(CHOICES))
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   p.add_argument("--workdir_root", required=True)
   p.add_argument("--json", required=True)
-  return p.parse_args(argv)
+  args, args.config_overrides = p.parse_known_args(argv)  # --config.FIELD=VALUE ...
+  return args
 
 
 def _link(src, dst):
@@ -69,10 +68,7 @@ def _link(src, dst):
 
 def main(argv=None):
   args = parse_args(argv)
-  choices = [c for c in args.choices.split(",") if c]
-  unknown = [c for c in choices if c not in CHOICES]
-  if unknown:
-    sys.exit(f"error: unknown choice(s) {unknown}; choose from {sorted(CHOICES)}")
+  choices = selected(args.choices, CHOICES, "choice")
   for i, name in enumerate(choices):
     reuse = CHOICES[name][2]
     if reuse and reuse not in choices[:i]:
@@ -81,18 +77,18 @@ def main(argv=None):
   gan_ckpt = gan_checkpoints(args.gan_workdir)
   import main as entry  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
-  overrides = parse_set(args.set)
+  overrides = load_config(args.config, args.config_overrides)[1]
   configs = {}
   for name in choices:  # Validate every config before anything runs.
     route, extra, _ = CHOICES[name]
-    config = load_config(args.config)
-    apply_overrides(config, {**overrides, **extra, "segment.route": route})
+    config = load_config(args.config, args.config_overrides)[0]
+    apply_overrides(config, {**extra, "segment.route": route})
     config.eval.num_generated = 64  # Mask statistics are not the subject here.
     if configs:  # The baselines do not depend on the choice: computed once.
       config.eval.baselines = ()
     config_validation.validate_config(config, "pipeline")
     configs[name] = config
-  from layered_gan_jax import evaluation, train_encoder, train_segmenter  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import evaluation, restore  # pylint: disable=g-import-not-at-top
 
   start, results = time.time(), {}
   for name in choices:
@@ -101,7 +97,7 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     _link(gan_ckpt, os.path.join(workdir, "checkpoints"))
     t = time.time()
-    sub = train_segmenter.SEGMENTER_DIR if route == "distilled" else train_encoder.ENCODER_DIR
+    sub = restore.SEGMENTER_DIR if route == "distilled" else restore.ENCODER_DIR
     if reuse:
       _link(os.path.join(os.path.abspath(args.workdir_root), reuse, sub),
             os.path.join(workdir, sub))

@@ -1,6 +1,6 @@
 """Training throughput of the layered GAN at one resolution: images/s, FLOP/s, utilization.
 
-  python benchmarks/throughput.py --config=configs/car.py --resolution=64 --batch=32 \
+  python -m benchmarks.throughput --config=configs/car.py --resolution=64 --batch=32 \
       --steps=20 --warmup=3 [--dtype=bfloat16 --compare_fp32_steps=5] \
       --json=benchmarks/results/throughput_car_64.json
 
@@ -43,7 +43,8 @@ reference widths for car.py) and a global batch B split over ``jax.device_count(
   ``|bf16 - fp32| / max(|fp32|, 1e-6)`` of critic_loss, generator_loss and gradient_penalty at
   every step and its maximum (the two runs drift apart as their parameters diverge).
 
-``--set KEY=VALUE`` (repeatable) overrides config fields, e.g. ``--set model.channels=(64,64,64)``.
+``--config.FIELD=VALUE`` (repeatable, as for ``main.py``) overrides config fields, e.g.
+``--config.model.channels=(64,64,64)``.
 """
 import argparse
 import datetime
@@ -57,15 +58,13 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from benchmarks.common import apply_overrides, cpu_model, load_config, parse_set  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.common import cpu_model, load_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from layered_gan_jax import (config_validation, models, runtime,  # pylint: disable=g-import-not-at-top,wrong-import-position
                              parallel, train_gan)
 from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -82,8 +81,7 @@ SYNTHETIC_MAX_RESOLUTION = 128
 
 def prepare_config(args):
   """The config at one fixed resolution; returns (config, stage, batch, lr)."""
-  config = load_config(args.config)
-  apply_overrides(config, parse_set(args.set))
+  config, args.overrides = load_config(args.config, args.config_overrides)
   r = args.resolution or config.train.resolution
   stage = stage_of(r)
   config.train.start_resolution = r
@@ -320,10 +318,8 @@ def parse_args(argv=None):
   p.add_argument("--pipeline_warmup", type=int, default=2)
   p.add_argument("--matmul_size", type=int, default=2048)
   p.add_argument("--matmul_reps", type=int, default=10)
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="config override, e.g. model.channels=(64,64,64) (repeatable)")
   p.add_argument("--json", default="", help="write the results here")
-  args = p.parse_args(argv)
+  args, args.config_overrides = p.parse_known_args(argv)  # --config.FIELD=VALUE ...
   if args.steps < 1 or args.warmup < 0 or args.compare_fp32_steps < 0:
     p.error("--steps must be >= 1, --warmup and --compare_fp32_steps >= 0")
   return args
@@ -401,7 +397,7 @@ def main(argv=None):
       "data_used": data_used,
       "data_note": data_note,
       "config": args.config,
-      "overrides": args.set,
+      "overrides": args.overrides,
       "resolution": r,
       "stage": stage,
       "channels": list(models.model_channels(config)),

@@ -52,9 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.head_init_std = 1.0
   config.model.dtype = "float32"  # Computation dtype: 'float32' or 'bfloat16' (params fp32).
   # How up/down-sampling around convs is computed (same function, same parameters):
-  # 'efficient' (sub-pixel upsample-conv; conv + pooling as one matrix product; 0.68-0.75x the
-  # FLOPs, ~1.3x faster per iteration at the reference widths on CPU) or 'direct' (the literal
-  # upsample-then-conv and conv-then-pool). See docs/performance.md.
+  # 'efficient' (sub-pixel upsample-conv; conv + pooling as one matrix product; fewer FLOPs) or
+  # 'direct' (the literal upsample-then-conv and conv-then-pool). Speed: docs/performance.md.
   config.model.resampling = "efficient"
 
   # ---------------------------------------------------------------- perturbations
@@ -175,7 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
   # ---------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()
   # XLA:CPU kernels (layered_gan_jax/runtime.py): 'ynn' routes convolutions, matmuls and
-  # reductions to YNNPACK (~1.2x faster per iteration at the reference widths on CPU); 'xla'
-  # keeps XLA's defaults (faster for narrow CPU models). No effect on GPU / TPU.
+  # reductions to YNNPACK (faster at the reference widths on CPU); 'xla' keeps XLA's defaults
+  # (faster for narrow CPU models). No effect on GPU / TPU. Speed: docs/performance.md.
   config.runtime.xla_cpu_kernels = "ynn"
   return config

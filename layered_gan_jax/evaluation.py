@@ -19,11 +19,10 @@ from absl import logging
 from clu import metric_writers
 
 from layered_gan_jax import baselines, compositing, inference, metrics
-from layered_gan_jax import files, visualization
+from layered_gan_jax import files, restore, visualization
 from layered_gan_jax.config_validation import ConfigError
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
-from layered_gan_jax.train_gan import load_gan
 
 EVAL_DIR = "eval"
 
@@ -173,7 +172,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
         f"segment.route={route_name!r} has no trained checkpoint in {workdir} (trained: "
         f"{', '.join(available) or 'none'}); train it (--mode=train_segmenter / train_encoder) "
         "or choose another --config.segment.route")
-  gan = load_gan(workdir, config)
+  gan = restore.load_gan(workdir, config)
   data_cfg = data_config.eval_data_config(config)
   data_config.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None

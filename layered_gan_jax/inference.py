@@ -16,10 +16,9 @@ from absl import logging
 from PIL import Image
 
 from layered_gan_jax import generator as generator_lib, image_io
-from layered_gan_jax import parallel, visualization
+from layered_gan_jax import checkpointing, parallel, restore, visualization
 from layered_gan_jax.config_validation import ROUTES, ConfigError
 from layered_gan_jax.data import transforms
-from layered_gan_jax.train_gan import load_gan
 
 LAYERS = ("composite", "background", "foreground", "mask")
 
@@ -36,7 +35,7 @@ def sample(config, workdir: str, output: str, num_samples: int = 16,
   output = _check_output(output, "sample")
   if num_samples <= 0:
     raise ConfigError(f"--num_samples={num_samples} must be > 0")
-  gan = load_gan(workdir, config)
+  gan = restore.load_gan(workdir, config)
   w_avg = None
   if truncation is not None:
     w_avg = generator_lib.mean_styles(gan.generator, gan.ema_params, jax.random.PRNGKey(seed + 1))
@@ -79,14 +78,12 @@ class Route:
 
 
 def route_directory(workdir: str, route: str) -> str:
-  from layered_gan_jax import train_encoder, train_segmenter  # pylint: disable=g-import-not-at-top
-  sub = train_segmenter.SEGMENTER_DIR if route == "distilled" else train_encoder.ENCODER_DIR
+  sub = restore.SEGMENTER_DIR if route == "distilled" else restore.ENCODER_DIR
   return os.path.join(os.path.abspath(workdir), sub)
 
 
 def trained_routes(workdir: str) -> List[str]:
   """The routes of ``workdir`` with a complete checkpoint, in ``ROUTES`` order."""
-  from layered_gan_jax import checkpointing  # pylint: disable=g-import-not-at-top
   found = []
   for r in ROUTES:
     directory = route_directory(workdir, r)
@@ -108,8 +105,7 @@ def load_route(config, workdir: str, route: str) -> Route:
                       f"checkpoint; train it with {fix} or choose another "
                       f"--config.segment.route")
   if route == "distilled":
-    from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
-    model, params, meta = train_segmenter.load_segmenter(workdir)
+    model, params, meta = restore.load_segmenter(workdir)
     params = parallel.put_replicated(params)
     mirror = bool(config.segment.mirror_average)
 
@@ -123,8 +119,7 @@ def load_route(config, workdir: str, route: str) -> Route:
                  {"gan_step": meta.get("gan_step"), "segmenter_step": meta.get("best_step"),
                   "validation_fg_iou": meta.get("best_validation_fg_iou"),
                   "mirror_average": mirror})
-  from layered_gan_jax.train_encoder import load_encoder  # pylint: disable=g-import-not-at-top
-  setup, enc_params = load_encoder(config, workdir)
+  setup, enc_params = restore.load_encoder(config, workdir)
   predict = setup.predict_fn()
   return Route(route, setup.gan.resolution,
                lambda x: predict(enc_params, setup.frozen, x)[0]["mask"][..., 0],

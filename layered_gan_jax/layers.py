@@ -146,14 +146,6 @@ def _sum_of_shifts(kernel: jax.Array) -> jax.Array:
   return k[1:, 1:] + k[:-1, 1:] + k[1:, :-1] + k[:-1, :-1]
 
 
-def _fused_params(module: nn.Module, cin: int, features: int):
-  """The parameters of a fused up/down-sampling conv: a 3x3 equalized-lr kernel (stored, so the
-  count equals the plain conv's) and a bias; returns the 4x4 average-of-shifts kernel and bias."""
-  kernel = module.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, features))
-  bias = module.param("bias", nn.initializers.zeros, (features,))
-  return _sum_of_shifts(kernel * he_scale(cin * 9)) * 0.25, bias
-
-
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   """Per-sample, per-channel normalisation over H and W (biased variance), no affine part."""
   mean = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -243,11 +235,7 @@ class FusedUpsampleConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    fused, bias = _fused_params(self, x.shape[-1], self.features)
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype), fused.astype(self.dtype), (1, 1), ((2, 2), (2, 2)),
-        lhs_dilation=(2, 2), dimension_numbers=_CONV_DIMS)
-    return y + bias.astype(self.dtype)
+    return _fused_conv(self, x, (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2))
 
 
 class FusedDownsampleConv(nn.Module):
@@ -258,11 +246,20 @@ class FusedDownsampleConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    fused, bias = _fused_params(self, x.shape[-1], self.features)
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype), fused.astype(self.dtype), (2, 2), ((1, 1), (1, 1)),
-        dimension_numbers=_CONV_DIMS)
-    return y + bias.astype(self.dtype)
+    return _fused_conv(self, x, (2, 2), ((1, 1), (1, 1)))
+
+
+def _fused_conv(module: nn.Module, x: jax.Array, strides, padding, **kwargs) -> jax.Array:
+  """A fused up/down-sampling conv of ``module`` (its ``features`` and ``dtype``): parameters of
+  a 3x3 equalized-lr kernel (stored, so the count equals the plain conv's) and a bias, applied
+  as the 4x4 average-of-shifts kernel."""
+  cin = x.shape[-1]
+  kernel = module.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, module.features))
+  bias = module.param("bias", nn.initializers.zeros, (module.features,))
+  fused = _sum_of_shifts(kernel * he_scale(cin * 9)) * 0.25
+  y = lax.conv_general_dilated(x.astype(module.dtype), fused.astype(module.dtype), strides,
+                               padding, dimension_numbers=_CONV_DIMS, **kwargs)
+  return y + bias.astype(module.dtype)
 
 
 class NoiseInjection(nn.Module):

@@ -1,10 +1,11 @@
-"""Builds the generator and critic described by a config."""
+"""Builds the generator, the critic and the distilled segmenter's U-Net described by a config."""
 
 import jax.numpy as jnp
 
 from layered_gan_jax.critic import Critic
 from layered_gan_jax.architecture import stage_of
 from layered_gan_jax.generator import LayeredGenerator
+from layered_gan_jax.unet import UNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -35,3 +36,11 @@ def build_critic(config, dtype=None) -> Critic:
   return Critic(channels=model_channels(config), fused_resolution=config.model.fused_resolution,
                 resampling=config.model.get("resampling", "efficient"),
                 dtype=DTYPES[dtype or config.model.dtype])
+
+
+def build_unet(segmenter_config) -> UNet:
+  return UNet(width=segmenter_config.width, levels=segmenter_config.levels)
+
+
+def init_unet(model: UNet, resolution: int, key):
+  return model.init(key, jnp.zeros((1, resolution, resolution, 3)))["params"]

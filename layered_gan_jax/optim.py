@@ -26,6 +26,11 @@ class AdamState(NamedTuple):
   nu: PyTree
 
 
+def make_adam(train_config):
+  """The GAN's optimizer: ``per_parameter_adam`` with the config's betas and epsilon."""
+  return per_parameter_adam(train_config.adam_b1, train_config.adam_b2, train_config.adam_eps)
+
+
 def per_parameter_adam(b1: float = 0.0, b2: float = 0.99, eps: float = 1e-8
                        ) -> optax.GradientTransformationExtraArgs:
   """Adam direction ``m_hat / (sqrt(v_hat) + eps)`` with a step count per parameter array.

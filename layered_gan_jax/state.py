@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from layered_gan_jax import optim
+from layered_gan_jax.critic import init_critic
+from layered_gan_jax.generator import init_generator
 
 PyTree = Any
 
@@ -30,6 +32,17 @@ def create_gan_state(g_params, d_params, rng, adam) -> GANState:
   return GANState(step=jnp.zeros([], jnp.int32), g_params=g_params, d_params=d_params,
                   g_opt=adam.init(g_params), d_opt=adam.init(d_params),
                   ema_params=jax.tree.map(jnp.array, g_params), rng=rng)
+
+
+def gan_init_fn(generator, critic, config):
+  """``init(key) -> GANState``: parameters of every stage, both Adam states, the EMA copy."""
+
+  def init(key):
+    kg, kd, kr = jax.random.split(key, 3)
+    return create_gan_state(init_generator(generator, kg), init_critic(critic, kd), kr,
+                            optim.make_adam(config.train))
+
+  return init
 
 
 @flax.struct.dataclass

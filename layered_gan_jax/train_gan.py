@@ -10,32 +10,19 @@ from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import metric_writers, parameter_overview
 
-from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, console,
-                             losses, models, optim, parallel, visualization)
+from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, losses,
+                             models, optim, parallel, restore, visualization)
+from layered_gan_jax import state as state_lib
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
-from layered_gan_jax.generator import LayeredGenerator, init_generator
-from layered_gan_jax.critic import init_critic
-from layered_gan_jax.preemption import Preempted, PreemptionGuard
+from layered_gan_jax.generator import LayeredGenerator
+from layered_gan_jax.loop import NonFiniteLossError, TrainLoop
 from layered_gan_jax.schedule import Schedule
-from layered_gan_jax.state import GANState, create_gan_state
-
-CHECKPOINT_DIR = "checkpoints"
-ITEMS = ("state", "ema", "config", "meta")  # ema: the EMA generator alone, for inference
-
-
-class NonFiniteLossError(FloatingPointError):
-  pass
-
-
-def make_adam(train_config):
-  return optim.per_parameter_adam(train_config.adam_b1, train_config.adam_b2,
-                                  train_config.adam_eps)
+from layered_gan_jax.state import GANState
 
 
 def sample_latents(key, batch: int, style_dim: int, stage: int, mixing_groups, mixing):
@@ -104,7 +91,7 @@ def make_update_fn(generator, critic, config, stage: int):
   """Returns ``update(state, real, draws, alpha, lr) -> (state, metrics)``: one iteration for
   given random inputs (``draw_iteration``), deterministic (not jitted)."""
   t, l = config.train, config.loss
-  adam = make_adam(t)
+  adam = optim.make_adam(t)
 
   def critic_fn(d_params, alpha):
     return lambda x: critic.apply({"params": d_params}, x, stage=stage, alpha=alpha)
@@ -213,31 +200,8 @@ def flops_of(stage) -> float:
 
 def init_state(generator, critic, config) -> GANState:
   """Parameters of every stage, both optimizer states and the EMA copy, replicated."""
-  return jax.jit(_init_fn(generator, critic, config),
+  return jax.jit(state_lib.gan_init_fn(generator, critic, config),
                  out_shardings=parallel.replicated())(jax.random.PRNGKey(config.seed))
-
-
-def _init_fn(generator, critic, config):
-  adam = make_adam(config.train)
-
-  def init(key):
-    kg, kd, kr = jax.random.split(key, 3)
-    return create_gan_state(init_generator(generator, kg), init_critic(critic, kd), kr, adam)
-
-  return init
-
-
-def abstract_state(generator, critic, config) -> GANState:
-  """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
-  shapes = jax.eval_shape(_init_fn(generator, critic, config), jax.random.PRNGKey(0))
-  repl = parallel.replicated()
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
-
-
-def restore_state(ckpt, step: int, abstract: GANState) -> GANState:
-  restored = ckpt.restore(step, {"state": abstract.replace(ema_params=None),
-                                 "ema": abstract.ema_params})
-  return restored["state"].replace(ema_params=restored["ema"])
 
 
 def make_sample_fn(generator, config, stage: int):
@@ -295,7 +259,7 @@ def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer)
     raise config_validation.ConfigError(
         f"the checkpoint in {ckpt.directory} (step {latest}) was made with another model: "
         + "; ".join(diffs) + ". Use the same model settings or another --workdir")
-  restored = restore_state(ckpt, latest, checkpointing.abstract_like(state))
+  restored = restore.restore_gan_state(ckpt, latest, checkpointing.abstract_like(state))
   logging.info("Resumed from the checkpoint of step %d in %s", latest, ckpt.directory)
   return restored
 
@@ -324,114 +288,81 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   data_config.validate_data_config(config.data)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), ITEMS,
-                                    config.train.keep_checkpoints)
-  with PreemptionGuard(ckpt) as preemption:  # From here on SIGTERM stops cleanly.
-    return _train(config, workdir, ckpt, preemption)
-
-
-def _train(config, workdir: str, ckpt: checkpointing.Checkpointer,
-           preemption: PreemptionGuard) -> GANState:
-  schedule = Schedule(config.train)
-  generator, critic = models.build_generator(config), models.build_critic(config)
-  state = restore_or_init(generator, critic, config, ckpt)
-  step = int(jax.device_get(state.step))
-  last_saved = ckpt.latest_step()
-  monitor = collapse.CollapseMonitor(
-      config.train.collapse_patience,
-      None if last_saved is None else ckpt.read_json(last_saved, "meta").get("collapse"))
-
-  def save(step):
-    return save_checkpoint(ckpt, state, config, schedule, step, last_saved, monitor.state())
-
+  t = config.train
+  ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
+  schedule = Schedule(t)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=jax.process_index() > 0)
-  if step == 0:
-    writer.write_hparams({k: v for k, v in _flatten(checkpointing.config_to_dict(config)).items()})
-    logging.info("Generator parameters:\n%s",
-                 parameter_overview.get_parameter_overview(state.g_params))
-    logging.info("Critic parameters:\n%s",
-                 parameter_overview.get_parameter_overview(state.d_params))
-  report = periodic_actions.ReportProgress(num_train_steps=schedule.max_steps, writer=writer)
-  t = config.train
+  last = ckpt.latest_step()
+  monitor = collapse.CollapseMonitor(
+      t.collapse_patience, None if last is None else ckpt.read_json(last, "meta").get("collapse"))
+  state = None
 
-  compiled: Dict[int, object] = {}
-  current = None
-  iterator = None
-  pending = []
-  timer = time.time()
-  images_since = steps_since = 0
-  while step < schedule.max_steps:
-    stage, alpha = schedule.at(step)
-    if current is None or stage.stage != current.stage:
-      if current is not None and last_saved != step:
-        last_saved = save(step)
-      current = stage
-      if stage.stage not in compiled:
-        shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
-        compiled[stage.stage] = compile_train_step(generator, critic, config, stage.stage,
-                                                   state, shape)[0]
+  def save(step):
+    return save_checkpoint(ckpt, state, config, schedule, step, loop.last_saved, monitor.state())
+
+  loop = TrainLoop("GAN", ckpt, writer, schedule.max_steps, t.log_every_steps, save,
+                   {"px": "resolution", "critic": "critic_loss", "W": "wasserstein",
+                    "GP": "gradient_penalty", "G": "generator_loss",
+                    "coverage": "mask_coverage"})
+  with loop:
+    # 1. Restore or initialise, 2. per stage: compile, then iterate over its batches.
+    generator, critic = models.build_generator(config), models.build_critic(config)
+    state = restore_or_init(generator, critic, config, ckpt)
+    step = int(jax.device_get(state.step))
+    if step == 0:
+      writer.write_hparams(_flatten(checkpointing.config_to_dict(config)))
+      logging.info("Generator parameters:\n%s",
+                   parameter_overview.get_parameter_overview(state.g_params))
+      logging.info("Critic parameters:\n%s",
+                   parameter_overview.get_parameter_overview(state.d_params))
+    entered = False
+    for stage in schedule.stages:
+      end = min(stage.start_step + stage.num_steps, schedule.max_steps)
+      if stage is schedule.stages[-1]:
+        end = schedule.max_steps
+      if step >= end:
+        continue
+      if entered:
+        loop.save_unless_saved(step)
+      entered = True
+      shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
+      train_step = compile_train_step(generator, critic, config, stage.stage, state, shape)[0]
       sample_fn = make_sample_fn(generator, config, stage.stage)
       iterator = train_data.train_iterator(
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
-    if preemption.stop_at(step):  # Checked after any compile, before the next iteration runs.
-      if last_saved != step and step > 0:
-        last_saved = save(step)
-      writer.flush()
-      ckpt.close()
-      raise Preempted(f"stopped at step {step} after SIGTERM (checkpoint {last_saved}); rerun "
-                      "the same command to resume")
-    batch = next(iterator)
-    real = parallel.put_batch(batch["image"])
-    state, metrics = compiled[stage.stage](state, real, jnp.float32(alpha),
-                                           jnp.float32(stage.lr))
-    step += 1
-    images_since += stage.batch_size
-    steps_since += 1
-    pending.append(metrics)
-    report(step)
-    is_last = step == schedule.max_steps
-    if step % t.log_every_steps == 0 or is_last or preemption.requested:
-      summary = {k: float(v) for k, v in
-                 jax.device_get(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)),
-                                             *pending)).items()}
-      pending = []
-      bad = [k for k, v in summary.items() if not np.isfinite(v)]
-      if bad:
-        raise NonFiniteLossError(
-            f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good "
-            f"checkpoint is step {last_saved} in {ckpt.directory}")
-      elapsed = time.time() - timer
-      summary.update(resolution=stage.resolution, images_per_s=images_since / elapsed,
-                     images_seen=schedule.images_seen(step), learning_rate=stage.lr)
-      writer.write_scalars(step, summary)
-      logging.info("%s", console.progress_line(
-          "GAN", step, schedule.max_steps,
-          {"px": stage.resolution, "critic": summary["critic_loss"],
-           "W": summary["wasserstein"], "GP": summary["gradient_penalty"],
-           "G": summary["generator_loss"], "coverage": summary["mask_coverage"]},
-          summary["images_per_s"], elapsed / max(steps_since, 1)))
-      timer, images_since, steps_since = time.time(), 0, 0
-    if step % t.sample_every_steps == 0 or is_last:
-      layers = write_samples(sample_fn, state, step, jnp.float32(alpha), writer, workdir)
-      health = collapse.mask_health(layers["mask"])
-      writer.write_scalars(step, {f"samples/{k}": v for k, v in health.items()})
-      message = monitor.update(step, health)
-      if message:
-        logging.warning("%s", message)
-        if t.stop_on_collapse:
-          last_saved = save(step) if last_saved != step else last_saved
-          writer.flush()
-          ckpt.close()
-          raise collapse.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
-                          "(train.stop_on_collapse)")
-    if step % t.checkpoint_every_steps == 0 or is_last:
-      last_saved = save(step)
-  writer.flush()
-  ckpt.close()
+      for step in loop.steps(step, end):
+        alpha = jnp.float32(stage.alpha(step))
+        real = parallel.put_batch(next(iterator)["image"])
+        state, metrics = train_step(state, real, alpha, jnp.float32(stage.lr))
+        step += 1
+        loop.record(step, metrics, stage.batch_size,
+                    {"resolution": stage.resolution, "images_seen": schedule.images_seen(step),
+                     "learning_rate": stage.lr})
+        if loop.itstime(step, t.sample_every_steps):
+          _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir, t)
+        if loop.itstime(step, t.checkpoint_every_steps):
+          loop.save(step)
+  loop.finish()
   return state
+
+
+def _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir, t):
+  """Writes the sample grid and tells the collapse monitor its masks; stops on collapse if
+  ``train.stop_on_collapse``."""
+  layers = write_samples(sample_fn, state, step, alpha, writer, workdir)
+  health = collapse.mask_health(layers["mask"])
+  writer.write_scalars(step, {f"samples/{k}": v for k, v in health.items()})
+  message = monitor.update(step, health)
+  if message:
+    logging.warning("%s", message)
+    if t.stop_on_collapse:
+      loop.save_unless_saved(step)
+      loop.finish()
+      raise collapse.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
+                               "(train.stop_on_collapse)")
 
 
 def _flatten(tree, prefix=""):
@@ -443,52 +374,3 @@ def _flatten(tree, prefix=""):
     else:
       out[name] = v if isinstance(v, (int, float, str, bool)) else str(v)
   return out
-
-
-class LoadedGAN:
-  """A trained GAN restored from a workdir for encoders, evaluation and inference."""
-
-  def __init__(self, config, generator, critic, ema_params, d_params, stage, alpha, step):
-    self.config, self.generator, self.critic = config, generator, critic
-    self.ema_params, self.d_params = ema_params, d_params
-    self.stage, self.alpha, self.step = stage, alpha, step
-
-  @property
-  def resolution(self) -> int:
-    return 4 * 2 ** self.stage
-
-
-def load_gan(workdir: str, config=None, with_critic: bool = False) -> LoadedGAN:
-  """Restores the latest GAN checkpoint of ``workdir``: the EMA generator (and the critic if
-  ``with_critic``), built from the checkpoint's own config. If ``config`` is given, its model
-  fields must match the checkpoint's."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
-    raise config_validation.ConfigError(
-        f"no GAN checkpoint in {directory}; train one first with --mode=train "
-        "(or point --workdir at a trained run)")
-  ckpt = checkpointing.Checkpointer(directory, ITEMS)
-  step = ckpt.latest_step()
-  if step is None:
-    raise config_validation.ConfigError(
-        f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
-  saved = ckpt.read_json(step, "config")
-  if config is not None:
-    diffs = config_validation.model_differences(saved, checkpointing.config_to_dict(config))
-    if diffs:
-      raise config_validation.ConfigError(
-          f"the checkpoint in {directory} (step {step}) holds another model: " + "; ".join(diffs)
-          + ". Use the config it was trained with")
-  saved_config = ml_collections.ConfigDict(saved)
-  generator, critic = models.build_generator(saved_config), models.build_critic(saved_config)
-  meta = ckpt.read_json(step, "meta")
-  abstract = abstract_state(generator, critic, saved_config)
-  if with_critic:
-    state = restore_state(ckpt, step, abstract)
-    ema, d_params = state.ema_params, state.d_params
-  else:
-    ema, d_params = ckpt.restore(step, {"ema": abstract.ema_params})["ema"], None
-  ckpt.close()
-  return LoadedGAN(saved_config, generator, critic, ema, d_params, int(meta["stage"]),
-                   float(meta["alpha"]), step)

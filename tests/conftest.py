@@ -1,6 +1,5 @@
 """Shared pytest setup: keep the CPU tests small and reproducible."""
 import os
-import sys
 import tempfile
 
 # TensorFlow (used by tf.data / tfds / clu) must never grab an accelerator or spam logs.
@@ -18,13 +17,9 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
       [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-  sys.path.insert(0, REPO_ROOT)
-
 # The files that take longest, longest first, so that the two xdist workers of the CI command
 # (--dist=loadfile: one whole file at a time) start on them and finish together; the others
-# follow in their usual order. pytest.ini turns off xdist's own reordering by test count.
+# follow in their usual order. pyproject.toml turns off xdist's own reordering by test count.
 _LONGEST_FIRST = ("test_train.py", "test_segmentation.py", "test_reliability.py",
                   "test_official_parity.py", "test_main.py", "test_runtime.py",
                   "test_benchmarks.py", "test_emergence_smoke.py", "test_train_step.py",

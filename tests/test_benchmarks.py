@@ -12,7 +12,6 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "benchmarks", "throughput.py")
 COMMON = ["--config=configs/tiny.py", "--resolution=8", "--batch=8", "--steps=2", "--warmup=1",
           "--matmul_size=128", "--matmul_reps=3", "--pipeline_batches=5"]
 KEYS = ("images_per_s", "step_seconds_median", "step_seconds_all", "compile_seconds",
@@ -24,7 +23,7 @@ KEYS = ("images_per_s", "step_seconds_median", "step_seconds_all", "compile_seco
 
 def _run(tmp_path, *extra):
   out = tmp_path / "throughput.json"
-  proc = subprocess.run([sys.executable, SCRIPT, *COMMON, *extra, f"--json={out}"], cwd=REPO,
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *COMMON, *extra, f"--json={out}"], cwd=REPO,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert "img/s" in proc.stdout
@@ -53,8 +52,9 @@ def _check_common(r, dtype):
 @pytest.mark.slow
 def test_throughput_bf16_with_fp32_comparison_smoke(tmp_path):
   """One run covers both dtypes: the bf16 step timed, and the fp32 step it is compared with."""
-  r = _run(tmp_path, "--dtype=bfloat16", "--compare_fp32_steps=2")
+  r = _run(tmp_path, "--dtype=bfloat16", "--compare_fp32_steps=2", "--config.train.lr=0.0015")
   _check_common(r, "bfloat16")
+  assert r["overrides"] == {"train.lr": 0.0015}  # main.py's override syntax reaches the config.
   assert r["data_used"] == "synthetic"
   assert r["matmul_bf16_flops_per_s"] > 0
   drift = r["bf16_loss_drift"]
@@ -66,15 +66,33 @@ def test_throughput_bf16_with_fp32_comparison_smoke(tmp_path):
 
 
 def test_unavailable_dataset_falls_back_to_synthetic():
-  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-  import throughput  # pylint: disable=g-import-not-at-top,import-outside-toplevel
-  config = throughput.load_config(os.path.join(REPO, "configs", "car.py"))
+  from benchmarks import throughput  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  config, _ = throughput.load_config(os.path.join(REPO, "configs", "car.py"))
   config.data.data_dir = str(REPO)  # No tfds data here.
   cfg, used, note = throughput.resolve_data(config, 8, 8, 32)
   assert used == "synthetic" and cfg["name"] == "synthetic" and cfg["num_train_examples"] == 32
   assert "lsun/car is not available offline" in note
   cfg, used, note = throughput.resolve_data(config, 256, 8, 32)
   assert cfg is None and used == "random"
+
+
+def test_benchmark_config_overrides_use_main_py_syntax():
+  """benchmarks/common.load_config parses --config.FIELD=VALUE as main.py does (types from the
+  config, tuples, bools) and refuses anything else with one line."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  path = os.path.join(REPO, "configs", "tiny.py")
+  config, applied = common.load_config(path, ["--config.perturb.shift=0.25",
+                                              "--config.model.channels=(8,8,4)",
+                                              "--config.data.random_crop=False"])
+  assert config.perturb.shift == 0.25 and config.model.channels == (8, 8, 4)
+  assert config.data.random_crop is False
+  assert applied == {"perturb.shift": 0.25, "model.channels": (8, 8, 4),
+                     "data.random_crop": False}
+  assert common.load_config(path)[0].perturb.shift == 0.125
+  for bad in (["--set=perturb.shift=0.25"], ["--config.perturb.no_such_field=1"],
+              ["--config.perturb.shift=abc"]):
+    with pytest.raises(SystemExit, match="error: "):
+      common.load_config(path, bad)
 
 
 _NO_TF_SCRIPT = r"""
@@ -95,10 +113,9 @@ def test_no_tf_launch_runs_a_script_with_logging_only_writers(tmp_path):
   script = tmp_path / "script.py"
   script.write_text(_NO_TF_SCRIPT)
   logdir = tmp_path / "logs"
-  env = dict(os.environ, FORCE_TF_STUB="1", PYTHONPATH=REPO)
+  env = dict(os.environ, FORCE_TF_STUB="1")
   result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "benchmarks", "device", "no_tf_launch.py"),
-       str(script), str(logdir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+      [sys.executable, "-m", "benchmarks.device.no_tf_launch", str(script), str(logdir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "TensorFlow stand-in" in result.stdout
   assert result.stdout.strip().splitlines()[-1] == "False"
@@ -118,12 +135,12 @@ def test_dataset_variant_launch_overrides_the_layout(tmp_path):
   launched script (a negative margin lets objects reach the border again), and its flags pass."""
   script = tmp_path / "script.py"
   script.write_text(_VARIANT_SCRIPT)
-  launcher = os.path.join(REPO, "benchmarks", "device", "dataset_variant_launch.py")
+  launcher = ["-m", "benchmarks.device.dataset_variant_launch"]
   outs = []
   for extra in ({}, {"SYN_MARGIN": "-0.15", "SYN_RIM": "0"}):
     env = {k: v for k, v in os.environ.items() if k not in ("SYN_MARGIN", "SYN_RIM")}
-    env.update(PYTHONPATH=REPO, **extra)
-    result = subprocess.run([sys.executable, launcher, str(script), "flag"], cwd=REPO, env=env,
+    env.update(**extra)
+    result = subprocess.run([sys.executable, *launcher, str(script), "flag"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     outs.append(result.stdout.strip().splitlines()[-1])
@@ -142,11 +159,11 @@ def test_dataset_variant_launch_background_textures(tmp_path):
   a malformed value stops the launcher with a message naming the variable."""
   script = tmp_path / "script.py"
   script.write_text(_TEXTURE_SCRIPT)
-  launcher = os.path.join(REPO, "benchmarks", "device", "dataset_variant_launch.py")
 
   def launch(value):
-    env = dict(os.environ, PYTHONPATH=REPO, SYN_BG_TEXTURES=value)
-    return subprocess.run([sys.executable, launcher, str(script)], cwd=REPO, env=env,
+    env = dict(os.environ, SYN_BG_TEXTURES=value)
+    return subprocess.run([sys.executable, "-m", "benchmarks.device.dataset_variant_launch",
+                           str(script)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
   good = launch("0,0,0.6,0.4,0,0,0")
@@ -160,8 +177,7 @@ def test_dataset_variant_launch_background_textures(tmp_path):
 def test_dataset_variants_summary(tmp_path):
   """The summary reads each run's .variant line and its eval/metrics.json; a missing run is
   listed as missing, not dropped."""
-  sys.path.insert(0, os.path.join(REPO, "benchmarks", "device"))
-  import dataset_variants_summary as summary  # pylint: disable=g-import-not-at-top
+  from benchmarks.device import dataset_variants_summary as summary  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   (tmp_path / "A.variant").write_text("A margin=0.125 rim=0.8 setting=default seed=1 "
                                       "--gan_steps=4000\n")
   (tmp_path / "B.variant").write_text("B margin=-0.15 rim=0.0 setting=no_shift seed=0\n")

@@ -1,6 +1,5 @@
 """Collapse detection: the statistics, the monitor's rule, the stop and its exit status."""
 
-import os
 
 import numpy as np
 import pytest
@@ -64,7 +63,7 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   """A run whose mask is diagnosed empty stops after patience sample steps, with a checkpoint
   of that step that records the collapse."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import restore, train_gan  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(collapse, "diagnose", lambda health: "empty")
   config = tiny.get_config()
   config.train.start_resolution = config.train.resolution = 8  # one stage: one compile
@@ -73,8 +72,7 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   config.train.stop_on_collapse = True
   with pytest.raises(collapse.Collapsed, match="empty .* for 2 sample steps .*step 4"):
     train_gan.train_and_evaluate(config, str(tmp_path))
-  ckpt = train_gan.checkpointing.Checkpointer(
-      os.path.join(tmp_path, train_gan.CHECKPOINT_DIR), train_gan.ITEMS)
+  ckpt = restore.gan_checkpointer(str(tmp_path))
   assert ckpt.latest_step() == 4
   assert ckpt.read_json(4, "meta")["collapse"]["count"] == 2
   ckpt.close()

@@ -22,7 +22,7 @@ SETTING_KEYS = ("fg_iou", "fg_iou_per_seed", "fg_iou_std", "miou", "miou_per_see
 def test_emergence_benchmark_smoke(tmp_path):
   root = tmp_path / "runs"
   out = tmp_path / "results"
-  cmd = [sys.executable, os.path.join(REPO, "benchmarks", "emergence.py"),
+  cmd = [sys.executable, "-m", "benchmarks.emergence",
          "--base_config=configs/tiny.py", "--resolution=8", "--settings=default",
          "--seeds=0",
          "--gan_steps=3", "--encoder_steps=2", "--segmenter_steps=3", "--segmenter_width=4",

@@ -40,7 +40,6 @@ def test_bad_choice_and_late_call(monkeypatch):
 
 _STEP_SCRIPT = r"""
 import json, sys
-sys.path.insert(0, sys.argv[2])
 from layered_gan_jax import runtime
 runtime.configure_xla_cpu(sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
@@ -63,7 +62,7 @@ print("METRICS" + json.dumps(out))
 
 def _run_steps(kernels):
   env = dict(os.environ)  # the suite's XLA_FLAGS, without YNNPACK's
-  result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, kernels, REPO], cwd=REPO, env=env,
+  result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, kernels], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   line = [l for l in result.stdout.splitlines() if l.startswith("METRICS")][0]

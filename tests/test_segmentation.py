@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from layered_gan_jax import (evaluation, inference, parallel, preemption, train_encoder,
-                             train_gan, train_segmenter, unet)
+from layered_gan_jax import (evaluation, inference, loop, models, parallel, preemption, restore,
+                             train_encoder, train_gan, train_segmenter, unet)
+from layered_gan_jax.encoder_setup import EncoderSetup
 from layered_gan_jax.config_validation import ConfigError
 
 
@@ -38,8 +39,8 @@ def test_encoder_training_lowers_the_reconstruction_loss(trained):
   config, workdir = trained
   config = tiny.get_config()
   config.encoder.lr = 3e-3
-  gan = train_gan.load_gan(workdir, config, with_critic=True)
-  setup = train_encoder.EncoderSetup(config, gan)
+  gan = restore.load_gan(workdir, config, with_critic=True)
+  setup = EncoderSetup(config, gan)
   step = jax.jit(train_encoder.make_encoder_step(setup))
   state = setup.init_state()
   rng = np.random.default_rng(0)
@@ -58,8 +59,8 @@ def test_every_encoder_target_reconstructs(trained, target):
   config = tiny.get_config()
   config.encoder.target = target
   config.encoder.latent_weight = 0.5
-  gan = train_gan.load_gan(workdir, config, with_critic=True)
-  setup = train_encoder.EncoderSetup(config, gan)
+  gan = restore.load_gan(workdir, config, with_critic=True)
+  setup = EncoderSetup(config, gan)
   state = setup.init_state()
   images = parallel.put_batch(np.zeros((8, 16, 16, 3), np.float32))
   state, metrics = jax.jit(train_encoder.make_encoder_step(setup))(state, setup.frozen, images)
@@ -70,7 +71,7 @@ def test_every_encoder_target_reconstructs(trained, target):
 
 def test_external_segmenter_protocol_with_stand_ins(trained):
   config, workdir = trained
-  gan = train_gan.load_gan(workdir, config)
+  gan = restore.load_gan(workdir, config)
   everything = lambda images: [np.ones(im.shape[:2], bool) for im in images]
   stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=everything)
   assert stats["detected_fraction"] == 1.0 and stats["detected"] == 20
@@ -143,7 +144,7 @@ def test_clear_errors_without_a_checkpoint_or_with_another_model(trained, tmp_pa
   with pytest.raises(ConfigError, match="another model.*model.channels"):
     inference.sample(other, workdir, str(tmp_path / "o"))
   with pytest.raises(ConfigError, match="no encoder checkpoint"):
-    train_encoder.load_encoder(config, _copy_gan(workdir, tmp_path / "gan_only"))
+    restore.load_encoder(config, _copy_gan(workdir, tmp_path / "gan_only"))
 
 
 @pytest.mark.slow
@@ -192,7 +193,7 @@ def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
     assert r["overrides"] == segmenter_choices.CHOICES[name][1]
     assert set(r["baselines"]) == {"full_image", "center_prior", "grabcut"}
   assert result["choices"]["no_mirror_average"]["reuses"] == "default"
-  assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / train_segmenter.SEGMENTER_DIR)
+  assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / restore.SEGMENTER_DIR)
   assert "| no_mirror_average | distilled | `segment.mirror_average=False` |" in (
       tmp_path / "choices.md").read_text()
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
@@ -206,8 +207,8 @@ def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
   finals = {}
   for name, schedule in (("straight", (4,)), ("restarted", (2, 4))):
     run = tmp_path / name
-    shutil.copytree(os.path.join(workdir, train_gan.CHECKPOINT_DIR),
-                    run / train_gan.CHECKPOINT_DIR)
+    shutil.copytree(os.path.join(workdir, restore.GAN_DIR),
+                    run / restore.GAN_DIR)
     for max_steps in schedule:
       config = tiny.get_config()
       config.encoder.max_steps = max_steps
@@ -226,8 +227,8 @@ def test_placement_head_starts_at_the_identity_and_learns(trained):
   _, workdir = trained
   plain_cfg, placed_cfg = tiny.get_config(), tiny.get_config()
   placed_cfg.encoder.predict_placement = True
-  gan = train_gan.load_gan(workdir, plain_cfg, with_critic=True)
-  plain, placed = (train_encoder.EncoderSetup(c, gan) for c in (plain_cfg, placed_cfg))
+  gan = restore.load_gan(workdir, plain_cfg, with_critic=True)
+  plain, placed = (EncoderSetup(c, gan) for c in (plain_cfg, placed_cfg))
   s_plain, s_placed = plain.init_state(), placed.init_state()
   assert encoder_lib.PLACEMENT in s_placed.params
   images = parallel.put_batch(np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3))
@@ -259,7 +260,7 @@ def test_refinement_lowers_the_reconstruction_loss(trained):
   from layered_gan_jax import losses  # pylint: disable=g-import-not-at-top
   _, workdir = trained
   config = tiny.get_config()
-  setup, enc_params = train_encoder.load_encoder(config, workdir)
+  setup, enc_params = restore.load_encoder(config, workdir)
   images = parallel.put_batch(np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3))
                               .astype(np.float32))
 
@@ -270,7 +271,7 @@ def test_refinement_lowers_the_reconstruction_loss(trained):
 
   before = loss_of(setup.predict_fn()(enc_params, setup.frozen, images)[1])
   config.encoder.refine_steps, config.encoder.refine_lr = 20, 0.05
-  refined_setup = train_encoder.EncoderSetup(config, setup.gan)
+  refined_setup = EncoderSetup(config, setup.gan)
   after = loss_of(refined_setup.predict_fn()(enc_params, refined_setup.frozen, images)[1])
   assert after < 0.95 * before, (before, after)
 
@@ -280,13 +281,13 @@ def test_encoder_checkpoint_with_other_shapes_is_a_clear_error(trained):
   config = tiny.get_config()
   config.encoder.predict_placement = True
   with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
-    train_encoder.load_encoder(config, workdir)
+    restore.load_encoder(config, workdir)
 
 
 def _copy_gan(workdir, dst):
   """A new run folder holding only the GAN checkpoints of ``workdir``."""
-  shutil.copytree(os.path.join(workdir, train_gan.CHECKPOINT_DIR),
-                  os.path.join(dst, train_gan.CHECKPOINT_DIR))
+  shutil.copytree(os.path.join(workdir, restore.GAN_DIR),
+                  os.path.join(dst, restore.GAN_DIR))
   return str(dst)
 
 
@@ -296,13 +297,13 @@ def test_segmenter_steps_lower_the_loss(gan_workdir):
   config = tiny.get_config()
   s = config.segmenter
   s.width, s.lr = 8, 1e-2
-  gan = train_gan.load_gan(gan_workdir, config)
-  model = train_segmenter.build_unet(s)
+  gan = restore.load_gan(gan_workdir, config)
+  model = models.build_unet(s)
   tx = train_segmenter.make_optimizer(s)
   pairs = train_segmenter.make_pair_fn(gan, s, s.batch_size)
   fixed = jax.jit(pairs)(gan.ema_params, jax.random.PRNGKey(0))
   step = jax.jit(train_segmenter.make_segmenter_step(model, tx, lambda g, k: fixed, s))
-  params = train_segmenter.init_params(model, gan.resolution, jax.random.PRNGKey(1))
+  params = models.init_unet(model, gan.resolution, jax.random.PRNGKey(1))
   state = train_segmenter.NetState(step=np.int32(0), params=params, opt_state=tx.init(params),
                                    rng=jax.random.PRNGKey(2))
   s.max_steps = 1000  # No decay within the 30 steps.
@@ -350,14 +351,14 @@ def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkey
     run = _copy_gan(gan_workdir, tmp_path / name)
     if name == "restarted":
       with monkeypatch.context() as m:
-        m.setattr(train_segmenter, "PreemptionGuard", lambda ckpt: _StopAfter(ckpt, 2))
-        with pytest.raises(train_segmenter.Preempted, match="stopped at step 2"):
+        m.setattr(loop, "PreemptionGuard", lambda ckpt: _StopAfter(ckpt, 2))
+        with pytest.raises(preemption.Preempted, match="stopped at step 2"):
           train_segmenter.train_and_evaluate(config, run)
-      ckpt = train_segmenter.segmenter_checkpointer(run)
+      ckpt = restore.segmenter_checkpointer(run)
       assert ckpt.latest_step() == 2
       ckpt.close()
     state = train_segmenter.train_and_evaluate(config, run)
-    _, best, meta = train_segmenter.load_segmenter(run)
+    _, best, meta = restore.load_segmenter(run)
     finals[name] = (meta["best_step"], jax.device_get(state), jax.device_get(best))
   assert finals["straight"][0] == finals["restarted"][0]
   for a, b in zip(jax.tree.leaves(finals["straight"][1:]), jax.tree.leaves(finals["restarted"][1:])):
@@ -369,7 +370,7 @@ def test_non_finite_loss_stops_with_a_clear_message(gan_workdir, tmp_path, monke
   real = unet.segmentation_loss
   monkeypatch.setattr(unet, "segmentation_loss",
                       lambda *a, **k: tuple(v * np.nan for v in real(*a, **k)))
-  with pytest.raises(train_gan.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
+  with pytest.raises(loop.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
     train_segmenter.train_and_evaluate(tiny.get_config(), run)
 
 
@@ -425,7 +426,7 @@ def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
   logits of the image and the mirrored logits of the mirror image, so mirroring the input
   mirrors the mask; off, the route is the U-Net alone."""
   config = tiny.get_config()
-  model, params, _ = train_segmenter.load_segmenter(gan_workdir)
+  model, params, _ = restore.load_segmenter(gan_workdir)
   x = np.random.default_rng(1).uniform(-1, 1, (2 * jax.device_count(), 16, 16, 3))
   x = x.astype(np.float32)
   logits = lambda v: np.asarray(model.apply({"params": params}, v))
@@ -445,8 +446,8 @@ def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
 def test_distilled_route_needs_no_gan(gan_workdir, tmp_path):
   """The distilled route restores only its own checkpoint (no GAN folder needed)."""
   dst = tmp_path / "segmenter_only"
-  shutil.copytree(os.path.join(gan_workdir, train_segmenter.SEGMENTER_DIR),
-                  dst / train_segmenter.SEGMENTER_DIR)
+  shutil.copytree(os.path.join(gan_workdir, restore.SEGMENTER_DIR),
+                  dst / restore.SEGMENTER_DIR)
   route = inference.load_route(tiny.get_config(), str(dst), "distilled")
   assert route.resolution == 16
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from layered_gan_jax import baselines, metrics
-from layered_gan_jax.datasets import synthetic
+from layered_gan_jax.datasets import synthetic, textures
 
 
 @pytest.mark.parametrize('resolution', [16, 32, 64, 128])
@@ -80,10 +80,10 @@ def test_objects_keep_the_margin_at_every_resolution():
 
 def test_polygon_vertices_are_wrapped():
   """Jittered first vertices below -pi are wrapped: every shape lies within its unit circle."""
-  gx, gy = synthetic._grid(128)
+  gx, gy = textures.grid(128)
   for index in range(200):
     rng = synthetic._rng('train', index, 0)
-    synthetic._random_colors(rng, 12)
+    textures.random_colors(rng, 12)
     shape = synthetic._Shape(rng)
     if shape.kind not in ('polygon', 'star'):
       continue
@@ -102,7 +102,7 @@ def test_rim_shading_darkens_towards_the_outline():
   mask = np.zeros((n, n), np.uint8)
   mask[16:48, 16:48] = 1
   fg = np.full((n, n, 3), 0.8, np.float32)
-  out = synthetic._rim_shading(np.random.default_rng(0), fg, mask, n)
+  out = textures.rim_shading(np.random.default_rng(0), fg, mask, n)
   width = rng.uniform(0.04, 0.08)
   strength = rng.uniform(0.35, 0.7)
   for depth_px in range(0, 16):  # row 16 + depth, middle column: distance to the top edge

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 from configs import tiny
-from layered_gan_jax import checkpointing, optim, train_gan
+from layered_gan_jax import loop, optim, restore, train_gan
 from layered_gan_jax.schedule import Schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,7 @@ def _devices(n):
 
 def _run(args, env_extra, timeout=600):
   env = dict(os.environ, **env_extra)
-  return subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "train_subprocess.py")]
+  return subprocess.Popen([sys.executable, "-m", "tests.train_subprocess"]
                           + args, env=env, cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
@@ -205,12 +205,12 @@ def test_sigterm_to_one_host_stops_both_at_one_step_and_the_resume_is_exact(
   slow = ["--step_delay_s=1"]  # Time for the notice to reach process 0 before the last step.
   # A pair that does not agree hangs: the timeout is several times what the run takes.
   outs = _two_hosts(workdir, out, slow, slow + ["--sigterm_after_steps=1"], timeout=400)
-  stops = [re.findall(r"preempted: stopped at step (\d+)", o) for o in outs]
+  stops = [re.findall(r"preempted: GAN training stopped at step (\d+)", o) for o in outs]
   assert all(len(s) == 1 for s in stops), [o[-2000:] for o in outs]
   stop = int(stops[0][0])
   assert int(stops[1][0]) == stop and 1 <= stop < 4, stops
   assert not out.exists()
-  ckpt = checkpointing.Checkpointer(str(workdir / "checkpoints"), train_gan.ITEMS)
+  ckpt = restore.gan_checkpointer(str(workdir))
   assert ckpt.latest_step() == stop
   ckpt.close()
   _two_hosts(workdir, out)
@@ -287,12 +287,12 @@ def test_training_leaves_events_samples_and_checkpoints(progressive_run):
   config, workdir, state, _ = progressive_run
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   assert os.path.exists(os.path.join(workdir, "samples", "latest.png"))
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), train_gan.ITEMS, 3)
+  ckpt = restore.gan_checkpointer(workdir)
   # Saved at the stage change (4), every 4 steps and at the end.
   assert ckpt.all_steps() == [4, 8]
   meta = ckpt.read_json(8, "meta")
   assert meta["resolution"] == 16 and meta["images_seen"] == 64
-  loaded = train_gan.load_gan(workdir, config)
+  loaded = restore.load_gan(workdir, config)
   assert loaded.stage == 2 and loaded.step == 8
   for a, b in zip(jax.tree.leaves(loaded.ema_params), jax.tree.leaves(state.ema_params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -323,10 +323,10 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, l
   config = _config(max_steps=8, checkpoint_every_steps=2, log_every_steps=log_every)
   config.train.start_resolution = config.train.resolution = 8
   monkeypatch.setattr(train_gan, "make_train_step", _poisoned_after(4))
-  with pytest.raises(train_gan.NonFiniteLossError,
+  with pytest.raises(loop.NonFiniteLossError,
                      match=r"non-finite .* at step 6.* last good checkpoint is step 4"):
     train_gan.train_and_evaluate(config, str(tmp_path))
-  ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), train_gan.ITEMS)
+  ckpt = restore.gan_checkpointer(str(tmp_path))
   assert ckpt.all_steps() == [2, 4]
-  gan = train_gan.load_gan(str(tmp_path), config, with_critic=True)
+  gan = restore.load_gan(str(tmp_path), config, with_critic=True)
   assert gan.step == 4 and train_gan.all_finite((gan.ema_params, gan.d_params))

@@ -1,7 +1,7 @@
 """Runs a tiny GAN training in a fresh process (own device count / jax.distributed) and saves
 the final parameters, EMA and both Adam states (counts and moments) to an .npz file. Used by the multi-device and multi-host tests.
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/train_subprocess.py \
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m tests.train_subprocess \
       --workdir=DIR --out=params.npz [--steps=3] [--coordinator=127.0.0.1:PORT
       --num_processes=2 --process_id=0] [--sigterm_after_steps=N] [--step_delay_s=S]
 
@@ -12,9 +12,6 @@ time to agree on where to stop. A preempted run prints "preempted: <message>" an
 
 import argparse
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main():

@@ -2,7 +2,7 @@
 
 For the dataset-design experiment of the emergence benchmark (``dataset_variants.sh``):
 
-  SYN_MARGIN=-0.15 SYN_RIM=0.8 python benchmarks/device/dataset_variant_launch.py \
+  SYN_MARGIN=-0.15 SYN_RIM=0.8 python -m benchmarks.device.dataset_variant_launch \
       benchmarks/emergence.py --settings=default --seeds=0 ...
 
 ``SYN_MARGIN`` replaces ``synthetic.OBJECT_MARGIN`` (negative: objects may be cut by the
@@ -24,7 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def main() -> None:
-  sys.path.insert(0, ROOT)
   from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
   if "SYN_MARGIN" in os.environ:
     synthetic.OBJECT_MARGIN = float(os.environ["SYN_MARGIN"])

@@ -7,10 +7,10 @@
 # .whl/ with clu and ml_collections wheels where they are missing). Writes under $OUT:
 #   log.txt, runs.tgz (logs, eval/metrics.json, samples of every run),
 # summarized here with:
-#   python benchmarks/device/dataset_variants_summary.py --dir=DIR_WITH_RUNS \
+#   python -m benchmarks.device.dataset_variants_summary --dir=DIR_WITH_RUNS \
 #       --json=benchmarks/results/emergence_dataset_variants.json
 # PLAN selects the runs: "name margin rim setting seed [extra flags]" per line (the extra flags go
-# to emergence.py, e.g. "--gan_steps=4000 --set=train.batch_size=64"). SEGMENTER_CACHE, if set, is
+# to emergence.py, e.g. "--gan_steps=4000 --config.train.batch_size=64"). SEGMENTER_CACHE, if set, is
 # a folder of cached reference segmenters (a workdir_root's reference_segmenter/) copied into each
 # run's workdir_root, so that the runs do not each train the same one again.
 set -u
@@ -49,9 +49,9 @@ while read -r name margin rim setting seed extra; do
       mkdir -p "$RUNS/$name" && cp -r "$SEGMENTER_CACHE" "$RUNS/$name/reference_segmenter"
     fi
     SYN_MARGIN=$margin SYN_RIM=$rim timeout $(( BUDGET - $(el) )) \
-      python3 benchmarks/device/dataset_variant_launch.py benchmarks/emergence.py --verbose \
+      python3 -m benchmarks.device.dataset_variant_launch benchmarks/emergence.py --verbose \
       --settings="$setting" --seeds="$seed" $extra --workdir_root="$RUNS/$name" \
-      --out_dir="$RUNS/$name/out" --set train.checkpoint_every_steps=1250 \
+      --out_dir="$RUNS/$name/out" --config.train.checkpoint_every_steps=1250 \
       > "$RUNS/$name.log" 2>&1
     echo "$name rc=$? [$(el) s]" >> "$L"
   ) &

@@ -1,6 +1,6 @@
 """Summarizes the runs of ``dataset_variants.sh`` into one JSON and a Markdown table.
 
-  python benchmarks/device/dataset_variants_summary.py --dir=RUNS \
+  python -m benchmarks.device.dataset_variants_summary --dir=RUNS \
       --json=benchmarks/results/emergence_dataset_variants.json [--note=TEXT]
 
 ``RUNS`` holds, per run ``NAME``: ``NAME.variant`` (one line: ``NAME margin=M rim=P

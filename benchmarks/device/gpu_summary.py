@@ -1,6 +1,6 @@
 """Summary of a GPU throughput run (benchmarks/device/gpu_throughput.sh): ours vs the official code.
 
-  python benchmarks/device/gpu_summary.py --dir=benchmarks/results/gpu_h200 \
+  python -m benchmarks.device.gpu_summary --dir=benchmarks/results/gpu_h200 \
       --json=benchmarks/results/gpu_h200.json
 
 Reads ours (``r<R>_<dtype>.json`` from benchmarks/throughput.py) and the official code's
@@ -21,7 +21,6 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 
 def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> float:
@@ -29,8 +28,8 @@ def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> 
   import jax  # pylint: disable=g-import-not-at-top
   from benchmarks.common import load_config  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.generator import stage_of  # pylint: disable=g-import-not-at-top
-  config = load_config(os.path.join(ROOT, config_path))
+  from layered_gan_jax.architecture import stage_of  # pylint: disable=g-import-not-at-top
+  config = load_config(os.path.join(ROOT, config_path))[0]
   config.train.start_resolution = config.train.resolution = resolution
   config.model.dtype = dtype
   g, d = models.build_generator(config), models.build_critic(config)

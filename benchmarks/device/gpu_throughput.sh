@@ -9,7 +9,7 @@
 #               clone of github adambielski/perturbed-seg)
 # Writes under $OUT (default ./gpu_out): one JSON + log per setting of ours, one log per
 # setting of the official code. Summarize with:
-#   python benchmarks/device/gpu_summary.py --dir=$OUT --json=benchmarks/results/gpu_h200.json
+#   python -m benchmarks.device.gpu_summary --dir=$OUT --json=benchmarks/results/gpu_h200.json
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -19,9 +19,9 @@ if [ -d .whl ]; then
     --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 fi
-RUN="python3 benchmarks/device/no_tf_launch.py benchmarks/throughput.py --config=configs/car.py"
+RUN="python3 -m benchmarks.device.no_tf_launch benchmarks/throughput.py --config=configs/car.py"
 # XLA:CPU kernel flags are for CPUs; the car config's default (ynn) would add them.
-RUN="$RUN --set runtime.xla_cpu_kernels=xla --matmul_size=8192"
+RUN="$RUN --config.runtime.xla_cpu_kernels=xla --matmul_size=8192"
 ours() {  # name, timeout, args...
   local name=$1 to=$2; shift 2
   timeout "$to" $RUN --json="$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
@@ -32,7 +32,7 @@ ours r128_fp32 150 --resolution=128 --batch=32 --steps=8 --warmup=2 --pipeline_b
 ours r64_bf16 150 --resolution=64 --batch=32 --steps=8 --warmup=2 --pipeline_batches=4 --distinct_batches=2 --dtype=bfloat16
 ours r128_bf16 150 --resolution=128 --batch=32 --steps=8 --warmup=2 --pipeline_batches=4 --distinct_batches=2 --dtype=bfloat16
 for r in 64 128; do
-  timeout 120 python3 benchmarks/device/ref_bench_cuda.py --harness=.devrun/ref_bench.py \
+  timeout 120 python3 -m benchmarks.device.ref_bench_cuda --harness=.devrun/ref_bench.py \
     --mirror .devrun/ref_mirror.git --resolution $r --batch 32 --steps 10 --warmup 3 \
     > "$OUT/official_r$r.log" 2>&1
   echo "official r$r rc=$?"; tail -1 "$OUT/official_r$r.log"

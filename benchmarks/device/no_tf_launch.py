@@ -1,6 +1,6 @@
 """Runs a project script on a machine without TensorFlow (e.g. the team's lent GPU machines).
 
-  python benchmarks/device/no_tf_launch.py benchmarks/throughput.py --config=configs/car.py ...
+  python -m benchmarks.device.no_tf_launch benchmarks/throughput.py --config=configs/car.py ...
 
 clu imports TensorFlow when it is imported (its SummaryWriter, through tensorboard's hparams
 plugin), and the GPU machines' Python has no TensorFlow, which is too large to carry there. Where
@@ -35,5 +35,4 @@ if os.environ.get("FORCE_TF_STUB") or not __import__("importlib").util.find_spec
   print("no_tf_launch.py: TensorFlow stand-in, logging-only clu writers", flush=True)
 
 sys.argv = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[0]))))
 runpy.run_path(sys.argv[0], run_name="__main__")

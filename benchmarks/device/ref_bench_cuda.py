@@ -4,7 +4,7 @@ The harness pins the device to the CPU; this loads its source, moves the model t
 synchronizes the GPU at each iteration boundary, so the per-iteration wall times it records are
 GPU times, then runs it with the same arguments:
 
-  python benchmarks/device/ref_bench_cuda.py --harness=../shared/tools/ref_bench.py \
+  python -m benchmarks.device.ref_bench_cuda --harness=../shared/tools/ref_bench.py \
       --mirror GIT_DIR --resolution 64 --batch 32 --steps 10 --warmup 3
 
 The official training loop already reads ``.item()`` of its losses every iteration, so the GPU is

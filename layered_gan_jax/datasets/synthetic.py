@@ -21,22 +21,14 @@ A scene is built from two full-frame layers and a mask, exactly like the generat
   shows through. Objects lie anywhere inside the frame but keep ``OBJECT_MARGIN`` (1/8 of the
   frame) from every border, as photographed objects mostly do.
 
-Why the margin (version 2; version 1 let objects be cut by the border): the layered model is
-symmetric under swapping its layers (object layer = the scene with a hole, background layer =
-the object), and the random shift breaks that symmetry only at the frame's border, where the
-shifted layer uncovers the other. On version 1 the trained generators took the swapped
-solution, with and without the shift; with the margin the shift picks the object as the object
-layer (the runs: docs/emergence.md).
+Why the margin (version 2), and the baselines it makes strong: docs/data.md.
 
 The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
 anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
 three layers for checks of that.
 
-Colours are drawn per scene: a palette of four colours feeds the background, about half of
-the object's colours are (jittered) palette colours and the rest come from the same
-distribution, so colour statistics of object and background overlap; what tells the object apart
-is its shape, its texture and its clear boundary (and, for a layered GAN, the fact that it can
-move independently of the background).
+Colours are drawn per scene from a shared palette, so colour statistics of object and
+background overlap: shape, texture and boundary tell the object apart.
 
 Geometry and textures are defined in continuous image coordinates ([0, 1] across the frame) and
 evaluated at pixel centres, so one example rendered at different resolutions shows the same scene
@@ -46,12 +38,12 @@ acceptance test runs on a fixed 32x32 grid (so it does not depend on the resolut
 small margin for the discretisation at the rendered resolution.
 """
 
-import bisect
-import functools
 from typing import Dict, Tuple
 
 import cv2
 import numpy as np
+
+from layered_gan_jax.datasets import textures
 
 SPLIT_SIZES = {'train': 20000, 'test': 1000}
 """Nominal split sizes (what the input pipeline uses); any index >= 0 can be rendered."""
@@ -65,7 +57,7 @@ MAX_OBJECT_AREA = 0.40
 OBJECT_MARGIN = 0.125
 """Every object pixel's centre lies at least this far (fraction of the frame) from each border."""
 RIM_PROBABILITY = 0.8
-"""Share of objects whose colour darkens towards their outline (see ``_rim_shading``)."""
+"""Share of objects whose colour darkens towards their outline (see ``textures.rim_shading``)."""
 
 _SPLIT_IDS = {'train': 1, 'test': 2}
 _CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
@@ -92,37 +84,6 @@ def _check_split_index(split: str, index: int) -> None:
                      f"{split!r}.")
   if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)) or index < 0:
     raise ValueError(f'synthetic dataset: index must be an integer >= 0, got {index!r}.')
-
-
-@functools.lru_cache(maxsize=None)
-def _grid(n: int) -> Tuple[np.ndarray, np.ndarray]:
-  """Pixel-centre coordinates in [0, 1]: X varies along columns (x), Y along rows (y)."""
-  c = (np.arange(n, dtype=np.float32) + 0.5) / np.float32(n)
-  xx, yy = np.meshgrid(c, c)
-  xx.setflags(write=False)
-  yy.setflags(write=False)
-  return xx, yy
-
-
-# ----------------------------------------------------------------------------------------------
-# Colours.
-
-_HSV_OFFSETS = np.array([5.0, 3.0, 1.0])
-
-
-def _hsv_to_rgb(h, s, v):
-  """Vectorised HSV -> RGB for a few colours: inputs [k] in [0, 1], output [k, 3] float32."""
-  k = (_HSV_OFFSETS + 6.0 * h[:, None]) % 6.0
-  ramp = np.minimum(np.maximum(np.minimum(k, 4.0 - k), 0.0), 1.0)
-  return (v[:, None] * (1.0 - s[:, None] * ramp)).astype(np.float32)
-
-
-def _random_colors(rng, n: int) -> np.ndarray:
-  """``n`` colours from one broad distribution (all hues, greys to saturated, dark to light)."""
-  u = rng.random((3, n))
-  sat = u[1] ** 0.8
-  val = 0.12 + 0.88 * u[2] ** 0.7
-  return _hsv_to_rgb(u[0], sat, val)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,7 +209,7 @@ def _place_object(rng, shape: _Shape) -> None:
   """Chooses size and position: the visible area (on the check grid) is in range and the whole
   object keeps ``OBJECT_MARGIN`` from every border (at any resolution: the extent is measured in
   continuous coordinates)."""
-  gx, gy = _grid(_CHECK_GRID)
+  gx, gy = textures.grid(_CHECK_GRID)
   x0, x1, y0, y1 = _unit_extent(shape)
   room = 1.0 - 2.0 * OBJECT_MARGIN
   max_scale = room / max(x1 - x0, y1 - y0)
@@ -272,162 +233,10 @@ def _place_object(rng, shape: _Shape) -> None:
     shape.scale *= 0.95
 
 
-# ----------------------------------------------------------------------------------------------
-# Textures: float32 [R, R, 3] in (about) [0, 1], defined in continuous image coordinates.
-
-_LUT_T = np.linspace(0.0, 1.0, 256, dtype=np.float32)[:, None]
-
-
-def _map_colors(t: np.ndarray, colors: np.ndarray) -> np.ndarray:
-  """Maps a scalar field t in [0, 1] onto a linear ramp through ``colors`` [k, 3] (k = 2, 3).
-
-  The ramp is tabulated at 256 levels (the output is 8-bit anyway) and looked up.
-  """
-  if len(colors) == 2:
-    lut = colors[0] + _LUT_T * (colors[1] - colors[0])
-  else:
-    lo = np.minimum(2.0 * _LUT_T, 1.0)
-    hi = np.maximum(2.0 * _LUT_T - 1.0, 0.0)
-    lut = colors[0] + lo * (colors[1] - colors[0]) + hi * (colors[2] - colors[1])
-  idx = (t * np.float32(255.0) + np.float32(0.5)).astype(np.intp)
-  return np.take(lut.astype(np.float32), idx, axis=0)
-
-
-def _gray3(field: np.ndarray) -> np.ndarray:
-  """[R, R] float32 -> [R, R, 3] (the same value in each channel)."""
-  return cv2.cvtColor(np.ascontiguousarray(field, dtype=np.float32), cv2.COLOR_GRAY2RGB)
-
-
-def _smooth_field(rng, n: int, cells: int, channels: int = 1) -> np.ndarray:
-  """Smooth random field in [0, 1]: a cells x cells grid of random values upsampled bicubically
-  to 16 x 16, then bilinearly to n x n (cheaper than bicubic all the way, as smooth)."""
-  shape = (cells, cells) if channels == 1 else (cells, cells, channels)
-  small = rng.random(shape, dtype=np.float32)
-  field = cv2.resize(small, (16, 16), interpolation=cv2.INTER_CUBIC)
-  if n != 16:
-    field = cv2.resize(field, (n, n), interpolation=cv2.INTER_LINEAR)
-  np.maximum(field, 0.0, out=field)
-  np.minimum(field, 1.0, out=field)
-  return field
-
-
-def _stretch(t: np.ndarray) -> np.ndarray:
-  lo, hi = float(t.min()), float(t.max())
-  return (t - lo) * np.float32(1.0 / max(hi - lo, 1e-3))
-
-
-def _texture(rng, n: int, cx: float, cy: float, colors: np.ndarray, cum_probs, size: float):
-  """One texture drawn from the shared families (``cum_probs``: their cumulative weights);
-  ``(cx, cy)`` is the frame it is attached to, ``size`` its scale (image units)."""
-  xx, yy = _grid(n)
-  u = xx - np.float32(cx)
-  v = yy - np.float32(cy)
-  kind = min(bisect.bisect_right(cum_probs, rng.random() * cum_probs[-1]), len(cum_probs) - 1)
-  ang = rng.uniform(0.0, _TWO_PI)
-  ca, sa = np.float32(np.cos(ang)), np.float32(np.sin(ang))
-  two = colors[:2]
-  if kind == 0:  # flat colour
-    img = np.empty((n, n, 3), np.float32)
-    img[...] = colors[0]
-    return img
-  if kind == 1:  # linear gradient across the frame (or across the object)
-    span = size * rng.uniform(1.2, 3.0)
-    t = np.minimum(np.maximum(0.5 + (u * ca + v * sa) * np.float32(1.0 / span), 0.0), 1.0)
-    return _map_colors(t, colors if rng.random() < 0.3 else two)
-  if kind == 2:  # stripes: soft (sinusoidal) or hard, random orientation and period
-    period = rng.uniform(0.04, 0.2)
-    t = 0.5 + 0.5 * np.sin((u * ca + v * sa) * np.float32(_TWO_PI / period)
-                           + np.float32(rng.uniform(0, _TWO_PI)))
-    if rng.random() < 0.5:
-      t = (t > rng.uniform(0.3, 0.7)).astype(np.float32)
-    return _map_colors(t, two)
-  if kind == 3:  # checks
-    period = rng.uniform(0.06, 0.2)
-    k = np.float32(_TWO_PI / period)
-    t = (np.sin((u * ca + v * sa) * k) * np.sin((v * ca - u * sa) * k) > 0).astype(np.float32)
-    return _map_colors(t, two)
-  if kind == 4:  # smooth random field through two or three colours
-    t = _stretch(_smooth_field(rng, n, int(rng.integers(3, 9))))
-    return _map_colors(t, colors if rng.random() < 0.5 else two)
-  if kind == 5:  # colour clouds: independent smooth fields per channel around a base colour
-    f = _smooth_field(rng, n, int(rng.integers(3, 7)), channels=3)
-    return colors[0] + (f - 0.5) * np.float32(rng.uniform(0.4, 0.9))
-  # kind == 6: radial gradient / shaded solid around the frame's centre.
-  r2 = (u * u + v * v) * np.float32(1.0 / (size * size))
-  t = np.minimum(r2 * np.float32(rng.uniform(0.6, 1.2)), 1.0)
-  return _map_colors(t, two)
-
-
 # Family weights: flat, linear, stripes, checks, smooth field, clouds, radial (stored as
-# cumulative sums for the draw in _texture).
+# cumulative sums for the draw in textures.texture).
 _FG_TEXTURES = tuple(np.cumsum((0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)).tolist())
 _BG_TEXTURES = tuple(np.cumsum((0.04, 0.14, 0.16, 0.06, 0.28, 0.22, 0.10)).tolist())
-
-
-def _lighting(rng, img: np.ndarray, n: int, strength: float) -> np.ndarray:
-  """Multiplicative linear shading with a random light direction."""
-  xx, yy = _grid(n)
-  ang = rng.uniform(0.0, _TWO_PI)
-  ramp = (xx - 0.5) * np.float32(np.cos(ang)) + (yy - 0.5) * np.float32(np.sin(ang))
-  return cv2.multiply(img, _gray3(1.0 + np.float32(strength) * ramp))
-
-
-def _grain(rng, img: np.ndarray, n: int, sigma: float) -> np.ndarray:
-  """Adds grey per-pixel grain: uniform noise with standard deviation ``sigma``."""
-  noise = rng.random((n, n), dtype=np.float32) - np.float32(0.5)
-  return cv2.add(img, _gray3(noise * np.float32(sigma * np.sqrt(12.0))))
-
-
-_SHIFT = 4  # sub-pixel bits for OpenCV drawing
-
-
-def _distractors(rng, img: np.ndarray, n: int, palette: np.ndarray, extra: np.ndarray) -> None:
-  """Paints small marks (discs, boxes, bars, small rings) into the background, in place."""
-  count = int(rng.integers(1, 9))
-  params = rng.random((count, 8))
-  one = float(1 << _SHIFT)
-  for j, p in enumerate(params):
-    kind = int(p[0] * 4)
-    rad = (0.02 + 0.05 * p[1]) * n  # pixels
-    cx, cy = p[2] * n - 0.5, p[3] * n - 0.5  # pixel coordinates (OpenCV: centres at integers)
-    color = palette[int(p[4] * len(palette))] if p[5] < 0.6 else extra[j % len(extra)]
-    color = tuple(float(c) for c in color)
-    centre = (int(round(cx * one)), int(round(cy * one)))
-    if kind == 0:  # disc
-      cv2.circle(img, centre, int(round(rad * one)), color, -1, cv2.LINE_8, _SHIFT)
-    elif kind == 3:  # small ring
-      thick = max(1, int(round(0.45 * rad)))
-      cv2.circle(img, centre, int(round(0.775 * rad * one)), color, thick, cv2.LINE_8, _SHIFT)
-    else:  # rotated box (kind 1) or bar (kind 2)
-      a = p[6] * np.pi
-      half_long = rad if kind == 1 else 2.0 * rad
-      half_short = rad * (0.4 + 0.6 * p[7]) if kind == 1 else max(0.25 * rad, 0.5)
-      ux, uy = np.cos(a), np.sin(a)
-      corners = np.array([[cx + sx * half_long * ux - sy * half_short * uy,
-                           cy + sx * half_long * uy + sy * half_short * ux]
-                          for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
-      cv2.fillConvexPoly(img, np.round(corners * one).astype(np.int32), color, cv2.LINE_8,
-                         _SHIFT)
-
-
-def _rim_shading(rng, fg: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
-  """Darkens the object towards its outline (outer edge and hole edges): the factor falls
-  linearly from 1 at ``width`` (image units) inside the edge to ``1 - strength`` on it. The
-  object's look is then tied to its own outline, as a lit solid's is."""
-  width = np.float32(rng.uniform(0.04, 0.08))
-  strength = np.float32(rng.uniform(0.35, 0.7))
-  # Distance (pixels) from each object pixel's centre to the nearest background pixel's centre;
-  # the edge lies half a pixel before that.
-  dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-  depth = (dist - np.float32(0.5)) * np.float32(1.0 / n)
-  factor = 1.0 - strength * np.maximum(1.0 - depth / width, 0.0)
-  return cv2.multiply(fg, _gray3(factor))
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-  """[0, 1] float32 -> uint8, rounded to nearest, saturated at both ends."""
-  img = np.maximum(img, np.float32(0.0))
-  return cv2.convertScaleAbs(img, alpha=255.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,32 +255,32 @@ def render_layers(split: str, index: int, resolution: int,
   mask uint8 [R,R] in {0, 1}); the image is ``where(mask[..., None], foreground, background)``."""
   n = check_resolution(resolution)
   rng = _rng(split, index, seed)
-  colors = _random_colors(rng, 12)
+  colors = textures.random_colors(rng, 12)
   palette = colors[:4]  # the scene's palette, shared by background and object
 
   # Object geometry.
   shape = _Shape(rng)
   _place_object(rng, shape)
-  mask = shape.inside(*_grid(n))
+  mask = shape.inside(*textures.grid(n))
 
   # Background layer.
   bg_cols = palette[rng.permutation(4)[:3]]
-  bg = _texture(rng, n, 0.5, 0.5, bg_cols, _BG_TEXTURES, 0.5)
+  bg = textures.texture(rng, n, 0.5, 0.5, bg_cols, _BG_TEXTURES, 0.5)
   if rng.random() < 0.3:  # two regions split by a wavy horizon
-    other = _texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], _BG_TEXTURES, 0.5)
-    xx, yy = _grid(n)
+    other = textures.texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], _BG_TEXTURES, 0.5)
+    xx, yy = textures.grid(n)
     h = rng.uniform(0.25, 0.75)
     wave = np.float32(rng.uniform(0.0, 0.12)) * np.sin(
         xx * np.float32(rng.uniform(3.0, 12.0)) + np.float32(rng.uniform(0, _TWO_PI)))
     region = (yy - h - wave) > (xx - 0.5) * np.float32(rng.uniform(-0.6, 0.6))
     bg = cv2.copyTo(other, region.astype(np.uint8), bg)
   if rng.random() < 0.5:
-    bg = _lighting(rng, bg, n, rng.uniform(0.2, 0.7))
+    bg = textures.lighting(rng, bg, n, rng.uniform(0.2, 0.7))
   if rng.random() < 0.75:
     bg = np.ascontiguousarray(bg, dtype=np.float32)
-    _distractors(rng, bg, n, palette, colors[7:])
+    textures.distractors(rng, bg, n, palette, colors[7:])
   if rng.random() < 0.4:
-    bg = _grain(rng, bg, n, rng.uniform(0.01, 0.06))
+    bg = textures.grain(rng, bg, n, rng.uniform(0.01, 0.06))
 
   # Foreground layer: colours shared with the background palette about half of the time.
   fg_cols = colors[4:7]
@@ -479,21 +288,21 @@ def render_layers(split: str, index: int, resolution: int,
   picks = palette[rng.integers(0, 4, 3)] + rng.uniform(-0.06, 0.06, (3, 3)).astype(np.float32)
   fg_cols = np.where(share[:, None], picks, fg_cols).astype(np.float32)
   size = shape.scale
-  fg = _texture(rng, n, shape.cx, shape.cy, fg_cols, _FG_TEXTURES, size)
+  fg = textures.texture(rng, n, shape.cx, shape.cy, fg_cols, _FG_TEXTURES, size)
   if rng.random() < 0.35:  # shaded like a lit solid: bright spot, darker towards the rim
-    xx, yy = _grid(n)
+    xx, yy = textures.grid(n)
     hx = shape.cx + size * rng.uniform(-0.5, 0.5)
     hy = shape.cy + size * rng.uniform(-0.5, 0.5)
     r2 = ((xx - np.float32(hx)) ** 2 + (yy - np.float32(hy)) ** 2) * np.float32(1.0 / size ** 2)
-    fg = cv2.multiply(fg, _gray3(1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)))
+    fg = cv2.multiply(fg, textures.gray3(1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)))
   elif rng.random() < 0.4:
-    fg = _lighting(rng, fg, n, rng.uniform(0.3, 0.9))
+    fg = textures.lighting(rng, fg, n, rng.uniform(0.3, 0.9))
   if rng.random() < RIM_PROBABILITY:
-    fg = _rim_shading(rng, fg, mask, n)
+    fg = textures.rim_shading(rng, fg, mask, n)
   if rng.random() < 0.3:
-    fg = _grain(rng, fg, n, rng.uniform(0.01, 0.05))
+    fg = textures.grain(rng, fg, n, rng.uniform(0.01, 0.05))
 
-  return _to_uint8(bg), _to_uint8(fg), mask.astype(np.uint8)
+  return textures.to_uint8(bg), textures.to_uint8(fg), mask.astype(np.uint8)
 
 
 def render_example(split: str, index: int, resolution: int,

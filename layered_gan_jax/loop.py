@@ -1,0 +1,117 @@
+"""The loop every trainer (GAN, encoder, distilled segmenter) shares: preemption, metric
+averaging, the non-finite stop, progress lines and "is it time" for periodic actions.
+
+  loop = TrainLoop("encoder", ckpt, writer, max_steps, log_every_steps, save, console_keys)
+  with loop:
+    for step in loop.steps(start_step):        # SIGTERM: save, then raise Preempted
+      state, metrics = train_step(state, ...)
+      loop.record(step + 1, metrics, batch_size)   # averaged, checked, written every N steps
+      if loop.itstime(step + 1, checkpoint_every_steps):
+        loop.save(step + 1)
+  loop.finish()
+
+``save(step) -> step`` writes one checkpoint of the trainer's own; the loop keeps the step of
+the last one, which every error message names.
+"""
+
+import time
+from typing import Callable, Dict, Iterator, Mapping, Optional
+
+import jax
+import numpy as np
+from absl import logging
+from clu import periodic_actions
+
+from layered_gan_jax import console
+from layered_gan_jax.preemption import Preempted, PreemptionGuard
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A logged metric was NaN or Inf: training stopped; the last checkpoint is kept."""
+
+
+class TrainLoop:
+  """See the module docstring. ``console_keys`` maps the progress line's labels to metric
+  names (``{"loss": "encoder_loss"}``)."""
+
+  def __init__(self, name: str, ckpt, writer, max_steps: int, log_every_steps: int,
+               save: Callable[[int], int], console_keys: Mapping[str, str]):
+    self.name, self.ckpt, self.writer = name, ckpt, writer
+    self.max_steps, self.log_every_steps = int(max_steps), int(log_every_steps)
+    self._save, self._console_keys = save, dict(console_keys)
+    self.last_saved: Optional[int] = ckpt.latest_step()
+    self._guard = PreemptionGuard(ckpt)
+    self._report = periodic_actions.ReportProgress(num_train_steps=self.max_steps,
+                                                   writer=writer)
+    self._pending = []
+    self._timer, self._images, self._steps = time.time(), 0, 0
+
+  def __enter__(self) -> "TrainLoop":
+    self._guard.__enter__()  # From here on SIGTERM stops cleanly.
+    return self
+
+  def __exit__(self, *exc):
+    return self._guard.__exit__(*exc)
+
+  def itstime(self, step: int, every: int) -> bool:
+    """Whether a periodic action runs after iteration ``step``: every ``every`` steps and at
+    the last."""
+    return step % every == 0 or step == self.max_steps
+
+  def steps(self, start: int, end: Optional[int] = None) -> Iterator[int]:
+    """The iterations ``start .. end - 1`` (``end``: ``max_steps``). Before each, every process
+    asks whether to stop; if so, a checkpoint of the step reached is saved and ``Preempted``
+    raised."""
+    end = self.max_steps if end is None else end
+    for step in range(start, end):
+      if self._guard.stop_at(step):
+        if self.last_saved != step and step > 0:
+          self.save(step)
+        self.finish()
+        raise Preempted(f"{self.name} training stopped at step {step} after SIGTERM "
+                        f"(checkpoint {self.last_saved}); rerun the same command to resume")
+      yield step
+
+  def save(self, step: int) -> int:
+    self.last_saved = self._save(step)
+    return self.last_saved
+
+  def save_unless_saved(self, step: int) -> None:
+    if self.last_saved != step:
+      self.save(step)
+
+  def record(self, step: int, metrics, images: int,
+             extra: Optional[Dict[str, float]] = None) -> Optional[Dict[str, float]]:
+    """Adds iteration ``step``'s metrics (device arrays). At a log step, or when a stop is
+    requested, their means over the iterations since the last log step (with ``extra`` and
+    ``images_per_s``) are checked, written and printed, and returned."""
+    self._pending.append(metrics)
+    self._images += images
+    self._steps += 1
+    self._report(step)
+    if not (self.itstime(step, self.log_every_steps) or self._guard.requested):
+      return None
+    pending = jax.device_get(self._pending)
+    self._pending = []
+    summary = {k: float(np.mean(np.asarray([m[k] for m in pending], np.float64)))
+               for k in pending[0]}
+    bad = [k for k, v in summary.items() if not np.isfinite(v)]
+    if bad:
+      raise NonFiniteLossError(
+          f"non-finite {self.name} loss at step {step} ({', '.join(bad)}); training stopped. "
+          f"The last good checkpoint is step {self.last_saved} in {self.ckpt.directory}")
+    elapsed = time.time() - self._timer
+    summary.update(extra or {})
+    summary["images_per_s"] = self._images / elapsed
+    self.writer.write_scalars(step, summary)
+    logging.info("%s", console.progress_line(
+        self.name, step, self.max_steps,
+        {label: summary[key] for label, key in self._console_keys.items()},
+        summary["images_per_s"], elapsed / self._steps))
+    self._timer, self._images, self._steps = time.time(), 0, 0
+    return summary
+
+  def finish(self) -> None:
+    """Flushes the writer and closes the checkpointer (waiting for a save in flight)."""
+    self.writer.flush()
+    self.ckpt.close()
