@@ -479,9 +479,13 @@ def _synthetic_version() -> int:
   return synthetic.VERSION
 
 
-def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_seed: int = 0):
+def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_seed: int = 0,
+                            layout=None):
+  """The reference segmenter of the synthetic dataset (``layout``: a variant's, default the
+  dataset's own), trained once and cached under ``--workdir_root``, with its test figures."""
   from layered_gan_jax import reference_segmenter as rs  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  layout = layout or synthetic.LAYOUT
   seg_res = min(max(int(resolution), synthetic.RESOLUTIONS[0]), synthetic.RESOLUTIONS[-1])
   steps = args.segmenter_steps or SEGMENTER_DEFAULTS["steps"]
   levels = args.segmenter_levels
@@ -489,7 +493,10 @@ def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_see
     levels -= 1
   name = (f"v{synthetic.VERSION}_r{seg_res}_w{args.segmenter_width}_l{levels}_s{steps}"
           f"_seed{args.segmenter_seed}"
-          + (f"_data{dataset_seed}" if dataset_seed else "") + ".npz")
+          + (f"_data{dataset_seed}" if dataset_seed else "")
+          + ("" if layout == synthetic.LAYOUT else
+             f"_m{layout.margin:g}_r{layout.rim_probability:g}_bg"
+             + "-".join(f"{w:g}" for w in layout.bg_textures)) + ".npz")
   path = os.path.join(args.workdir_root, "reference_segmenter", name)
   t = time.time()
   if os.path.isfile(path):
@@ -500,11 +507,11 @@ def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_see
         f"{args.segmenter_width}, {levels} levels)")
     segmenter = rs.train_reference_segmenter(
         seg_res, steps, args.segmenter_seed, batch_size=SEGMENTER_DEFAULTS["batch_size"],
-        width=args.segmenter_width, levels=levels, dataset_seed=dataset_seed)
+        width=args.segmenter_width, levels=levels, dataset_seed=dataset_seed, layout=layout)
     segmenter.save(path)
   train_s = time.time() - t
   ub = segmenter.evaluate_on_test(num_examples=eval_images, resolution=seg_res,
-                                  dataset_seed=dataset_seed)
+                                  dataset_seed=dataset_seed, layout=layout)
   ub.update(steps=steps, width=args.segmenter_width, levels=levels, seed=args.segmenter_seed,
             train_seconds=segmenter.meta.get("train_seconds"),
             final_loss=segmenter.meta.get("final_loss"), path=path)
@@ -576,8 +583,10 @@ def main(argv=None) -> Dict:
   total_runs = sum(len(s) for s in plan.values())
   log(f"plan: {plan} ({total_runs} runs), base config {args.base_config}, overrides {common}, "
       f"workdir_root {args.workdir_root}")
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
   segmenter, upper_bound = get_reference_segmenter(
-      args, resolution, eval_images, int(config.data.get("synthetic_seed", 0) or 0))
+      args, resolution, eval_images, int(config.data.get("synthetic_seed", 0) or 0),
+      data_config.synthetic_layout(config.data))
 
   settings, first_metrics, done, run_seconds = {}, None, 0, []
   for name, seeds in plan.items():

@@ -57,30 +57,14 @@ def make_config(setting: str, seed: int, iterations: int):
       phase -= 1
     config.train.start_resolution = 8
     config.train.phase_images = phase
+  config.data.synthetic_layout.update(_layout(setting))
   return config
 
 
-class _Margin:
-  """The synthetic objects' border margin for one setting (and empty data caches around it)."""
-
-  def __init__(self, setting):
-    self.margin = BORDER_MARGIN if setting == "border" else None
-
-  def __enter__(self):
-    from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
-    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
-    self.saved = synthetic.OBJECT_MARGIN
-    if self.margin is not None:
-      synthetic.OBJECT_MARGIN = self.margin
-    train_data.clear_caches()
-    return self
-
-  def __exit__(self, *exc):
-    from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
-    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
-    synthetic.OBJECT_MARGIN = self.saved
-    train_data.clear_caches()
-    return False
+def _layout(setting: str) -> Dict:
+  """The synthetic dataset's layout fields of a setting (the data config's
+  ``synthetic_layout``): ``border`` places objects as dataset version 1 did."""
+  return {"margin": BORDER_MARGIN} if setting == "border" else {}
 
 
 def export_stream(config, directory) -> List[Dict]:
@@ -204,18 +188,17 @@ def run_pair(args, setting, seed, latents, segmenter) -> Dict:
     if done != args.iterations:
       raise SystemExit(f"error: {out_path} holds {done} official iterations, not "
                        f"--iterations={args.iterations}; rerun without --reuse_official")
-  with _Margin(setting):
-    t = time.time()
-    if not reuse:
-      stages = export_stream(config, official_dir)
-      init_path = os.path.join(official_dir, "init.npz")
-      our_initial_weights(config, init_path)
-    result["export_seconds"] = time.time() - t
-    log(f"{setting} seed {seed}: stream and initial weights written "
-        f"({result['export_seconds']:.0f} s); training ours")
-    t = time.time()
-    train_gan.train_and_evaluate(config, ours_dir)
-    result["ours_seconds"] = time.time() - t
+  t = time.time()
+  if not reuse:
+    stages = export_stream(config, official_dir)
+    init_path = os.path.join(official_dir, "init.npz")
+    our_initial_weights(config, init_path)
+  result["export_seconds"] = time.time() - t
+  log(f"{setting} seed {seed}: stream and initial weights written "
+      f"({result['export_seconds']:.0f} s); training ours")
+  t = time.time()
+  train_gan.train_and_evaluate(config, ours_dir)
+  result["ours_seconds"] = time.time() - t
   log(f"{setting} seed {seed}: ours done in {result['ours_seconds']:.0f} s")
   if reuse:
     result["official_reused"] = out_path
@@ -245,8 +228,7 @@ def replay_pair(args, setting, seed, latents, segmenter) -> Dict:
   forced = sorted({f for f in FORCED_FROM if f < n - 1} | ({n - 1} if n > 1 else set()))
   snaps = sorted({s for s in REPLAY_SNAPSHOTS if s < n} | {n} | {f + 1 for f in forced})
   result = {"setting": setting, "seed": seed, "iterations": n, "replay": True}
-  with _Margin(setting):
-    stages = export_stream(config, root)
+  stages = export_stream(config, root)
   if len(stages) != 1:
     raise SystemExit(f"error: --replay needs one training stage, {setting} has {len(stages)}")
   init_path = os.path.join(root, "init.npz")
@@ -456,11 +438,10 @@ def finish_pair(args, result, config, latents, segmenter, root, ours, out_path):
   theirs = {k: np.asarray(official[f"samples/{k}"]).transpose(0, 2, 3, 1)
             for k in ("background", "foreground", "mask")}
   samples = {"ours": ours["samples"], "official": theirs}
-  with _Margin(setting):
-    for impl, layers in samples.items():
-      comp = (1 - layers["mask"]) * layers["background"] + layers["mask"] * layers["foreground"]
-      result[impl] = evaluation.sample_mask_statistics(layers["mask"][..., 0], comp,
-                                                       segmenter[setting])
+  for impl, layers in samples.items():
+    comp = (1 - layers["mask"]) * layers["background"] + layers["mask"] * layers["foreground"]
+    result[impl] = evaluation.sample_mask_statistics(layers["mask"][..., 0], comp,
+                                                     segmenter[setting])
   metrics = {k[len("metrics/"):]: official[k] for k in official.files
              if k.startswith("metrics/")}
   curves = {"ours": ours["curves"],
@@ -490,8 +471,9 @@ class ReferenceSegmenters(dict):
           segmenter_steps=self.args.segmenter_steps, segmenter_width=16, segmenter_levels=4,
           segmenter_seed=0, workdir_root=os.path.join(self.args.workdir_root,
                                                       "segmenter_" + placement))
-      with _Margin(setting):
-        seg, ub = emergence.get_reference_segmenter(seg_args, 32, 500)
+      from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+      layout = data_config.synthetic_layout({"synthetic_layout": _layout(setting)})
+      seg, ub = emergence.get_reference_segmenter(seg_args, 32, 500, layout=layout)
       self.upper_bounds[placement] = ub
       self["_" + placement] = seg
     self[setting] = self["_" + placement]
@@ -503,10 +485,9 @@ def real_mask_statistics(setting, n=500) -> Dict[str, float]:
   from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.data import evaluation as eval_data  # pylint: disable=g-import-not-at-top
   masks = []
-  with _Margin(setting):
-    for b in eval_data.eval_dataset({"name": "synthetic"}, resolution=32, batch_size=100,
-                                    max_examples=n):
-      masks.append(np.asarray(b["mask"])[np.asarray(b["valid"])])
+  data = {"name": "synthetic", "synthetic_layout": _layout(setting)}
+  for b in eval_data.eval_dataset(data, resolution=32, batch_size=100, max_examples=n):
+    masks.append(np.asarray(b["mask"])[np.asarray(b["valid"])])
   m = np.concatenate(masks).astype(np.float32)
   m = m[..., 0] if m.ndim == 4 else m
   stats = evaluation.sample_mask_statistics(m, np.zeros(m.shape + (3,), np.float32))

@@ -31,6 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_split = "train"  # tfds split the training images come from.
   config.data.download = False  # Let tfds download and prepare missing datasets.
   config.data.synthetic_seed = 0  # Which embedded synthetic dataset (not the run's seed).
+  # Experiments on the synthetic dataset's design: another layout (datasets/synthetic.Layout:
+  # margin, rim_probability, bg_textures); unset fields keep the dataset's own.
+  config.data.synthetic_layout = ml_collections.ConfigDict()
+  config.data.synthetic_layout.margin = ml_collections.config_dict.placeholder(float)
+  config.data.synthetic_layout.rim_probability = ml_collections.config_dict.placeholder(float)
+  config.data.synthetic_layout.bg_textures = ml_collections.config_dict.placeholder(tuple)
   config.data.num_workers = 4  # Threads decoding / transforming images.
   config.data.prefetch = 2  # Batches prepared ahead of the training step.
 

@@ -30,6 +30,7 @@ loss). :func:`load` (or ``ReferenceSegmenter.load``) restores it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import time
 from typing import Dict, List, Optional
@@ -109,7 +110,8 @@ class ReferenceSegmenter:
   # ------------------------------------------------------------------------- evaluation
 
   def evaluate_on_test(self, num_examples: int = 1000, resolution: Optional[int] = None,
-                       dataset_seed: int = 0) -> Dict[str, float]:
+                       dataset_seed: int = 0,
+                       layout: synthetic.Layout = synthetic.LAYOUT) -> Dict[str, float]:
     """Metrics on the first ``num_examples`` images of the synthetic TEST split rendered at
     ``resolution`` (default: the training resolution): the supervised upper bound.
 
@@ -119,7 +121,7 @@ class ReferenceSegmenter:
     """
     r = int(resolution or self.resolution)
     n = min(int(num_examples), synthetic.SPLIT_SIZES["test"])
-    data = synthetic.generate("test", 0, n, r, dataset_seed)
+    data = synthetic.generate("test", 0, n, r, dataset_seed, layout)
     gt = data["mask"].astype(bool)
     proba = self.predict_proba(data["image"])
     result = metrics.segmentation_metrics(proba >= 0.5, gt, scores=proba)
@@ -154,7 +156,8 @@ def load(path: str) -> ReferenceSegmenter:
 # --------------------------------------------------------------------------------- training
 
 
-def _train_batch(step: int, batch_size: int, resolution: int, seed: int, dataset_seed: int):
+def _train_batch(step: int, batch_size: int, resolution: int, seed: int, dataset_seed: int,
+                 layout: synthetic.Layout):
   """Synthetic train examples [k B, (k + 1) B) mod the split, random left-right flips."""
   n = synthetic.SPLIT_SIZES["train"]
   start = (step * batch_size) % n
@@ -162,7 +165,7 @@ def _train_batch(step: int, batch_size: int, resolution: int, seed: int, dataset
   images = np.empty((batch_size, resolution, resolution, 3), np.uint8)
   masks = np.empty((batch_size, resolution, resolution), np.float32)
   for j, i in enumerate(idx):
-    images[j], masks[j] = synthetic.render_example("train", i, resolution, dataset_seed)
+    images[j], masks[j] = synthetic.render_example("train", i, resolution, dataset_seed, layout)
   flip = np.random.default_rng([seed, step]).random(batch_size) < 0.5
   images[flip] = images[flip, :, ::-1]
   masks[flip] = masks[flip, :, ::-1]
@@ -173,6 +176,7 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
                               batch_size: int = 32, width: int = 16, levels: int = 4,
                               lr: float = 2e-3, dice_weight: float = 0.5,
                               min_fraction: float = MIN_FRACTION, dataset_seed: int = 0,
+                              layout: synthetic.Layout = synthetic.LAYOUT,
                               log_every: int = 200,
                               loss_history: Optional[list] = None) -> ReferenceSegmenter:
   """Trains the U-Net on the synthetic train split at ``resolution`` (16, 32, 64 or 128) for
@@ -203,7 +207,8 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
   t0 = time.time()
   losses = []
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    make = lambda k: pool.submit(_train_batch, k, batch_size, resolution, seed, dataset_seed)
+    make = lambda k: pool.submit(_train_batch, k, batch_size, resolution, seed, dataset_seed,
+                                 layout)
     pending = make(0)
     for step in range(steps):
       images, masks = pending.result()
@@ -222,6 +227,7 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
   meta = {"resolution": resolution, "width": width, "levels": levels, "steps": steps,
           "seed": seed, "batch_size": batch_size, "lr": lr, "dice_weight": dice_weight,
           "min_fraction": min_fraction, "dataset_seed": dataset_seed,
+          "layout": json.loads(json.dumps(dataclasses.asdict(layout))),
           "final_loss": float(np.mean(losses[-tail:])), "train_seconds": time.time() - t0,
           "predict_batch_size": 64}
   return ReferenceSegmenter(params, meta)

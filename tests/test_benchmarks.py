@@ -122,58 +122,6 @@ def test_no_tf_launch_runs_a_script_with_logging_only_writers(tmp_path):
   assert not list(logdir.rglob("*tfevents*"))
 
 
-_VARIANT_SCRIPT = """
-import sys
-from layered_gan_jax.datasets import synthetic
-masks = synthetic.generate('train', 0, 50, 32)['mask']
-print(synthetic.OBJECT_MARGIN, synthetic.RIM_PROBABILITY, int(masks[:, 0].any()), sys.argv[1])
-"""
-
-
-def test_dataset_variant_launch_overrides_the_layout(tmp_path):
-  """benchmarks/device/dataset_variant_launch.py: SYN_MARGIN / SYN_RIM reach the renderer of the
-  launched script (a negative margin lets objects reach the border again), and its flags pass."""
-  script = tmp_path / "script.py"
-  script.write_text(_VARIANT_SCRIPT)
-  launcher = ["-m", "benchmarks.device.dataset_variant_launch"]
-  outs = []
-  for extra in ({}, {"SYN_MARGIN": "-0.15", "SYN_RIM": "0"}):
-    env = {k: v for k, v in os.environ.items() if k not in ("SYN_MARGIN", "SYN_RIM")}
-    env.update(**extra)
-    result = subprocess.run([sys.executable, *launcher, str(script), "flag"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outs.append(result.stdout.strip().splitlines()[-1])
-  assert outs[0] == "0.125 0.8 0 flag"
-  assert outs[1] == "-0.15 0.0 1 flag"
-
-
-_TEXTURE_SCRIPT = """
-from layered_gan_jax.datasets import synthetic
-print(synthetic._BG_TEXTURES)
-"""
-
-
-def test_dataset_variant_launch_background_textures(tmp_path):
-  """SYN_BG_TEXTURES replaces the background's texture-family weights (stored cumulatively);
-  a malformed value stops the launcher with a message naming the variable."""
-  script = tmp_path / "script.py"
-  script.write_text(_TEXTURE_SCRIPT)
-
-  def launch(value):
-    env = dict(os.environ, SYN_BG_TEXTURES=value)
-    return subprocess.run([sys.executable, "-m", "benchmarks.device.dataset_variant_launch",
-                           str(script)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-  good = launch("0,0,0.6,0.4,0,0,0")
-  assert good.returncode == 0, good.stderr[-3000:]
-  assert good.stdout.strip().splitlines()[-1] == "(0.0, 0.0, 0.6, 1.0, 1.0, 1.0, 1.0)"
-  for bad in ("1,2,3", "0,0,0,0,0,0,0", "1,1,1,1,1,1,-1"):
-    result = launch(bad)
-    assert result.returncode != 0 and "SYN_BG_TEXTURES" in result.stderr, bad
-
-
 def test_dataset_variants_summary(tmp_path):
   """The summary reads each run's .variant line and its eval/metrics.json; a missing run is
   listed as missing, not dropped."""

@@ -67,10 +67,11 @@ def test_object_areas_within_documented_range():
 
 
 def test_objects_keep_the_margin_at_every_resolution():
-  """No object pixel lies within OBJECT_MARGIN of a border, at any resolution; some come close."""
+  """No object pixel lies within the layout's margin of a border, at any resolution; some come
+  close."""
   for resolution, count in ((16, 300), (32, 300), (64, 300), (128, 60)):
     masks = synthetic.generate('train', 0, count, resolution)['mask']
-    band = int(synthetic.OBJECT_MARGIN * resolution)  # pixel centres closer than the margin
+    band = int(synthetic.LAYOUT.margin * resolution)  # pixel centres closer than the margin
     for side in (masks[:, :band], masks[:, -band:], masks[:, :, :band], masks[:, :, -band:]):
       assert not side.any(), resolution
     rows = masks.any(axis=2)
@@ -163,3 +164,31 @@ def test_split_sizes():
   # Indices beyond the nominal size are still valid.
   image, _ = synthetic.render_example('test', synthetic.SPLIT_SIZES['test'] + 5, 16)
   assert image.shape == (16, 16, 3)
+
+
+def test_a_layout_variant_from_the_data_config_reaches_training_and_evaluation():
+  """--config.data.synthetic_layout.* (unset fields: the dataset's own) changes the images of
+  the training stream and of the evaluation split alike; a bad layout is refused by the data
+  config's check with the field's name."""
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import evaluation as eval_data  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
+  own = {"name": "synthetic", "num_train_examples": 50, "random_crop": False}
+  variant = dict(own, synthetic_layout={"margin": -0.15, "rim_probability": 0.0,
+                                        "bg_textures": None})
+  layout = data_config.synthetic_layout(variant)
+  assert layout == synthetic.Layout(margin=-0.15, rim_probability=0.0)
+  assert data_config.synthetic_layout(own) == synthetic.LAYOUT
+  masks = synthetic.generate("train", 0, 50, 32, layout=layout)["mask"]
+  assert masks[:, 0].any()  # a negative margin lets objects reach the border again
+  for cfg, lay in ((own, synthetic.LAYOUT), (variant, layout)):
+    batch = next(eval_data.eval_dataset(cfg, resolution=32, batch_size=4, max_examples=4))
+    np.testing.assert_array_equal(np.asarray(batch["mask"]).reshape(4, 32, 32),
+                                  synthetic.generate("test", 0, 4, 32, layout=lay)["mask"])
+  first = [next(train_data.train_iterator(cfg, resolution=32, batch_size=4, seed=0))["image"]
+           for cfg in (own, variant)]
+  assert not np.array_equal(first[0], first[1])
+  for bad, field in (({"margin": 0.7}, "margin"), ({"bg_textures": (1, 2, 3)}, "bg_textures"),
+                     ({"rim_probability": 2.0}, "rim_probability"), ({"colour": 1}, "colour")):
+    with pytest.raises(ValueError, match=field):
+      data_config.validate_data_config(dict(own, synthetic_layout=bad))

@@ -48,10 +48,12 @@ while read -r name margin rim setting seed extra; do
     if [ -n "${SEGMENTER_CACHE:-}" ]; then
       mkdir -p "$RUNS/$name" && cp -r "$SEGMENTER_CACHE" "$RUNS/$name/reference_segmenter"
     fi
-    SYN_MARGIN=$margin SYN_RIM=$rim timeout $(( BUDGET - $(el) )) \
-      python3 -m benchmarks.device.dataset_variant_launch benchmarks/emergence.py --verbose \
+    timeout $(( BUDGET - $(el) )) \
+      python3 -m benchmarks.device.no_tf_launch benchmarks/emergence.py --verbose \
       --settings="$setting" --seeds="$seed" $extra --workdir_root="$RUNS/$name" \
       --out_dir="$RUNS/$name/out" --config.train.checkpoint_every_steps=1250 \
+      --config.data.synthetic_layout.margin="$margin" \
+      --config.data.synthetic_layout.rim_probability="$rim" \
       > "$RUNS/$name.log" 2>&1
     echo "$name rc=$? [$(el) s]" >> "$L"
   ) &

@@ -4,6 +4,7 @@ The fields of a data config are described in docs/data.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -28,6 +29,22 @@ def get(cfg, key: str, default: Any = None) -> Any:
   return default if value is None else value
 
 
+def synthetic_layout(cfg):
+  """The synthetic dataset's layout (``synthetic.Layout``): the dataset's own, with the fields
+  that the data config's ``synthetic_layout`` sets replaced (an experiment's variant)."""
+  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  given = cfg.get('synthetic_layout', None) or {}
+  fields = {k: v for k, v in given.items() if v is not None}
+  known = [f.name for f in dataclasses.fields(synthetic.Layout)]
+  unknown = sorted(set(fields) - set(known))
+  if unknown:
+    raise ValueError(f"synthetic_layout has no field(s) {', '.join(unknown)}; it has "
+                     f"{', '.join(known)}.")
+  if 'bg_textures' in fields:
+    fields['bg_textures'] = tuple(float(w) for w in fields['bg_textures'])
+  return dataclasses.replace(synthetic.LAYOUT, **fields)
+
+
 def validate_data_config(cfg) -> None:
   """Raises ValueError (or DataError, a ValueError) naming the problem, before any heavy work."""
   name = cfg.get('name', None)
@@ -44,6 +61,8 @@ def validate_data_config(cfg) -> None:
                       f"of images, or at a root holding images/ and masks/.")
   if name == 'lsun_lmdb':
     lmdb_database.lmdb_entries(cfg.get('path', None))
+  if name == 'synthetic':
+    synthetic_layout(cfg)
   n = cfg.get('num_train_examples', None)
   if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0):
     raise ValueError(f"num_train_examples must be a positive integer or None, got {n!r}.")

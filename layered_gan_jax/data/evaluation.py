@@ -86,9 +86,11 @@ def _synthetic_eval_source(cfg, resolution, split, max_examples) -> sources.Eval
   n = min(n, max_examples) if max_examples else n
   render_res = sources.synthetic_render_resolution(resolution)
   dataset_seed = int(data_config.get(cfg, 'synthetic_seed', 0))
+  layout = data_config.synthetic_layout(cfg)
 
   def load(i):
-    image, mask = synthetic.render_example(split, i, render_res, seed=dataset_seed)
+    image, mask = synthetic.render_example(split, i, render_res, seed=dataset_seed,
+                                           layout=layout)
     return np.asarray(image, np.uint8), np.asarray(mask, np.float32)
 
   return sources.EvalSource(n, load, lambda i: f'synthetic {split} example {i}')

@@ -97,7 +97,7 @@ class LmdbSource(Source):
     return f'{self.path} key {self.keys[i].decode("utf-8", "replace")}'
 
 
-_SYNTHETIC_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_SYNTHETIC_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _SYNTHETIC_CACHE_LOCK = threading.Lock()
 
 
@@ -118,18 +118,18 @@ class SyntheticSource(Source):
   memory when the whole split fits in ``cache_bytes``."""
 
   def __init__(self, global_indices, render_res: int, store_size: int, dataset_seed: int,
-               cache_bytes: int):
+               layout, cache_bytes: int):
     from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
     self._render = synthetic.render_example
     self.global_indices = np.asarray(global_indices, dtype=np.int64)
     self.skipped = []
     self.render_res = render_res
     self.store_size = store_size
-    self.seed = dataset_seed
+    self.seed, self.layout = dataset_seed, layout
     total = synthetic.SPLIT_SIZES['train']
     self._cache = None
     if total * store_size * store_size * 3 <= cache_bytes:
-      key = (render_res, store_size, dataset_seed)
+      key = (render_res, store_size, dataset_seed, layout)
       with _SYNTHETIC_CACHE_LOCK:
         if key not in _SYNTHETIC_CACHE:
           # np.zeros is lazily committed: only the rows rendered so far use memory.
@@ -143,7 +143,7 @@ class SyntheticSource(Source):
       images, filled = self._cache
       if filled[g]:
         return images[g]
-    image, _ = self._render('train', g, self.render_res, seed=self.seed)
+    image, _ = self._render('train', g, self.render_res, seed=self.seed, layout=self.layout)
     image = resize_square(np.asarray(image, dtype=np.uint8), self.store_size)
     if self._cache is not None:
       images[g] = image

@@ -188,7 +188,7 @@ def train_iterator(cfg, *, resolution: int, batch_size: int, seed: int, start_in
                   if data_config.get(cfg, 'random_crop', True) else resolution)
     source = sources.SyntheticSource(
         np.arange(total), sources.synthetic_render_resolution(resolution), store_size,
-        int(data_config.get(cfg, 'synthetic_seed', 0)),
+        int(data_config.get(cfg, 'synthetic_seed', 0)), data_config.synthetic_layout(cfg),
         int(data_config.get(cfg, 'synthetic_cache_bytes', 2 << 30)))
   elif name == 'folder':
     source = sources.folder_train_source(cfg, n_limit)

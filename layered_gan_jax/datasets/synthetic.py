@@ -14,11 +14,11 @@ A scene is built from two full-frame layers and a mask, exactly like the generat
   rings). Distractors belong to the background: they are never in the mask.
 * foreground: a texture of the same families, attached to the object (stripes, gradients and
   shading move with it), optionally shaded like a lit solid.
-* foreground shading: most objects (``RIM_PROBABILITY``) darken towards their outline, so that
+* foreground shading: most objects (``Layout.rim_probability``) darken towards their outline, so that
   their look is tied to their own shape, as a lit solid's is.
 * mask: one object of varied shape: ellipse, polygon, star, smooth random blob; about a fifth of
   them have an elliptic hole (rings, shapes with a hole), so the mask has holes where background
-  shows through. Objects lie anywhere inside the frame but keep ``OBJECT_MARGIN`` (1/8 of the
+  shows through. Objects lie anywhere inside the frame but keep ``Layout.margin`` (1/8 of the
   frame) from every border, as photographed objects mostly do.
 
 Why the margin (version 2), and the baselines it makes strong: docs/data.md.
@@ -38,6 +38,8 @@ acceptance test runs on a fixed 32x32 grid (so it does not depend on the resolut
 small margin for the discretisation at the rendered resolution.
 """
 
+import dataclasses
+import functools
 from typing import Dict, Tuple
 
 import cv2
@@ -54,10 +56,37 @@ VERSION = 2
 RESOLUTIONS = (16, 32, 64, 128)
 MIN_OBJECT_AREA = 0.08
 MAX_OBJECT_AREA = 0.40
-OBJECT_MARGIN = 0.125
-"""Every object pixel's centre lies at least this far (fraction of the frame) from each border."""
-RIM_PROBABILITY = 0.8
-"""Share of objects whose colour darkens towards their outline (see ``textures.rim_shading``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How scenes are laid out. ``LAYOUT`` is the dataset's (``VERSION``); any other layout is a
+  variant for experiments, whose results are not results of the dataset."""
+  margin: float = 0.125
+  """Every object pixel's centre lies at least this far (fraction of the frame) from each
+  border; a negative margin lets objects be cut by the border."""
+  rim_probability: float = 0.8
+  """Share of objects whose colour darkens towards their outline (``textures.rim_shading``)."""
+  bg_textures: Tuple[float, ...] = (0.04, 0.14, 0.16, 0.06, 0.28, 0.22, 0.10)
+  """Weights of the background's texture families: flat, linear, stripes, checks, smooth field,
+  clouds, radial."""
+
+  def __post_init__(self):
+    if not -0.5 < self.margin < 0.5:
+      raise ValueError(f'synthetic_layout.margin={self.margin} must be in (-0.5, 0.5)')
+    if not 0.0 <= self.rim_probability <= 1.0:
+      raise ValueError(f'synthetic_layout.rim_probability={self.rim_probability} must be in '
+                       '[0, 1]')
+    w = tuple(self.bg_textures)
+    if len(w) != len(_FG_TEXTURE_WEIGHTS) or min(w) < 0 or sum(w) <= 0:
+      raise ValueError(f'synthetic_layout.bg_textures={w} needs {len(_FG_TEXTURE_WEIGHTS)} '
+                       'weights >= 0, not all 0 (flat, linear, stripes, checks, smooth field, '
+                       'clouds, radial)')
+
+
+# The object's texture-family weights (the same families as Layout.bg_textures).
+_FG_TEXTURE_WEIGHTS = (0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)
+LAYOUT = Layout()
 
 _SPLIT_IDS = {'train': 1, 'test': 2}
 _CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
@@ -205,22 +234,22 @@ def _unit_extent(shape: _Shape) -> Tuple[float, float, float, float]:
   return float(x.min()) - eps, float(x.max()) + eps, float(y.min()) - eps, float(y.max()) + eps
 
 
-def _place_object(rng, shape: _Shape) -> None:
+def _place_object(rng, shape: _Shape, margin: float) -> None:
   """Chooses size and position: the visible area (on the check grid) is in range and the whole
-  object keeps ``OBJECT_MARGIN`` from every border (at any resolution: the extent is measured in
+  object keeps ``margin`` from every border (at any resolution: the extent is measured in
   continuous coordinates)."""
   gx, gy = textures.grid(_CHECK_GRID)
   x0, x1, y0, y1 = _unit_extent(shape)
-  room = 1.0 - 2.0 * OBJECT_MARGIN
+  room = 1.0 - 2.0 * margin
   max_scale = room / max(x1 - x0, y1 - y0)
   target = rng.uniform(0.10, 0.38)
   for _ in range(8):
     shape.set_area(target)
     shape.scale = min(shape.scale, max_scale)
     # Centres for which the extent stays inside [margin, 1 - margin] on both axes.
-    lo_x, lo_y = OBJECT_MARGIN - shape.scale * x0, OBJECT_MARGIN - shape.scale * y0
-    shape.cx = rng.uniform(lo_x, max(lo_x, 1.0 - OBJECT_MARGIN - shape.scale * x1))
-    shape.cy = rng.uniform(lo_y, max(lo_y, 1.0 - OBJECT_MARGIN - shape.scale * y1))
+    lo_x, lo_y = margin - shape.scale * x0, margin - shape.scale * y0
+    shape.cx = rng.uniform(lo_x, max(lo_x, 1.0 - margin - shape.scale * x1))
+    shape.cy = rng.uniform(lo_y, max(lo_y, 1.0 - margin - shape.scale * y1))
     area = np.count_nonzero(shape.inside(gx, gy)) / gx.size
     if _ACCEPT_LO <= area <= _ACCEPT_HI:
       return
@@ -233,10 +262,10 @@ def _place_object(rng, shape: _Shape) -> None:
     shape.scale *= 0.95
 
 
-# Family weights: flat, linear, stripes, checks, smooth field, clouds, radial (stored as
-# cumulative sums for the draw in textures.texture).
-_FG_TEXTURES = tuple(np.cumsum((0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)).tolist())
-_BG_TEXTURES = tuple(np.cumsum((0.04, 0.14, 0.16, 0.06, 0.28, 0.22, 0.10)).tolist())
+@functools.lru_cache(maxsize=None)
+def _cumulative(weights: Tuple[float, ...]) -> Tuple[float, ...]:
+  """Texture-family weights as the cumulative sums ``textures.texture`` draws from."""
+  return tuple(np.cumsum(weights).tolist())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,8 +278,8 @@ def _rng(split: str, index: int, seed: int):
   return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_IDS[split], int(index)]))
 
 
-def render_layers(split: str, index: int, resolution: int,
-                  seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_layers(split: str, index: int, resolution: int, seed: int = 0,
+                  layout: Layout = LAYOUT) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Returns the example's layers: (background uint8 [R,R,3], foreground uint8 [R,R,3],
   mask uint8 [R,R] in {0, 1}); the image is ``where(mask[..., None], foreground, background)``."""
   n = check_resolution(resolution)
@@ -260,14 +289,16 @@ def render_layers(split: str, index: int, resolution: int,
 
   # Object geometry.
   shape = _Shape(rng)
-  _place_object(rng, shape)
+  _place_object(rng, shape, layout.margin)
   mask = shape.inside(*textures.grid(n))
 
   # Background layer.
   bg_cols = palette[rng.permutation(4)[:3]]
-  bg = textures.texture(rng, n, 0.5, 0.5, bg_cols, _BG_TEXTURES, 0.5)
+  bg_families = _cumulative(tuple(layout.bg_textures))
+  bg = textures.texture(rng, n, 0.5, 0.5, bg_cols, bg_families, 0.5)
   if rng.random() < 0.3:  # two regions split by a wavy horizon
-    other = textures.texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], _BG_TEXTURES, 0.5)
+    other = textures.texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], bg_families,
+                             0.5)
     xx, yy = textures.grid(n)
     h = rng.uniform(0.25, 0.75)
     wave = np.float32(rng.uniform(0.0, 0.12)) * np.sin(
@@ -288,16 +319,18 @@ def render_layers(split: str, index: int, resolution: int,
   picks = palette[rng.integers(0, 4, 3)] + rng.uniform(-0.06, 0.06, (3, 3)).astype(np.float32)
   fg_cols = np.where(share[:, None], picks, fg_cols).astype(np.float32)
   size = shape.scale
-  fg = textures.texture(rng, n, shape.cx, shape.cy, fg_cols, _FG_TEXTURES, size)
+  fg = textures.texture(rng, n, shape.cx, shape.cy, fg_cols,
+                        _cumulative(_FG_TEXTURE_WEIGHTS), size)
   if rng.random() < 0.35:  # shaded like a lit solid: bright spot, darker towards the rim
     xx, yy = textures.grid(n)
     hx = shape.cx + size * rng.uniform(-0.5, 0.5)
     hy = shape.cy + size * rng.uniform(-0.5, 0.5)
     r2 = ((xx - np.float32(hx)) ** 2 + (yy - np.float32(hy)) ** 2) * np.float32(1.0 / size ** 2)
-    fg = cv2.multiply(fg, textures.gray3(1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)))
+    shade = 1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)
+    fg = cv2.multiply(fg, textures.gray3(shade))
   elif rng.random() < 0.4:
     fg = textures.lighting(rng, fg, n, rng.uniform(0.3, 0.9))
-  if rng.random() < RIM_PROBABILITY:
+  if rng.random() < layout.rim_probability:
     fg = textures.rim_shading(rng, fg, mask, n)
   if rng.random() < 0.3:
     fg = textures.grain(rng, fg, n, rng.uniform(0.01, 0.05))
@@ -305,20 +338,20 @@ def render_layers(split: str, index: int, resolution: int,
   return textures.to_uint8(bg), textures.to_uint8(fg), mask.astype(np.uint8)
 
 
-def render_example(split: str, index: int, resolution: int,
-                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def render_example(split: str, index: int, resolution: int, seed: int = 0,
+                   layout: Layout = LAYOUT) -> Tuple[np.ndarray, np.ndarray]:
   """Renders one example: (image uint8 [R,R,3], mask uint8 [R,R] with values in {0, 1}).
 
   Deterministic in (seed, split, index); ``split`` is 'train' or 'test' (disjoint streams);
   ``resolution`` is 16, 32, 64 or 128 (ValueError otherwise).
   """
-  bg, fg, mask = render_layers(split, index, resolution, seed)
+  bg, fg, mask = render_layers(split, index, resolution, seed, layout)
   image = cv2.copyTo(fg, mask, bg)  # == np.where(mask[..., None] != 0, fg, bg)
   return image, mask
 
 
-def generate(split: str, start: int, count: int, resolution: int,
-             seed: int = 0) -> Dict[str, np.ndarray]:
+def generate(split: str, start: int, count: int, resolution: int, seed: int = 0,
+             layout: Layout = LAYOUT) -> Dict[str, np.ndarray]:
   """Renders examples ``start .. start + count - 1``: {'image': uint8 [count,R,R,3],
   'mask': uint8 [count,R,R]}."""
   n = check_resolution(resolution)
@@ -328,5 +361,5 @@ def generate(split: str, start: int, count: int, resolution: int,
   images = np.empty((count, n, n, 3), np.uint8)
   masks = np.empty((count, n, n), np.uint8)
   for i in range(count):
-    images[i], masks[i] = render_example(split, int(start) + i, n, seed)
+    images[i], masks[i] = render_example(split, int(start) + i, n, seed, layout)
   return {'image': images, 'mask': masks}
