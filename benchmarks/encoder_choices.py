@@ -102,9 +102,8 @@ def main(argv=None):
     config_validation.validate_config(config, "pipeline")
     configs[name] = config
 
-  from layered_gan_jax import evaluation, runtime  # pylint: disable=g-import-not-at-top
-  runtime.configure_xla_cpu(configs[variants[0]].runtime.xla_cpu_kernels)
-  from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
+  import main as entry  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import evaluation, restore  # pylint: disable=g-import-not-at-top
 
   root = args.workdir_root or tempfile.mkdtemp(prefix="encoder_choices_")
   start = time.time()
@@ -116,12 +115,16 @@ def main(argv=None):
     if not os.path.exists(link):
       os.symlink(gan_ckpt, link)
     t = time.time()
-    state = train_encoder.train_and_evaluate(configs[name], workdir)
+    if not entry.run(configs[name], workdir, "train_encoder"):
+      sys.exit(f"error: {name}: stopped by SIGTERM (a checkpoint is saved); rerun to resume")
+    ckpt = restore.encoder_checkpointer(workdir)
+    encoder_steps = ckpt.latest_step()
+    ckpt.close()
     metrics = evaluation.evaluate(configs[name], workdir)
     results[name] = {
         "overrides": VARIANTS[name],
         **{k: float(metrics[k]) for k in METRICS},
-        "encoder_steps": int(state.step),
+        "encoder_steps": int(encoder_steps),
         "final_train": final_losses(workdir),
         "seconds": time.time() - t,
     }
