@@ -14,7 +14,13 @@ Two sources, each timed over --steps batches of --batch images, after --warmup b
   every value is read and decoded each time.
 The consumer only pulls batches: these are upper bounds on what the pipeline can feed a
 training step, with --num_workers decoding threads plus the prefetch thread.
+
+With --grain (grain installed; it is not a dependency) the folder_jpeg workload also runs
+through grain: MapDataset(shuffle, the same decode and crop per record, batch, to float),
+read by --num_workers threads (ReadOptions) and by --num_workers processes (mp_prefetch): the
+measurement that decides whether the data package moves onto grain.
 """
+import functools
 import argparse
 import datetime
 import json
@@ -28,7 +34,9 @@ import time
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from layered_gan_jax import image_io  # pylint: disable=wrong-import-position
 from layered_gan_jax.data import train as train_data  # pylint: disable=wrong-import-position
+from layered_gan_jax.data import transforms  # pylint: disable=wrong-import-position
 from layered_gan_jax.datasets import synthetic  # pylint: disable=wrong-import-position
 
 
@@ -81,6 +89,49 @@ def bench_folder(args) -> dict:
           'file_size': f'{size}x{size} JPEG q90'}
 
 
+def _grain_record(files, resolution: int, size: int, index: int) -> np.ndarray:
+  """One training image as our stream makes it: decode, square-resize, seeded random crop."""
+  image = image_io.load_image(files[index])
+  offset = transforms.crop_offsets(0, np.zeros(1, np.int64), np.array([index]), size - resolution)[0]
+  return transforms.train_transform(image, resolution, size, offset)
+
+
+def bench_grain_folder(args) -> dict:
+  """The folder_jpeg workload through grain, with threads and with worker processes."""
+  import grain  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.mark_as_parsed()  # grain reads its absl flags; this script has none.
+  r = args.resolution
+  size = 2 * r
+  out = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    files = []
+    for i in range(args.folder_images):
+      image, _ = synthetic.render_example('train', i, min(size, 128))
+      pil = Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BICUBIC)
+      files.append(os.path.join(tmp, f'{i:05d}.jpg'))
+      pil.save(files[-1], quality=90)
+    record = functools.partial(_grain_record, files, r, transforms.crop_size(r))
+    dataset = (grain.MapDataset.range(len(files)).shuffle(seed=0).repeat(None)
+               .map(record).batch(args.batch, drop_remainder=True).map(transforms.to_float))
+    threads = dataset.to_iter_dataset(grain.ReadOptions(num_threads=args.num_workers,
+                                                        prefetch_buffer_size=2 * args.batch))
+    it = iter(threads)
+    _time_batches(it, args.warmup, args.batch)
+    out['threads_images_per_s'] = round(_time_batches(it, args.steps, args.batch), 1)
+    processes = dataset.to_iter_dataset().mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=args.num_workers))
+    it = iter(processes)
+    _time_batches(it, args.warmup, args.batch)
+    out['processes_images_per_s'] = round(_time_batches(it, args.steps, args.batch), 1)
+    del it
+    ours = _time_source(dict(name='folder', path=tmp, num_workers=args.num_workers), args)
+    out['ours_images_per_s'] = round(ours, 1)
+  out.update(files=args.folder_images, file_size=f'{size}x{size} JPEG q90',
+             grain_version=grain.__version__)
+  return out
+
+
 def bench_lmdb(args) -> dict:
   import io  # pylint: disable=g-import-not-at-top
   import lmdb  # pylint: disable=g-import-not-at-top
@@ -111,21 +162,25 @@ def main():
   p.add_argument('--num_workers', type=int, default=os.cpu_count() or 1)
   p.add_argument('--synthetic_examples', type=int, default=1024)
   p.add_argument('--folder_images', type=int, default=300)
+  p.add_argument('--grain', action='store_true',
+                 help='only the folder_jpeg workload, ours against grain (threads, processes)')
   p.add_argument('--json', default='')
   args = p.parse_args()
-  result = {
-      'synthetic': bench_synthetic(args),
-      'folder_jpeg': bench_folder(args),
-      'lsun_lmdb': bench_lmdb(args),
+  if args.grain:
+    result = {'grain_folder_jpeg': bench_grain_folder(args)}
+  else:
+    result = {'synthetic': bench_synthetic(args), 'folder_jpeg': bench_folder(args),
+              'lsun_lmdb': bench_lmdb(args)}
+  result.update({
       'resolution': args.resolution,
       'batch': args.batch,
       'num_workers': args.num_workers,
-      'command': 'python ' + ' '.join(sys.argv),
+      'command': 'python -m benchmarks.input_pipeline ' + ' '.join(sys.argv[1:]),
       'machine': f'{platform.machine()}, {os.cpu_count()} CPU cores visible '
                  f'({platform.processor() or platform.platform()}), shared with other jobs',
       'load_average_1min_at_end': round(os.getloadavg()[0], 2),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  }
+  })
   text = json.dumps(result, indent=2)
   print(text)
   if args.json:
