@@ -32,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
@@ -87,10 +88,10 @@ def main(argv=None):
   args = parse_args(argv)
   variants = selected(args.variants, VARIANTS, "variant")
   gan_ckpt = gan_checkpoints(args.gan_workdir)
-  overrides = load_config(args.config, args.config_overrides)[1]
+  base, overrides = load_config(args.config, args.config_overrides)
   configs = {}
   for name in variants:  # Validate every config before anything runs.
-    config = load_config(args.config, args.config_overrides)[0]
+    config = copy.deepcopy(base)
     apply_overrides(config, VARIANTS[name])
     if args.steps:
       config.encoder.max_steps = args.steps

@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import datetime  # noqa: E402
 import shlex  # noqa: E402
 import time  # noqa: E402
@@ -77,11 +78,11 @@ def main(argv=None):
   gan_ckpt = gan_checkpoints(args.gan_workdir)
   import main as entry  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
-  overrides = load_config(args.config, args.config_overrides)[1]
+  base, overrides = load_config(args.config, args.config_overrides)
   configs = {}
   for name in choices:  # Validate every config before anything runs.
     route, extra, _ = CHOICES[name]
-    config = load_config(args.config, args.config_overrides)[0]
+    config = copy.deepcopy(base)
     apply_overrides(config, {**extra, "segment.route": route})
     config.eval.num_generated = 64  # Mask statistics are not the subject here.
     if configs:  # The baselines do not depend on the choice: computed once.

@@ -41,11 +41,17 @@ def segmenter_checkpointer(workdir: str, keep: int = 2) -> checkpointing.Checkpo
   return _checkpointer(workdir, SEGMENTER_DIR, SEGMENTER_ITEMS, keep)
 
 
-def abstract_gan_state(generator, critic, config) -> GANState:
-  """Shapes, dtypes and (replicated) shardings of the GAN state, without computing it."""
-  shapes = jax.eval_shape(state.gan_init_fn(generator, critic, config), jax.random.PRNGKey(0))
+def _replicated_shapes(init_fn):
+  """Shapes, dtypes and replicated shardings of what ``init_fn(key)`` makes, without making it:
+  the restore target of a checkpoint."""
+  shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   repl = parallel.replicated()
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
+def abstract_gan_state(generator, critic, config) -> GANState:
+  """Shapes, dtypes and (replicated) shardings of the GAN state, without computing it."""
+  return _replicated_shapes(state.gan_init_fn(generator, critic, config))
 
 
 def restore_gan_state(ckpt, step: int, abstract: GANState) -> GANState:
@@ -140,11 +146,7 @@ def load_segmenter(workdir: str):
   saved = ckpt.read_json(step, "config")
   meta = ckpt.read_json(step, "meta")
   model = models.build_unet(ml_collections.ConfigDict(saved["segmenter"]))
-  shapes = jax.eval_shape(lambda k: models.init_unet(model, meta["resolution"], k),
-                          jax.random.PRNGKey(0))
-  repl = parallel.replicated()
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
-                          shapes)
+  abstract = _replicated_shapes(lambda k: models.init_unet(model, meta["resolution"], k))
   params = ckpt.restore(step, {"best": abstract})["best"]
   ckpt.close()
   return model, params, meta

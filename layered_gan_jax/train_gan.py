@@ -318,9 +318,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                    parameter_overview.get_parameter_overview(state.d_params))
     entered = False
     for stage in schedule.stages:
-      end = min(stage.start_step + stage.num_steps, schedule.max_steps)
-      if stage is schedule.stages[-1]:
-        end = schedule.max_steps
+      end = min(stage.start_step + stage.num_steps, schedule.max_steps)  # Last: max_steps.
       if step >= end:
         continue
       if entered:
