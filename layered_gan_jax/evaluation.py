@@ -8,6 +8,7 @@ Metrics (see ``metrics``): per-image foreground IoU averaged over images (``fg_i
 two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3).
 """
 
+import functools
 import importlib
 import json
 import os
@@ -78,32 +79,40 @@ def load_external_segmenter(spec: str):
   return getattr(importlib.import_module(module_name), fn_name)
 
 
-def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
-                              segmenter: Optional[Callable] = None) -> Dict[str, float]:
-  """Mask coverage / binarization of the EMA generator on ``num`` random latents; with an
-  external segmenter, also the poster's generated-image protocol: the share of composites where
-  it detects an object and the IoU of the generator's mask with its mask on those."""
+@functools.partial(jax.jit, static_argnames=("generator", "stage", "batch"))
+def _generate(generator, stage: int, batch: int, params, key, alpha):
+  k_z, k_noise = jax.random.split(key)
+  z = jax.random.normal(k_z, (batch, generator.style_dim))
+  layers = generator.apply({"params": params}, z, stage=stage, alpha=alpha,
+                           rngs={"noise": k_noise})
+  comp = compositing.composite(layers["background"], layers["foreground"], layers["mask"])
+  return layers["mask"][..., 0], comp
 
-  @jax.jit
-  def generate(params, key):
-    k_z, k_noise = jax.random.split(key)
-    z = jax.random.normal(k_z, (batch, gan.generator.style_dim))
-    layers = gan.generator.apply({"params": params}, z, stage=gan.stage, alpha=gan.alpha,
-                                 rngs={"noise": k_noise})
-    comp = compositing.composite(layers["background"], layers["foreground"], layers["mask"])
-    return layers["mask"][..., 0], comp
 
+def generated_samples(gan, num: int, seed: int, batch: int = 64):
+  """Masks [num, R, R] and composites [num, R, R, 3] of the EMA generator on ``num`` random
+  latents drawn from ``seed`` (the same latents for every checkpoint of a model); one compiled
+  program per generator, stage and batch, whatever the checkpoint."""
   masks, composites = [], []
   key = jax.random.PRNGKey(seed)
   done = 0
   while done < num:
     key, sub = jax.random.split(key)
-    mask, comp = jax.device_get(generate(gan.ema_params, sub))
+    mask, comp = jax.device_get(_generate(gan.generator, gan.stage, batch, gan.ema_params, sub,
+                                          np.float32(gan.alpha)))
     n = min(batch, num - done)
     masks.append(np.asarray(mask)[:n])
     composites.append(np.asarray(comp)[:n])
     done += n
-  return sample_mask_statistics(np.concatenate(masks), np.concatenate(composites), segmenter)
+  return np.concatenate(masks), np.concatenate(composites)
+
+
+def generated_mask_statistics(gan, num: int, seed: int, batch: int = 64,
+                              segmenter: Optional[Callable] = None) -> Dict[str, float]:
+  """Mask coverage / binarization of the EMA generator on ``num`` random latents; with an
+  external segmenter, also the poster's generated-image protocol: the share of composites where
+  it detects an object and the IoU of the generator's mask with its mask on those."""
+  return sample_mask_statistics(*generated_samples(gan, num, seed, batch), segmenter)
 
 
 def sample_mask_statistics(masks: np.ndarray, composites: np.ndarray,

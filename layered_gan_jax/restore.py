@@ -6,6 +6,7 @@ this module and import no trainer.
 """
 
 import os
+from typing import Optional
 
 import jax
 import ml_collections
@@ -75,20 +76,26 @@ class LoadedGAN:
     return resolution_of(self.stage)
 
 
-def load_gan(workdir: str, config=None, with_critic: bool = False) -> LoadedGAN:
-  """Restores the latest GAN checkpoint of ``workdir``: the EMA generator (and the critic if
-  ``with_critic``), built from the checkpoint's own config. If ``config`` is given, its model
-  fields must match the checkpoint's."""
+def load_gan(workdir: str, config=None, with_critic: bool = False,
+             step: Optional[int] = None) -> LoadedGAN:
+  """Restores the GAN checkpoint ``step`` of ``workdir`` (default: the latest): the EMA
+  generator (and the critic if ``with_critic``), built from the checkpoint's own config. If
+  ``config`` is given, its model fields must match the checkpoint's."""
   directory = os.path.join(os.path.abspath(workdir), GAN_DIR)
   if not os.path.isdir(directory):
     raise config_validation.ConfigError(
         f"no GAN checkpoint in {directory}; train one first with --mode=train "
         "(or point --workdir at a trained run)")
   ckpt = gan_checkpointer(workdir)
-  step = ckpt.latest_step()
   if step is None:
+    step = ckpt.latest_step()
+    if step is None:
+      raise config_validation.ConfigError(
+          f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
+  elif step not in ckpt.all_steps():
     raise config_validation.ConfigError(
-        f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
+        f"no complete GAN checkpoint of step {step} in {directory} (steps: "
+        f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
   saved = ckpt.read_json(step, "config")
   if config is not None:
     diffs = config_validation.model_differences(saved, checkpointing.config_to_dict(config))

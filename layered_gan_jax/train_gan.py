@@ -10,6 +10,7 @@ from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview
 
@@ -331,10 +332,11 @@ def train_and_evaluate(config, workdir: str) -> GANState:
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+      lr = np.float32(stage.lr)  # Host scalars: a jnp scalar would be an eager op per step.
       for step in loop.steps(step, end):
-        alpha = jnp.float32(stage.alpha(step))
+        alpha = np.float32(stage.alpha(step))
         real = parallel.put_batch(next(iterator)["image"])
-        state, metrics = train_step(state, real, alpha, jnp.float32(stage.lr))
+        state, metrics = train_step(state, real, alpha, lr)
         step += 1
         loop.record(step, metrics, stage.batch_size,
                     {"resolution": stage.resolution, "images_seen": schedule.images_seen(step),
