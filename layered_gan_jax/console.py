@@ -6,6 +6,9 @@ progress note; :func:`quiet_library_logs` keeps only their warnings and errors
 """
 
 import logging as std_logging
+import os
+import sys
+import tempfile
 from typing import Dict
 
 from absl import logging
@@ -46,3 +49,40 @@ def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float]
   shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
   eta = _duration((max_steps - step) * seconds_per_step)
   return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  ETA {eta}")
+
+
+class HeldStderr:
+  """Holds everything written to stderr (file descriptor 2: Python's logs and the C++ logs of
+  TensorFlow, XLA and libtpu) while a command is checked, so that a refusal prints one line
+  whatever the libraries printed while starting.
+
+  ``with HeldStderr(drop_on=(ConfigError,)):`` on leaving the block the held text is written
+  to stderr, unless the block raised one of ``drop_on`` (the caller then prints its one line).
+  """
+
+  def __init__(self, drop_on=()):
+    self._drop_on = tuple(drop_on)
+    self._saved_fd = None
+    self._held = None
+
+  def __enter__(self) -> "HeldStderr":
+    sys.stderr.flush()
+    self._held = tempfile.TemporaryFile()
+    self._saved_fd = os.dup(2)
+    os.dup2(self._held.fileno(), 2)
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    sys.stderr.flush()
+    os.dup2(self._saved_fd, 2)
+    os.close(self._saved_fd)
+    if exc_type is None or not issubclass(exc_type, self._drop_on):
+      self._held.seek(0)
+      held = self._held.read()
+      if hasattr(sys.stderr, "buffer"):
+        sys.stderr.buffer.write(held)
+      else:
+        sys.stderr.write(held.decode(errors="replace"))
+      sys.stderr.flush()
+    self._held.close()
+    return False

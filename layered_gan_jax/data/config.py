@@ -105,3 +105,25 @@ def eval_data_config(config):
     data.name = config.eval.data.name
     data.path = config.eval.data.path
   return data
+
+
+EVAL_SET_HOWTO = ("give one with --config.eval.data.name=folder --config.eval.data.path=DIR (DIR "
+                  "holding images/ and masks/ with matching file names) or "
+                  "--config.eval.data.name=caltech_birds2011 (CUB)")
+
+
+def check_eval_data(cfg, where: str = 'eval.data') -> None:
+  """A DataError (one line) unless ``cfg`` names an evaluation set with masks: a dataset that
+  has them, and for 'folder' a path holding images/ and masks/ (cheap: no file is read)."""
+  name = cfg.get('name', None)
+  if name not in MASKED_NAMES:
+    raise DataError(f"{where}: {name!r} has no ground-truth masks, so segmentation cannot be "
+                    f"scored on it; {EVAL_SET_HOWTO}")
+  if name == 'folder':
+    root = cfg.get('path', None)
+    missing = [sub + '/' for sub in ('images', 'masks')
+               if not os.path.isdir(os.path.join(root, sub))]
+    if missing:
+      raise DataError(f"{where}: {root} has no {' and no '.join(missing)} (an evaluation set "
+                      f"needs both, with matching file names); point --config.eval.data.path "
+                      f"at such a folder, or use --config.eval.data.name=caltech_birds2011 (CUB)")
