@@ -148,6 +148,8 @@ def main(argv):
     # pass, dropped when the command is refused.
     with console.HeldStderr(drop_on=(ConfigError, DataError)):
       preflight(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
+    checks.notes(FLAGS.config, FLAGS.mode)  # E.g. which CUB split trains and evaluates.
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except (ConfigError, DataError) as e:
     _refuse(str(e))

@@ -9,7 +9,7 @@ import logging as std_logging
 import os
 import sys
 import tempfile
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 
@@ -44,11 +44,19 @@ def _duration(seconds: float) -> str:
 
 
 def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float],
-                  images_per_s: float, seconds_per_step: float) -> str:
-  """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``."""
+                  images_per_s: float, seconds_per_step: float,
+                  eta: Optional[Tuple[float, bool]] = None) -> str:
+  """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``.
+
+  The ETA is the steps left x the latest step time, or ``eta`` = (seconds, scaled): the
+  per-stage estimate of a progressive GAN, marked "(later stages FLOP-scaled)" while stages
+  not yet measured are in it."""
   shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
-  eta = _duration((max_steps - step) * seconds_per_step)
-  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  ETA {eta}")
+  if eta is None:
+    eta = ((max_steps - step) * seconds_per_step, False)
+  note = " (later stages FLOP-scaled)" if eta[1] else ""
+  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  "
+          f"ETA {_duration(eta[0])}{note}")
 
 
 class HeldStderr:

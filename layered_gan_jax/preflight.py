@@ -146,3 +146,19 @@ def check_first_batch(config, mode: str) -> None:
     raise DataError(f"the training data cannot fill its first batch of {batch}: "
                     f"{first.rstrip('.')}; data.on_bad_file='skip' already leaves unreadable "
                     f"files out, so point the data at readable images (now: {where})") from None
+
+
+def notes(config, mode: str) -> List[str]:
+  """What the run should say first (logged once the checks pass): which CUB split is used."""
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  said = []
+  datas = [config.data] if mode in ("train", "train_encoder", "pipeline") else []
+  if mode in ("evaluate", "pipeline"):
+    datas.append(data_config.eval_data_config(config))
+  for data in datas:
+    note = data_config.cub_split_note(data)
+    if note and note[0] not in said:
+      (logging.warning if note[1] else logging.info)("%s", note[0])
+      said.append(note[0])
+  return said

@@ -290,7 +290,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   os.makedirs(workdir, exist_ok=True)
   t = config.train
   ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
-  schedule = Schedule(t)
+  schedule = Schedule(t, config.model.channels)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=jax.process_index() > 0)
   last = ckpt.latest_step()
@@ -304,7 +304,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   loop = TrainLoop("GAN", ckpt, writer, schedule.max_steps, t.log_every_steps, save,
                    {"px": "resolution", "critic": "critic_loss", "W": "wasserstein",
                     "GP": "gradient_penalty", "G": "generator_loss",
-                    "coverage": "mask_coverage"})
+                    "coverage": "mask_coverage"}, eta=schedule.eta)
   with loop:
     # 1. Restore or initialise, 2. per stage: compile, then iterate over its batches.
     generator, critic = models.build_generator(config), models.build_critic(config)

@@ -233,3 +233,18 @@ def test_pipeline_then_restart_with_another_model(tmp_path):
   _assert_clean_error(result, "model.style_dim: checkpoint 16 vs config 32")
   result = _main(["--config=configs/tiny.py", f"--workdir={workdir}", "--mode=sample"])
   _assert_clean_error(result, "--output")
+
+
+def test_cub_says_which_split():
+  """configs/cub.py without ReDO's list warns in one line which tfds splits are used instead;
+  with it, says so; the config's count is all remaining images, as its comment says."""
+  from configs import cub  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  config = cub.get_config()
+  assert config.data.num_train_examples == 11_788 - 1_000
+  line, warning = data_config.cub_split_note(config.data)
+  assert warning and "training on tfds 'train' (5994 images)" in line and "'test'" in line
+  config.data.cub_test_ids_path = "ids.txt"
+  line, warning = data_config.cub_split_note(config.data)
+  assert not warning and "ReDO's split" in line and "\n" not in line
+  assert data_config.cub_split_note(config.eval.data) is None or config.eval.data.name
