@@ -7,6 +7,7 @@ this module and import no trainer.
 
 import jax
 import ml_collections
+from etils import epath
 
 from layered_gan_jax import checkpointing, config_validation, files, models, parallel, state
 from layered_gan_jax.architecture import resolution_of
@@ -77,8 +78,12 @@ def load_gan(workdir: str, config=None, with_critic: bool = False) -> LoadedGAN:
   """Restores the latest GAN checkpoint of ``workdir``: the EMA generator (and the critic if
   ``with_critic``), built from the checkpoint's own config. If ``config`` is given, its model
   fields must match the checkpoint's."""
+  directory = files.join(str(files.resolve(workdir)), GAN_DIR)
+  if not epath.Path(directory).is_dir():  # Checked first: Orbax would create the folder.
+    raise config_validation.ConfigError(
+        f"no GAN checkpoint in {directory}; train one first with --mode=train "
+        "(or point --workdir at a trained run)")
   ckpt = gan_checkpointer(workdir)
-  directory = ckpt.directory
   step = ckpt.latest_step()
   if step is None:
     raise config_validation.ConfigError(
