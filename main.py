@@ -94,7 +94,8 @@ def _hide_accelerators_from_tensorflow():
 def preflight(config, workdir: str, mode: str) -> None:
   """Every check of the command (layered_gan_jax/preflight.py), before anything is compiled
   or written; raises ConfigError / DataError."""
-  from layered_gan_jax import config_validation, preflight as checks  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
   checks.check_flags(mode, workdir, FLAGS.output, FLAGS.input, FLAGS.num_samples)
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   checks.check_workdir(config, workdir, mode)

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 
 from etils import epath
 
-from layered_gan_jax.config_validation import ConfigError, model_differences
+from layered_gan_jax.config_validation import ConfigError, model_differences, stage_batch_sizes
 
 # The workdir's checkpoint folders (restore.py's GAN_DIR, ENCODER_DIR, SEGMENTER_DIR; that
 # module imports JAX).
@@ -123,7 +123,6 @@ def check_first_batch(config, mode: str) -> None:
   if mode not in ("train", "train_encoder", "pipeline"):
     return
   from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.config_validation import stage_batch_sizes  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   if mode == "train_encoder":

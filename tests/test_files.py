@@ -45,8 +45,9 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
   os.makedirs(os.path.abspath('ram://...')) (a local ./ram:/ folder, then no ram:// files)."""
   import ram_path  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import (checkpointing, evaluation, inference, train_encoder,  # pylint: disable=g-import-not-at-top
-                               train_gan, train_segmenter)
+  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import (checkpointing, evaluation, inference, train_encoder, train_gan,
+                               train_segmenter)
   from etils import epath  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -82,7 +83,8 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
   for expected in ("samples/latest.png", "eval/metrics.json", "eval/panel.png"):
     assert expected in written, written
   for folder in ("", "encoder/", "segmenter/", "eval/"):  # clu's event files.
-    assert any(f.startswith(folder + "events.out.tfevents") for f in written), (folder, " ".join(written))
+    assert any(f.startswith(folder + "events.out.tfevents") for f in written), (folder,
+                                                                                written)
   assert {"grid.png", "composite/00000.png"} <= set(ram_path.listing("ram://samples"))
   assert {"a_mask.png", "a_overlay.png", "segment_report.json"} <= set(
       ram_path.listing("ram://segments"))
