@@ -6,13 +6,15 @@
 
 Modes: train (the GAN), train_encoder, train_segmenter (distilled from the generator),
 evaluate, sample, segment, pipeline (train, train_encoder, train_segmenter, evaluate in
-sequence). A bad config or input stops with one line on stderr and
-exit status 2, before anything is compiled or written. A run stopped by
-``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log step;
-``--library_logs`` adds the INFO lines of Orbax and clu.
+sequence). A bad flag, config or input (including the data and checkpoints every stage of the
+mode needs, and the first training batch) stops with one line on stderr and exit status 2,
+before anything is compiled or written (layered_gan_jax/preflight.py). A run stopped by
+``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log
+step; ``--library_logs`` adds the INFO lines of Orbax and clu.
 """
 
 import os
+import re
 import sys
 
 # TensorFlow (tf.data, tfds, clu's writers) must not claim the accelerator JAX uses.
@@ -24,7 +26,8 @@ from ml_collections import config_flags  # noqa: E402
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory: checkpoints, logs, samples, results.")
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, logs, samples, results "
+                    "(a local path or an object store URI such as gs://bucket/run).")
 flags.DEFINE_string("mode", "train", "train | train_encoder | train_segmenter | evaluate | "
                     "sample | segment | pipeline")
 flags.DEFINE_string("output", None, "Output folder for --mode=sample / segment.")
@@ -33,7 +36,50 @@ flags.DEFINE_integer("num_samples", 16, "Samples for --mode=sample.")
 flags.DEFINE_float("truncation", None, "Truncation psi for --mode=sample (None = off).")
 flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO lines of Orbax and clu.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+EXIT_REFUSED = 2
+
+
+def _refuse(message: str) -> None:
+  """One line on stderr, exit status 2."""
+  logging.flush()
+  print("error: " + " ".join(str(message).split()), file=sys.stderr)
+  sys.exit(EXIT_REFUSED)
+
+
+def _flag_error_line(e: Exception, argv) -> str:
+  """A flag or config-file error as one line (keeps ml_collections' "did you mean" hint)."""
+  text = " ".join(str(e).replace("\\n", " ").split())
+  typo = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+  if typo or isinstance(e, (AttributeError, KeyError)):  # An override names no field.
+    field = typo.group(2) if typo else re.sub(r"[\\'\"]", "", text).split()[0]
+    given = [a.partition("=")[0] for a in argv if a.startswith("--config.") and
+             f".{field}." in a.partition("=")[0] + "."]
+    line = f"{given[0] if given else field}: the config has no field {field!r}"
+    return line + (f'; did you mean "{typo.group(1)}"?' if typo else "")
+  path = next((a.partition("=")[2] for a in argv if a.startswith("--config=")), "")
+  if isinstance(e, OSError) and "No such file" in text:
+    return (f"--config={path}: no such file; give an existing config file such as "
+            "--config=configs/synthetic.py")
+  if not isinstance(e, flags.Error):  # The file itself failed (syntax, import, get_config).
+    return f"--config={path}: cannot load this config file: {type(e).__name__}: {text}"
+  return text
+
+
+def parse_flags(argv):
+  """absl's parsing plus the config file and its overrides, every failure as one line."""
+  try:
+    rest = FLAGS(argv)
+    if FLAGS.config is None:
+      _refuse("--config is missing; give a config file, e.g. --config=configs/synthetic.py")
+    FLAGS.config.keys()  # The file is loaded lazily: a missing or broken one fails here.
+  except SystemExit:
+    raise
+  except flags.UnrecognizedFlagError as e:
+    _refuse(f"{e}; see python main.py --helpfull")
+  except Exception as e:  # pylint: disable=broad-except  # The config file or an override.
+    _refuse(_flag_error_line(e, argv))
+  return rest
 
 
 def _hide_accelerators_from_tensorflow():
@@ -45,18 +91,27 @@ def _hide_accelerators_from_tensorflow():
     pass
 
 
-def run(config, workdir: str, mode: str) -> bool:
-  """Dispatches one mode; False if a SIGTERM stopped it (after a checkpoint), else True.
-  Imported lazily so that config errors come before heavy imports."""
+def preflight(config, workdir: str, mode: str) -> None:
+  """Every check of the command (layered_gan_jax/preflight.py), before anything is compiled
+  or written; raises ConfigError / DataError."""
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
+  checks.check_flags(mode, workdir, FLAGS.output, FLAGS.input, FLAGS.num_samples)
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
+  checks.check_workdir(config, workdir, mode)
   _hide_accelerators_from_tensorflow()
   from layered_gan_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.configure_xla_cpu(config.runtime.xla_cpu_kernels)  # Before JAX creates its backends.
   import jax  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
   parallel.maybe_initialize_distributed()  # Must precede any use of the devices.
-  config_validation.validate_config(config, mode, jax.device_count())
+  config_validation.validate_devices(config, jax.device_count())
+  checks.check_first_batch(config, mode)
+
+
+def run(config, workdir: str, mode: str) -> bool:
+  """Dispatches one mode; False if a SIGTERM stopped it (after a checkpoint), else True.
+  Imported lazily so that config errors come before heavy imports."""
   import importlib  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.preemption import Preempted  # pylint: disable=g-import-not-at-top
   for trainer_mode, trainer in (("train", "train_gan"), ("train_encoder", "train_encoder"),
@@ -83,24 +138,27 @@ def run(config, workdir: str, mode: str) -> bool:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _refuse(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag=value")
   from layered_gan_jax.config_validation import ConfigError  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.collapse import Collapsed  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import console  # pylint: disable=g-import-not-at-top
   console.quiet_library_logs(verbose=FLAGS.library_logs)
   try:
+    # TensorFlow's, tfds's and libtpu's start-up lines are held back: printed after the checks
+    # pass, dropped when the command is refused.
+    with console.HeldStderr(drop_on=(ConfigError, DataError)):
+      preflight(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
+    checks.notes(FLAGS.config, FLAGS.mode)  # E.g. which CUB split trains and evaluates.
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except (ConfigError, DataError) as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _refuse(str(e))
   except Collapsed as e:
     logging.flush()
     print(f"stopped: {e}", file=sys.stderr)
     sys.exit(3)
 
 
-
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -15,14 +15,15 @@ writing.
 """
 
 import json
-import os
 import re
-import shutil
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import jax
 from absl import logging
 import orbax.checkpoint as ocp
+from etils import epath
+
+from layered_gan_jax import files
 
 JSON_ITEMS = ("config", "meta")
 COMMIT_MARKER = "commit_success.txt"  # Orbax writes it last into every finished step.
@@ -45,20 +46,27 @@ def incomplete_steps(directory: str) -> List[Tuple[int, str, str]]:
   ``commit_success.txt`` when other steps have one. (A directory in which no step has the
   marker, written by an orbax that does not write it, is left to orbax: nothing is flagged. A
   committed step is never flagged.)"""
-  if not os.path.isdir(directory):
+  directory = epath.Path(directory)
+  if not directory.is_dir():
     return []
   found, steps = [], []
-  for name in os.listdir(directory):
-    path = os.path.join(directory, name)
+  for child in directory.iterdir():
+    name, path = child.name, str(child)
     match = _TEMPORARY.match(name)
-    if match and os.path.isdir(path):
+    if match and child.is_dir():
       found.append((int(match.group(1)), path, "temporary folder of a save that did not finish"))
-    elif name.isdigit() and os.path.isdir(path):
-      steps.append((int(name), path, os.path.exists(os.path.join(path, COMMIT_MARKER))))
+    elif name.isdigit() and child.is_dir():
+      steps.append((int(name), path, (child / COMMIT_MARKER).exists()))
   if any(committed for _, _, committed in steps):
     found += [(step, path, f"no {COMMIT_MARKER}: the save did not finish")
               for step, path, committed in steps if not committed]
   return sorted(found)
+
+
+def orbax_directory(directory: str) -> epath.Path:
+  """The directory handed to Orbax: the checkpoint folder itself (a local path or a URI).
+  The one seam between the project's paths and Orbax's array storage (tests/test_files.py)."""
+  return epath.Path(directory)
 
 
 class Checkpointer:
@@ -68,7 +76,8 @@ class Checkpointer:
   save deletes them (the caller is then the one process writing this directory)."""
 
   def __init__(self, directory: str, item_names: Iterable[str], max_to_keep: int = 3):
-    self.directory = os.path.abspath(directory)
+    # A local path made absolute, a URI (gs://...) as given: Orbax writes there through epath.
+    self.directory = str(files.resolve(directory))
     self.item_names = tuple(item_names)
     self._incomplete = incomplete_steps(self.directory)
     for step, path, reason in self._incomplete:
@@ -77,7 +86,7 @@ class Checkpointer:
     self._cleaned = False
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
+    self._manager = ocp.CheckpointManager(orbax_directory(self.directory), options=options,
                                           item_names=self.item_names)
 
   def latest_step(self) -> Optional[int]:
@@ -85,7 +94,7 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def all_steps(self):
-    ignored = {step for step, path, _ in self._incomplete if os.path.basename(path).isdigit()}
+    ignored = {step for step, path, _ in self._incomplete if epath.Path(path).name.isdigit()}
     return sorted(s for s in self._manager.all_steps() if s not in ignored)
 
   def _remove_incomplete(self) -> None:
@@ -96,7 +105,10 @@ class Checkpointer:
       for step, path, reason in self._incomplete:
         logging.warning("Removing the incomplete checkpoint step %d at %s (%s)", step, path,
                         reason)
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+          epath.Path(path).rmtree()
+        except FileNotFoundError:
+          pass
     if jax.process_count() > 1:  # Every process, whatever it found: no one waits alone.
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices("checkpointing_remove_incomplete")

@@ -6,7 +6,10 @@ progress note; :func:`quiet_library_logs` keeps only their warnings and errors
 """
 
 import logging as std_logging
-from typing import Dict
+import os
+import sys
+import tempfile
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 
@@ -41,8 +44,53 @@ def _duration(seconds: float) -> str:
 
 
 def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float],
-                  images_per_s: float, seconds_per_step: float) -> str:
-  """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``."""
+                  images_per_s: float, seconds_per_step: float,
+                  eta: Optional[Tuple[float, bool]] = None) -> str:
+  """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``.
+
+  The ETA is the steps left x the latest step time, or ``eta`` = (seconds, scaled): the
+  per-stage estimate of a progressive GAN, marked "(later stages FLOP-scaled)" while stages
+  not yet measured are in it."""
   shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
-  eta = _duration((max_steps - step) * seconds_per_step)
-  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  ETA {eta}")
+  if eta is None:
+    eta = ((max_steps - step) * seconds_per_step, False)
+  note = " (later stages FLOP-scaled)" if eta[1] else ""
+  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  "
+          f"ETA {_duration(eta[0])}{note}")
+
+
+class HeldStderr:
+  """Holds everything written to stderr (file descriptor 2: Python's logs and the C++ logs of
+  TensorFlow, XLA and libtpu) while a command is checked, so that a refusal prints one line
+  whatever the libraries printed while starting.
+
+  ``with HeldStderr(drop_on=(ConfigError,)):`` on leaving the block the held text is written
+  to stderr, unless the block raised one of ``drop_on`` (the caller then prints its one line).
+  """
+
+  def __init__(self, drop_on=()):
+    self._drop_on = tuple(drop_on)
+    self._saved_fd = None
+    self._held = None
+
+  def __enter__(self) -> "HeldStderr":
+    sys.stderr.flush()
+    self._held = tempfile.TemporaryFile()
+    self._saved_fd = os.dup(2)
+    os.dup2(self._held.fileno(), 2)
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    sys.stderr.flush()
+    os.dup2(self._saved_fd, 2)
+    os.close(self._saved_fd)
+    if exc_type is None or not issubclass(exc_type, self._drop_on):
+      self._held.seek(0)
+      held = self._held.read()
+      if hasattr(sys.stderr, "buffer"):
+        sys.stderr.buffer.write(held)
+      else:
+        sys.stderr.write(held.decode(errors="replace"))
+      sys.stderr.flush()
+    self._held.close()
+    return False

@@ -11,12 +11,12 @@ two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3).
 import functools
 import importlib
 import json
-import os
 from typing import Callable, Dict, Optional
 
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from clu import metric_writers
 
 from layered_gan_jax import baselines, compositing, inference, metrics
@@ -204,9 +204,9 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
     segmenter = load_external_segmenter(config.eval.external_segmenter)
   result["generated"] = generated_mask_statistics(gan, config.eval.num_generated,
                                                   config.seed + 2024, segmenter=segmenter)
-  out_dir = os.path.join(os.path.abspath(workdir), EVAL_DIR)
+  out_dir = files.join(str(files.resolve(workdir)), EVAL_DIR)
   if jax.process_index() == 0:
-    files.write_json(os.path.join(out_dir, "metrics.json"), result)
+    files.write_json(files.join(out_dir, "metrics.json"), result)
     n = min(8, len(images))
     preds = [(soft[name][:n] >= 0.5).astype(np.float32)[..., None] for name in available]
     rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0))]
@@ -214,7 +214,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
     chosen = preds[available.index(route_name)]
     rows.append(np.stack([visualization.overlay(images[i], chosen[i, ..., 0])
                           for i in range(n)]))
-    visualization.save_png(os.path.join(out_dir, "panel.png"), visualization.grid(rows))
+    visualization.save_png(files.join(out_dir, "panel.png"), visualization.grid(rows))
   writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
   flat = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float)}
   flat.update({f"eval/routes/{r}/{k}": v for r, m in routes.items() for k, v in m.items()
@@ -231,5 +231,4 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
 
 
 def read_metrics(workdir: str) -> Dict:
-  with open(os.path.join(workdir, EVAL_DIR, "metrics.json")) as f:
-    return json.load(f)
+  return json.loads(epath.Path(files.join(workdir, EVAL_DIR, "metrics.json")).read_text())

@@ -6,17 +6,17 @@ distilled segmenter, ``encoder`` the EMA generator and the encoder. Nothing writ
 inputs.
 """
 
-import json
 import os
 from typing import List, Optional
 
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 from PIL import Image
 
 from layered_gan_jax import generator as generator_lib, image_io
-from layered_gan_jax import checkpointing, parallel, restore, visualization
+from layered_gan_jax import checkpointing, files, parallel, restore, visualization
 from layered_gan_jax.config_validation import ROUTES, ConfigError
 from layered_gan_jax.data import transforms
 
@@ -26,7 +26,7 @@ LAYERS = ("composite", "background", "foreground", "mask")
 def _check_output(output: Optional[str], mode: str) -> str:
   if not output:
     raise ConfigError(f"--mode={mode} needs --output=DIR (a folder for the PNG files)")
-  return os.path.abspath(output)
+  return str(files.resolve(output))
 
 
 def sample(config, workdir: str, output: str, num_samples: int = 16,
@@ -55,12 +55,12 @@ def sample(config, workdir: str, output: str, num_samples: int = 16,
     n = min(batch, num_samples - start)
     for name, images in zip(LAYERS, rows):
       for i in range(n):
-        path = os.path.join(output, name, f"{start + i:05d}.png")
+        path = files.join(output, name, f"{start + i:05d}.png")
         visualization.save_png(path, images[i])
         written.append(path)
     if grid_rows is None:
       grid_rows = [r[:min(n, 16)] for r in rows]
-  visualization.save_png(os.path.join(output, "grid.png"), visualization.grid(grid_rows))
+  visualization.save_png(files.join(output, "grid.png"), visualization.grid(grid_rows))
   logging.info("Wrote %d samples (x %d layers) to %s", num_samples, len(LAYERS), output)
   return written
 
@@ -79,7 +79,7 @@ class Route:
 
 def route_directory(workdir: str, route: str) -> str:
   sub = restore.SEGMENTER_DIR if route == "distilled" else restore.ENCODER_DIR
-  return os.path.join(os.path.abspath(workdir), sub)
+  return files.join(str(files.resolve(workdir)), sub)
 
 
 def trained_routes(workdir: str) -> List[str]:
@@ -87,7 +87,7 @@ def trained_routes(workdir: str) -> List[str]:
   found = []
   for r in ROUTES:
     directory = route_directory(workdir, r)
-    if os.path.isdir(directory):
+    if epath.Path(directory).is_dir():
       ckpt = checkpointing.Checkpointer(directory, ())
       if ckpt.latest_step() is not None:
         found.append(r)
@@ -99,7 +99,7 @@ def load_route(config, workdir: str, route: str) -> Route:
   """Restores what ``route`` needs, and nothing else. A missing checkpoint is a ConfigError."""
   if route not in ROUTES:
     raise ConfigError(f"segment.route={route!r}; choose one of {', '.join(ROUTES)}")
-  if not os.path.isdir(route_directory(workdir, route)):
+  if not epath.Path(route_directory(workdir, route)).is_dir():
     fix = "--mode=train_segmenter" if route == "distilled" else "--mode=train_encoder"
     raise ConfigError(f"segment.route={route!r} but {route_directory(workdir, route)} holds no "
                       f"checkpoint; train it with {fix} or choose another "
@@ -148,18 +148,19 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
     raise ConfigError(f"--input={input_path} does not exist")
   root = input_path if os.path.isdir(input_path) else ""
   in_dir = input_path if root else os.path.dirname(input_path)
-  if os.path.commonpath([output, in_dir]) == in_dir and root:
+  if root and (epath.Path(output) == epath.Path(in_dir) or
+               epath.Path(in_dir) in epath.Path(output).parents):
     raise ConfigError(f"--output={output} is inside the input folder {in_dir}; choose a folder "
                       "outside it (segment never writes into its inputs)")
-  files = image_io.list_images(input_path) if root else [input_path]
+  inputs = image_io.list_images(input_path) if root else [input_path]
   route = load_route(config, workdir, config.segment.route)
   r = route.resolution
   n_dev = jax.device_count()
   batch = max(n_dev, (batch // n_dev) * n_dev)
   failed, done, used = [], [], set()
-  for start in range(0, len(files), batch):
+  for start in range(0, len(inputs), batch):
     loaded = []
-    for path in files[start:start + batch]:
+    for path in inputs[start:start + batch]:
       try:
         loaded.append((path, image_io.load_image(path)))
       except (image_io.DataError, OSError, ValueError) as e:
@@ -177,16 +178,14 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
       full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(
           (w, h), Image.Resampling.BILINEAR)) >= 0.5
       stem = _output_stem(path, root, used)
-      visualization.save_png(os.path.join(output, stem + "_mask.png"),
+      visualization.save_png(files.join(output, stem + "_mask.png"),
                              (full * 255).astype(np.uint8))
-      visualization.save_png(os.path.join(output, stem + "_overlay.png"),
+      visualization.save_png(files.join(output, stem + "_overlay.png"),
                              visualization.overlay(image, full))
       done.append(path)
   report = {"segmented": len(done), "failed": failed, "output": output,
             "resolution": r, "route": route.name, **route.info}
-  os.makedirs(output, exist_ok=True)
-  with open(os.path.join(output, "segment_report.json"), "w") as f:
-    json.dump(report, f, indent=2)
+  files.write_json(files.join(output, "segment_report.json"), report)
   logging.info("Segmented %d images into %s through the %s route; %d unreadable file(s) "
                "skipped", len(done), output, route.name, len(failed))
   return report

@@ -15,7 +15,7 @@ the last one, which every error message names.
 """
 
 import time
-from typing import Callable, Dict, Iterator, Mapping, Optional
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
@@ -35,10 +35,12 @@ class TrainLoop:
   names (``{"loss": "encoder_loss"}``)."""
 
   def __init__(self, name: str, ckpt, writer, max_steps: int, log_every_steps: int,
-               save: Callable[[int], int], console_keys: Mapping[str, str]):
+               save: Callable[[int], int], console_keys: Mapping[str, str],
+               eta: Optional[Callable[[int, float], Tuple[float, bool]]] = None):
     self.name, self.ckpt, self.writer = name, ckpt, writer
     self.max_steps, self.log_every_steps = int(max_steps), int(log_every_steps)
     self._save, self._console_keys = save, dict(console_keys)
+    self._eta = eta  # (step, seconds per step) -> (seconds left, FLOP-scaled); None: linear.
     self.last_saved: Optional[int] = ckpt.latest_step()
     self._guard = PreemptionGuard(ckpt)
     self._report = periodic_actions.ReportProgress(num_train_steps=self.max_steps,
@@ -107,7 +109,8 @@ class TrainLoop:
     logging.info("%s", console.progress_line(
         self.name, step, self.max_steps,
         {label: summary[key] for label, key in self._console_keys.items()},
-        summary["images_per_s"], elapsed / self._steps))
+        summary["images_per_s"], elapsed / self._steps,
+        None if self._eta is None else self._eta(step, elapsed / self._steps)))
     self._timer, self._images, self._steps = time.time(), 0, 0
     return summary
 

@@ -5,13 +5,13 @@ folder of the workdir. The trainers resume from them; evaluation and inference r
 this module and import no trainer.
 """
 
-import os
 from typing import Optional
 
 import jax
 import ml_collections
+from etils import epath
 
-from layered_gan_jax import checkpointing, config_validation, models, parallel, state
+from layered_gan_jax import checkpointing, config_validation, files, models, parallel, state
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.encoder_setup import EncoderSetup
 from layered_gan_jax.state import GANState
@@ -27,7 +27,7 @@ ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "pre
 
 
 def _checkpointer(workdir: str, sub: str, items, keep: int = 3) -> checkpointing.Checkpointer:
-  return checkpointing.Checkpointer(os.path.join(os.path.abspath(workdir), sub), items, keep)
+  return checkpointing.Checkpointer(files.join(workdir, sub), items, keep)
 
 
 def gan_checkpointer(workdir: str, keep: int = 3) -> checkpointing.Checkpointer:
@@ -81,8 +81,8 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
   """Restores the GAN checkpoint ``step`` of ``workdir`` (default: the latest): the EMA
   generator (and the critic if ``with_critic``), built from the checkpoint's own config. If
   ``config`` is given, its model fields must match the checkpoint's."""
-  directory = os.path.join(os.path.abspath(workdir), GAN_DIR)
-  if not os.path.isdir(directory):
+  directory = files.join(str(files.resolve(workdir)), GAN_DIR)
+  if not epath.Path(directory).is_dir():  # Checked first: Orbax would create the folder.
     raise config_validation.ConfigError(
         f"no GAN checkpoint in {directory}; train one first with --mode=train "
         "(or point --workdir at a trained run)")

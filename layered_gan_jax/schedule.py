@@ -47,8 +47,9 @@ class Stage:
 class Schedule:
   """Stages from ``train.start_resolution`` to ``train.resolution``, capped at ``max_steps``."""
 
-  def __init__(self, train_config):
+  def __init__(self, train_config, channels=None):
     t = train_config
+    self._channels = tuple(channels) if channels is not None else None
     batches = parse_resolution_map(t.batch_sizes, int)
     lrs = parse_resolution_map(t.lrs, float)
     first, last = stage_of(t.start_resolution), stage_of(t.resolution)
@@ -77,3 +78,30 @@ class Schedule:
       n = min(max(step - st.start_step, 0), st.num_steps if st is not self.stages[-1] else step)
       total += n * st.batch_size
     return total
+
+  def relative_cost(self, stage: Stage) -> float:
+    """An iteration's cost relative to others, FLOP-scaled: the batch times the sum over the
+    resolutions built (4 px .. the stage's) of resolution^2 x channels^2 (a 3x3 conv's FLOPs;
+    the generators and the critic alike). Without channels: batch x resolution^2."""
+    if self._channels is None:
+      return float(stage.batch_size * stage.resolution ** 2)
+    return float(stage.batch_size * sum((4 * 2 ** i) ** 2 * self._channels[i] ** 2
+                                        for i in range(stage.stage + 1)))
+
+  def eta(self, step: int, seconds_per_step: float) -> Tuple[float, bool]:
+    """(Seconds left after iteration ``step``, whether later stages were FLOP-scaled): the
+    iterations left in the current stage at ``seconds_per_step`` (its measured time), plus each
+    later stage's iterations at that time scaled by :meth:`relative_cost`."""
+    current = self.at(max(step - 1, 0))[0]
+    total, scaled = 0.0, False
+    for st in self.stages:
+      end = min(st.start_step + st.num_steps, self.max_steps)
+      if st is self.stages[-1]:
+        end = self.max_steps
+      left = max(end - max(step, st.start_step), 0)
+      if not left or st.stage < current.stage:
+        continue
+      ratio = 1.0 if st is current else self.relative_cost(st) / self.relative_cost(current)
+      scaled = scaled or st is not current
+      total += left * seconds_per_step * ratio
+    return total, scaled

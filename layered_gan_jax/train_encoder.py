@@ -6,7 +6,6 @@ optionally, ``latent_weight`` x the error of the encoder on generated images who
 known.
 """
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,7 @@ import optax
 from absl import logging
 from clu import metric_writers
 
-from layered_gan_jax import (checkpointing, compositing, config_validation, losses, parallel,
+from layered_gan_jax import (checkpointing, compositing, config_validation, files, losses, parallel,
                              restore, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
@@ -95,7 +94,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   train_step = jax.jit(make_encoder_step(setup), in_shardings=(repl, repl, data),
                        out_shardings=(repl, repl), donate_argnums=(0,))
   predict = setup.predict_fn()
-  writer = metric_writers.create_default_writer(os.path.join(workdir, "encoder"),
+  writer = metric_writers.create_default_writer(files.join(workdir, "encoder"),
                                                 just_logging=jax.process_index() > 0)
   iterator = train_data.train_iterator(
       config.data, resolution=gan.resolution,

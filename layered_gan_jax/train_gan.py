@@ -4,7 +4,6 @@ One iteration = one critic step, then one generator step against the updated cri
 compiled function per stage (the stage is static; alpha and the learning rate are traced).
 """
 
-import os
 import time
 from typing import Dict, Optional
 
@@ -13,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview
+from etils import epath
 
-from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, losses,
-                             models, optim, parallel, restore, visualization)
+from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, files,
+                             losses, models, optim, parallel, restore, visualization)
 from layered_gan_jax import state as state_lib
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
@@ -230,8 +230,8 @@ def write_samples(sample_fn, state, step, alpha, writer, workdir):
   layers, shifted = jax.device_get(sample_fn(state.ema_params, alpha))
   image = visualization.grid(visualization.layer_rows(layers, shifted))
   if jax.process_index() == 0:
-    visualization.save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), image)
-    visualization.save_png(os.path.join(workdir, "samples", "latest.png"), image)
+    visualization.save_png(files.join(workdir, "samples", f"step_{step:07d}.png"), image)
+    visualization.save_png(files.join(workdir, "samples", "latest.png"), image)
   writer.write_images(step, {"samples/composite_bg_fg_mask_maskedfg_shifted": image[None]})
   return layers
 
@@ -287,11 +287,11 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   checkpoint. Returns the final state."""
   config_validation.validate_config(config, "train", jax.device_count())
   data_config.validate_data_config(config.data)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = str(files.resolve(workdir))  # Local: absolute; gs://...: as given.
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   t = config.train
   ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
-  schedule = Schedule(t)
+  schedule = Schedule(t, config.model.channels)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=jax.process_index() > 0)
   last = ckpt.latest_step()
@@ -305,7 +305,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   loop = TrainLoop("GAN", ckpt, writer, schedule.max_steps, t.log_every_steps, save,
                    {"px": "resolution", "critic": "critic_loss", "W": "wasserstein",
                     "GP": "gradient_penalty", "G": "generator_loss",
-                    "coverage": "mask_coverage"})
+                    "coverage": "mask_coverage"}, eta=schedule.eta)
   with loop:
     # 1. Restore or initialise, 2. per stage: compile, then iterate over its batches.
     generator, critic = models.build_generator(config), models.build_critic(config)

@@ -8,7 +8,6 @@ pairs (fixed latents, ``validation_size``) is scored at every checkpoint, and th
 with the best foreground IoU there (``best``) are what evaluation and inference use.
 """
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ import optax
 from absl import logging
 from clu import metric_writers
 
-from layered_gan_jax import (checkpointing, config_validation, models, parallel, recompose,
+from layered_gan_jax import (checkpointing, config_validation, files, models, parallel, recompose,
                              restore, unet, visualization)
 from layered_gan_jax.loop import TrainLoop
 from layered_gan_jax.state import NetState
@@ -139,7 +138,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
                        in_shardings=(repl, repl), out_shardings=(repl, repl),
                        donate_argnums=(0,))
   validation = ValidationSet(gan, s, config.seed, model)
-  writer = metric_writers.create_default_writer(os.path.join(workdir, "segmenter"),
+  writer = metric_writers.create_default_writer(files.join(workdir, "segmenter"),
                                                 just_logging=jax.process_index() > 0)
   logging.info("Training the distilled segmenter at %d px on the GAN of step %d; the mask "
                "filter keeps %.1f %% of the validation pairs", gan.resolution, gan.step,

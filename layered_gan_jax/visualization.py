@@ -30,9 +30,8 @@ def grid(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray) -> None:
-  """Writes atomically (``files.atomic_path``): a kill never leaves half a PNG."""
-  with files.atomic_path(path) as tmp:
-    Image.fromarray(np.asarray(image)).save(tmp, format="PNG")
+  """Writes whole or not at all (``files.write_png``), locally or on an object store."""
+  files.write_png(path, Image.fromarray(np.asarray(image)))
 
 
 def overlay(image_uint8: np.ndarray, mask: np.ndarray, color=(255, 0, 0), opacity=0.5):

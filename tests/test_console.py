@@ -33,3 +33,25 @@ def test_progress_line():
                                64.2, 0.25)
   assert line == "GAN step 250/2500  critic -1.561  coverage 0.6123  64 img/s  ETA 9m22s"
   assert console.progress_line("x", 0, 100, {}, 1.0, 40.0).endswith("ETA 1h06m")
+
+
+def test_eta_is_per_stage_and_flop_scaled():
+  """8 -> 32 px, 4 iterations per stage at batch 8 then 4 (16 images per phase), 12 in all.
+  In the 8 px stage the stages ahead cost more per iteration: a linear ETA (steps left x the
+  latest step time) would be far too optimistic."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top
+  t = ml_collections.ConfigDict(dict(start_resolution=8, resolution=32, phase_images=16,
+                                     batch_size=8, batch_sizes="32:4", lr=1e-3, lrs="",
+                                     max_steps=12))
+  channels = (16, 16, 8, 8)
+  s = Schedule(t, channels)
+  assert [(st.resolution, st.num_steps) for st in s.stages] == [(8, 4), (16, 4), (32, 4)]
+  cost = [8 * sum((4 * 2 ** i) ** 2 * channels[i] ** 2 for i in range(k + 1)) * b / 8
+          for k, b in ((1, 8), (2, 8), (3, 4))]
+  seconds, scaled = s.eta(2, 1.0)  # 2 left at 8 px (1 s each), 4 at 16 px, 4 at 32 px.
+  assert scaled and abs(seconds - (2 + 4 * cost[1] / cost[0] + 4 * cost[2] / cost[0])) < 1e-9
+  assert seconds > 1.5 * (12 - 2)  # The linear estimate: 10 s.
+  assert s.eta(10, 3.0) == (6.0, False)  # The last stage: measured, nothing scaled.
+  line = console.progress_line("GAN", 2, 12, {}, 8.0, 1.0, s.eta(2, 1.0))
+  assert line.endswith("(later stages FLOP-scaled)")

@@ -105,3 +105,45 @@ def eval_data_config(config):
     data.name = config.eval.data.name
     data.path = config.eval.data.path
   return data
+
+
+EVAL_SET_HOWTO = ("give one with --config.eval.data.name=folder --config.eval.data.path=DIR (DIR "
+                  "holding images/ and masks/ with matching file names) or "
+                  "--config.eval.data.name=caltech_birds2011 (CUB)")
+
+
+def check_eval_data(cfg, where: str = 'eval.data') -> None:
+  """A DataError (one line) unless ``cfg`` names an evaluation set with masks: a dataset that
+  has them, and for 'folder' a path holding images/ and masks/ (cheap: no file is read)."""
+  name = cfg.get('name', None)
+  if name not in MASKED_NAMES:
+    raise DataError(f"{where}: {name!r} has no ground-truth masks, so segmentation cannot be "
+                    f"scored on it; {EVAL_SET_HOWTO}")
+  if name == 'folder':
+    root = cfg.get('path', None)
+    missing = [sub + '/' for sub in ('images', 'masks')
+               if not os.path.isdir(os.path.join(root, sub))]
+    if missing:
+      raise DataError(f"{where}: {root} has no {' and no '.join(missing)} (an evaluation set "
+                      f"needs both, with matching file names); point --config.eval.data.path "
+                      f"at such a folder, or use --config.eval.data.name=caltech_birds2011 (CUB)")
+
+
+CUB_SPLIT_SIZES = {'train': 5_994, 'test': 5_794}  # tfds caltech_birds2011.
+
+
+def cub_split_note(cfg) -> tuple[str, bool] | None:
+  """(One line saying which CUB images train and which evaluate, whether it is a warning:
+  ReDO's split not given) for a caltech_birds2011 data config; None for other datasets."""
+  if cfg.get('name', None) != 'caltech_birds2011':
+    return None
+  n = cfg.get('num_train_examples', None)
+  if cfg.get('cub_test_ids_path', None):
+    return (f"CUB, ReDO's split: training on tfds train+test minus the test images listed in "
+            f"{cfg.cub_test_ids_path} (the first {n or 'all'}), evaluating on those", False)
+  split = get(cfg, 'train_split', 'train')
+  size = CUB_SPLIT_SIZES.get(split)
+  return (f"CUB without data.cub_test_ids_path: training on tfds '{split}' "
+          f"({min(n, size) if n and size else n or size or 'all'} images) and evaluating on tfds "
+          f"'test' ({CUB_SPLIT_SIZES['test']} images), not ReDO's split; set "
+          "--config.data.cub_test_ids_path=FILE (ReDO's 1,000 test images) for it", True)

@@ -1,0 +1,163 @@
+"""What a mode needs beyond its config, checked before anything compiles or is written.
+
+``main.py`` runs, in this order, and stops at the first problem with one line (a
+:class:`~layered_gan_jax.config_validation.ConfigError` or a
+:class:`~layered_gan_jax.image_io.DataError`):
+
+1. before JAX starts: the flags of the mode (:func:`check_flags`), the config
+   (:mod:`layered_gan_jax.config_validation`, with the data's paths and names), and the
+   checkpoints the mode reads or resumes (:func:`check_workdir`: they exist and hold the
+   configured model; read as JSON, nothing restored);
+2. once the devices are known: the batches against the device count, and the first global
+   batch of the training data (:func:`check_first_batch`: decoded under
+   ``data.on_bad_file``).
+
+Nothing here writes: a refused command leaves the workdir as it was.
+"""
+
+import json
+from typing import Dict, List, Optional
+
+from etils import epath
+
+from layered_gan_jax.config_validation import ConfigError, model_differences, stage_batch_sizes
+
+# The workdir's checkpoint folders (restore.py's GAN_DIR, ENCODER_DIR, SEGMENTER_DIR; that
+# module imports JAX).
+GAN_DIR, ENCODER_DIR, SEGMENTER_DIR = "checkpoints", "encoder_checkpoints", "segmenter_checkpoints"
+COMMIT_MARKER = "commit_success.txt"  # checkpointing.COMMIT_MARKER (that module imports Orbax).
+ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
+# The modes that read a trained GAN (pipeline trains it first).
+NEEDS_GAN = ("train_encoder", "train_segmenter", "evaluate", "sample", "segment")
+
+
+def check_flags(mode: str, workdir: Optional[str], output: Optional[str],
+                input_path: Optional[str], num_samples: int) -> None:
+  """The command-line flags of ``mode`` (cheap: no JAX, nothing read but the input's path)."""
+  if not workdir:
+    raise ConfigError("--workdir is missing; give the run's folder (local or gs://...), e.g. "
+                      "--workdir=/tmp/run")
+  if mode in ("sample", "segment") and not output:
+    raise ConfigError(f"--mode={mode} needs --output=DIR (a folder for the PNG files)")
+  if mode == "sample" and num_samples <= 0:
+    raise ConfigError(f"--num_samples={num_samples} must be > 0")
+  if mode == "segment":
+    if not input_path:
+      raise ConfigError("--mode=segment needs --input=FILE_OR_DIR")
+    src = epath.Path(input_path)
+    if not src.exists():
+      raise ConfigError(f"--input={input_path} does not exist")
+    if src.is_dir():
+      out = epath.Path(output)
+      if out == src or src in out.parents:
+        raise ConfigError(f"--output={output} is inside the input folder {input_path}; choose "
+                          "a folder outside it (segment never writes into its inputs)")
+
+
+def complete_steps(directory) -> List[int]:
+  """The finished checkpoint steps in ``directory`` (as checkpointing.incomplete_steps
+  judges them: with the commit marker when any step has one), without Orbax."""
+  directory = epath.Path(directory)
+  if not directory.is_dir():
+    return []
+  steps = [(int(p.name), (p / COMMIT_MARKER).exists()) for p in directory.iterdir()
+           if p.name.isdigit() and p.is_dir()]
+  if any(committed for _, committed in steps):
+    steps = [(s, c) for s, c in steps if c]
+  return sorted(s for s, _ in steps)
+
+
+def read_saved(directory, step: int, item: str) -> Dict:
+  return json.loads((epath.Path(directory) / str(step) / item / "metadata").read_text())
+
+
+def _latest_config(workdir: str, sub: str):
+  directory = epath.Path(workdir) / sub
+  steps = complete_steps(directory)
+  if not steps:
+    return directory, None, None
+  return directory, steps[-1], read_saved(directory, steps[-1], "config")
+
+
+def check_workdir(config, workdir: str, mode: str) -> None:
+  """The checkpoints ``mode`` resumes or reads: present, and holding the configured model."""
+  current = json.loads(config.to_json_best_effort())  # checkpointing.config_to_dict
+  directory, step, saved = _latest_config(workdir, GAN_DIR)
+  if saved is None and mode in NEEDS_GAN and not (mode == "segment" and
+                                                  config.segment.route == "distilled"):
+    raise ConfigError(f"no complete GAN checkpoint in {directory}; train one first with "
+                      "--mode=train (or point --workdir at a trained run)")
+  if saved is not None and mode != "segment":
+    diffs = model_differences(saved, current)
+    if diffs:
+      raise ConfigError(f"the checkpoint in {directory} (step {step}) holds another model: "
+                        + "; ".join(diffs) + ". Use the config it was trained with, or "
+                        "another --workdir")
+  if mode in ("train_encoder", "evaluate", "segment"):
+    enc_dir, enc_step, enc_saved = _latest_config(workdir, ENCODER_DIR)
+    if enc_saved is not None:
+      saved_enc = enc_saved.get("encoder", {})
+      diffs = [f"encoder.{k}: checkpoint {saved_enc.get(k, False)!r} vs config "
+               f"{config.encoder[k]!r}" for k in ENCODER_SHAPE_FIELDS
+               if saved_enc.get(k, False) != config.encoder[k]]
+      if diffs:
+        raise ConfigError(f"the encoder checkpoint in {enc_dir} (step {enc_step}) holds another "
+                          "encoder: " + "; ".join(diffs) + ". Use the settings it was trained "
+                          "with")
+  if mode in ("evaluate", "segment"):
+    route = config.segment.route
+    sub = SEGMENTER_DIR if route == "distilled" else ENCODER_DIR
+    if not complete_steps(epath.Path(workdir) / sub):
+      trained = [r for r, s in (("distilled", SEGMENTER_DIR), ("encoder", ENCODER_DIR))
+                 if complete_steps(epath.Path(workdir) / s)]
+      fix = "--mode=train_segmenter" if route == "distilled" else "--mode=train_encoder"
+      raise ConfigError(f"segment.route={route!r} has no trained checkpoint in {workdir} "
+                        f"(trained: {', '.join(trained) or 'none'}); train it with {fix} or "
+                        "choose another --config.segment.route")
+
+
+def check_first_batch(config, mode: str) -> None:
+  """Builds and decodes the first global batch the mode trains on (under
+  ``data.on_bad_file``); a source that cannot fill it is refused with a hint for the policy
+  in force. No full scan: the batch's own examples, and with 'skip' the replacements."""
+  if mode not in ("train", "train_encoder", "pipeline"):
+    return
+  from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
+  if mode == "train_encoder":
+    resolution, batch = config.train.resolution, config.encoder.batch_size
+  else:
+    resolution = config.train.start_resolution
+    batch = stage_batch_sizes(config)[resolution]
+  policy = config.data.on_bad_file
+  where = config.data.path or config.data.name
+  try:
+    with train_data.train_iterator(config.data, resolution=resolution,
+                                   batch_size=parallel.per_process_batch(batch),
+                                   seed=config.seed) as iterator:
+      next(iterator)
+  except DataError as e:
+    first = str(e).splitlines()[0].replace(" (see the warnings above)", "")
+    first = first.replace("; see the warnings above for the files and the reason", "")
+    if policy == "error":  # The message names the file and says to delete it or skip it.
+      raise DataError(f"the training data cannot fill its first batch: {first}") from None
+    raise DataError(f"the training data cannot fill its first batch of {batch}: "
+                    f"{first.rstrip('.')}; data.on_bad_file='skip' already leaves unreadable "
+                    f"files out, so point the data at readable images (now: {where})") from None
+
+
+def notes(config, mode: str) -> List[str]:
+  """What the run should say first (logged once the checks pass): which CUB split is used."""
+  from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  said = []
+  datas = [config.data] if mode in ("train", "train_encoder", "pipeline") else []
+  if mode in ("evaluate", "pipeline"):
+    datas.append(data_config.eval_data_config(config))
+  for data in datas:
+    note = data_config.cub_split_note(data)
+    if note and note[0] not in said:
+      (logging.warning if note[1] else logging.info)("%s", note[0])
+      said.append(note[0])
+  return said
