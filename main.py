@@ -6,9 +6,10 @@
 
 Modes: train (the GAN), train_encoder, train_segmenter (distilled from the generator),
 evaluate, sample, segment, pipeline (train, train_encoder, train_segmenter, evaluate in
-sequence). A bad flag, config or input (including the data and checkpoints every stage of the
-mode needs, and the first training batch) stops with one line on stderr and exit status 2,
-before anything is compiled or written (layered_gan_jax/preflight.py). A run stopped by
+sequence), fid (FID / KID of a GAN checkpoint: --step, --config.eval.fid_samples). A bad
+flag, config or input (including the data and checkpoints every stage of the mode needs, and
+the first training batch) stops with one line on stderr and exit status 2, before anything
+is compiled or written (layered_gan_jax/preflight.py). A run stopped by
 ``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log
 step; ``--library_logs`` adds the INFO lines of Orbax and clu.
 """
@@ -29,12 +30,13 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, logs, samples, results "
                     "(a local path or an object store URI such as gs://bucket/run).")
 flags.DEFINE_string("mode", "train", "train | train_encoder | train_segmenter | evaluate | "
-                    "sample | segment | pipeline")
+                    "sample | segment | pipeline | fid")
 flags.DEFINE_string("output", None, "Output folder for --mode=sample / segment.")
 flags.DEFINE_string("input", None, "Image file or folder for --mode=segment.")
 flags.DEFINE_integer("num_samples", 16, "Samples for --mode=sample.")
 flags.DEFINE_float("truncation", None, "Truncation psi for --mode=sample (None = off).")
 flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
+flags.DEFINE_integer("step", None, "GAN checkpoint step for --mode=fid (default: the latest).")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO lines of Orbax and clu.")
 
 EXIT_REFUSED = 2
@@ -99,6 +101,7 @@ def preflight(config, workdir: str, mode: str) -> None:
   checks.check_flags(mode, workdir, FLAGS.output, FLAGS.input, FLAGS.num_samples)
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   checks.check_workdir(config, workdir, mode)
+  checks.check_fid_weights(config, mode)
   _hide_accelerators_from_tensorflow()
   from layered_gan_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.configure_xla_cpu(config.runtime.xla_cpu_kernels)  # Before JAX creates its backends.
@@ -133,6 +136,9 @@ def run(config, workdir: str, mode: str) -> bool:
   if mode == "segment":
     from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
     inference.segment(config, workdir, FLAGS.input, FLAGS.output)
+  if mode == "fid":
+    from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
+    evaluation.fid_of_checkpoint(config, workdir, FLAGS.step)
   return True
 
 

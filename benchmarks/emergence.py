@@ -256,6 +256,11 @@ def aggregate(setting: str, seeds: List[int], runs: List[Dict]) -> Dict:
     values = per_seed(key, generated=True)
     out[key] = _mean(values)
     out[f"{key}_per_seed"] = values
+  for key in ("fid", "kid"):  # The generator against the real training images (eval.fid_*).
+    values = [None if r["metrics"] is None else (r["metrics"].get("fid") or {}).get(key)
+              for r in runs]
+    out[key] = _mean(values)
+    out[f"{key}_per_seed"] = values
   out["seconds"] = float(sum((r["timings"] or {}).get("seconds", 0.0) for r in runs))
   out["reused_runs"] = sum(bool(r["reused"]) for r in runs)
   out["errors"] = {str(seed): r["error"] for seed, r in zip(seeds, runs) if r.get("error")}
@@ -291,8 +296,9 @@ def _pct(value) -> str:
 def markdown_table(result: Dict) -> str:
   lines = [
       "| setting | fg IoU (mean ± std) | fg IoU per seed | distilled fg IoU | encoder fg IoU "
-      "| mIoU | pixel acc. | mask coverage | binarization | reference mIoU | detected % |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| mIoU | pixel acc. | mask coverage | binarization | reference mIoU | detected % "
+      "| FID | KID |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for name in TABLE_ORDER:
     s = result["settings"].get(name)
@@ -305,17 +311,18 @@ def markdown_table(result: Dict) -> str:
              for r, m in route.items()}
     lines.append(
         f"| ({s['row']}) {name} | {_fmt(s['fg_iou'])} ± {_fmt(s['fg_iou_std'])} | {per_seed} "
-        f"| {route['distilled']} | {route['encoder']} | {_fmt(s['miou'])} | {_fmt(s['pixel_accuracy'])} | {_fmt(s['mask_coverage'])} "
+        f"| {route['distilled']} | {route['encoder']} | {_fmt(s['miou'])} "
+        f"| {_fmt(s['pixel_accuracy'])} | {_fmt(s['mask_coverage'])} "
         f"| {_fmt(s['mask_binary_fraction'])} | {_fmt(s['reference_miou'])} "
-        f"| {_pct(s['detected_fraction'])} |")
+        f"| {_pct(s['detected_fraction'])} | {_fmt(s.get('fid'), 1)} | {_fmt(s.get('kid'), 4)} |")
   for name, m in result["baselines"].items():
     lines.append(f"| baseline: {name} | {_fmt(m.get('fg_iou'))} | | | | {_fmt(m.get('miou'))} "
-                 f"| {_fmt(m.get('pixel_accuracy'))} | | | | |")
+                 f"| {_fmt(m.get('pixel_accuracy'))} | | | | | | |")
   ub = result.get("supervised_upper_bound") or {}
   if ub:
     lines.append(f"| supervised upper bound (reference U-Net) | {_fmt(ub.get('fg_iou'))} | "
                  f"| | | {_fmt(ub.get('miou'))} | {_fmt(ub.get('pixel_accuracy'))} | | | "
-                 f"| {_pct(ub.get('detected_fraction'))} |")
+                 f"| {_pct(ub.get('detected_fraction'))} | | |")
   return "\n".join(lines)
 
 
@@ -334,7 +341,9 @@ share of pixels < 0.1 or > 0.9). Reference mIoU: two-class mIoU between the gene
 the supervised reference segmenter's mask of the same composite (the poster's Mask R-CNN
 protocol), over the composites where it detects an object (detected %: >= 1 % of the pixels).
 Baselines (no training) and the supervised upper bound (a U-Net trained with ground-truth
-masks: {ub.get('steps')} steps, width {ub.get('width')}) on the same test images.
+masks: {ub.get('steps')} steps, width {ub.get('width')}) on the same test images. FID / KID:
+the EMA generator's composites against real training images (``eval.fid_samples`` and
+``eval.fid_real_images`` of the config; layered_gan_jax/fid.py).
 
 {markdown_table(result)}
 

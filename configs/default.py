@@ -107,6 +107,10 @@ def get_config() -> ml_collections.ConfigDict:
   # stop_on_collapse the run also stops after a checkpoint (exit status 3).
   config.train.collapse_patience = 3
   config.train.stop_on_collapse = False
+  # FID / KID of the EMA generator (layered_gan_jax/fid.py) every this many images, on
+  # train.fid_samples samples against eval.fid_real_images real ones; 0 = off.
+  config.train.fid_every_images = 1_000_000
+  config.train.fid_samples = 5_000
 
   # ---------------------------------------------------------------- encoders (segmentation)
   config.encoder = ml_collections.ConfigDict()
@@ -176,6 +180,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.baselines = ("full_image", "center_prior", "grabcut")
   config.eval.num_generated = 1000  # Generated images for mask statistics.
   config.eval.external_segmenter = ""  # 'module:function' plug-in (e.g. a Mask R-CNN wrapper).
+  # FID / KID in --mode=evaluate: generated samples (0 = off) against real training images
+  # (statistics cached per dataset, resolution, crop and count); --mode=fid for any checkpoint.
+  config.eval.fid_samples = 50_000
+  config.eval.fid_real_images = 50_000
+  # A converted Inception file (local or gs://); '' = fetched and converted once per host.
+  config.eval.fid_weights = ""
 
   # ---------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()

@@ -42,6 +42,9 @@ def get_config():
   config.segmenter.checkpoint_every_steps = 500
   config.eval.max_examples = 500
   config.eval.num_generated = 256
+  config.train.fid_every_images = 0  # FID / KID at the end only (--mode=evaluate): 500 + 500.
+  config.eval.fid_samples = 500
+  config.eval.fid_real_images = 500
   config.runtime.xla_cpu_kernels = "xla"  # Narrow models: XLA's own kernels are faster.
   config.model.resampling = "direct"  # The committed synthetic results were trained with it.
   return config

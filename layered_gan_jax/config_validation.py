@@ -22,7 +22,7 @@ from layered_gan_jax.data.config import MAX_ORG_TO_CROP
 from layered_gan_jax.schedule import parse_resolution_map
 
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
-         "pipeline")
+         "pipeline", "fid")
 ROUTES = ("distilled", "encoder")
 ENCODER_TARGETS = ("z", "z_per_generator", "w", "w_plus")
 ENCODER_NOISE = ("zero", "fixed")
@@ -262,6 +262,8 @@ FIELD_RULES: Dict[str, Callable] = {
     "train.num_samples": _int(1),
     "train.collapse_patience": _int(1, hint=" (sample steps)"),
     "train.stop_on_collapse": _bool,
+    "train.fid_every_images": _int(0, hint=" (0 = off)"),
+    "train.fid_samples": _int(2),
     # encoders
     "encoder.target": _choice(ENCODER_TARGETS),
     "encoder.noise": _choice(ENCODER_NOISE),
@@ -309,6 +311,9 @@ FIELD_RULES: Dict[str, Callable] = {
     "eval.baselines": _baselines,
     "eval.num_generated": _int(1),
     "eval.external_segmenter": _external_segmenter,
+    "eval.fid_samples": _int(0, hint=" (0 = off)"),
+    "eval.fid_real_images": _int(2),
+    "eval.fid_weights": _str,
     # runtime
     "runtime.xla_cpu_kernels": _choice(("xla", "ynn")),
 }
@@ -384,6 +389,8 @@ def validate_config(config, mode: str = "train", num_devices: Optional[int] = No
   _check(s.min_area <= s.max_area,
          f"segmenter.min_area={s.min_area} and max_area={s.max_area} must satisfy "
          "0 <= min_area <= max_area <= 1")
+  _check(mode != "fid" or config.eval.fid_samples >= 2,
+         "--mode=fid needs --config.eval.fid_samples=N (N >= 2 generated images)")
   _validate_data(config, mode)
   if num_devices is not None:
     validate_devices(config, num_devices)

@@ -19,13 +19,14 @@ from absl import logging
 from etils import epath
 from clu import metric_writers
 
-from layered_gan_jax import baselines, compositing, inference, metrics
+from layered_gan_jax import baselines, compositing, fid, inference, metrics
 from layered_gan_jax import files, restore, visualization
 from layered_gan_jax.config_validation import ConfigError
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
 
 EVAL_DIR = "eval"
+FID_SEED_OFFSET = 4048  # The generated samples' seed for FID / KID: config.seed + this.
 
 
 def to_uint8_images(x: np.ndarray) -> np.ndarray:
@@ -204,6 +205,9 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
     segmenter = load_external_segmenter(config.eval.external_segmenter)
   result["generated"] = generated_mask_statistics(gan, config.eval.num_generated,
                                                   config.seed + 2024, segmenter=segmenter)
+  if config.eval.fid_samples:
+    result["fid"] = fid.generator_scores(config, gan, config.eval.fid_samples,
+                                         config.seed + FID_SEED_OFFSET)
   out_dir = files.join(str(files.resolve(workdir)), EVAL_DIR)
   if jax.process_index() == 0:
     files.write_json(files.join(out_dir, "metrics.json"), result)
@@ -222,6 +226,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
   flat.update({f"eval/baselines/{b}/{k}": v for b, m in result["baselines"].items()
                for k, v in m.items()})
   flat.update({f"eval/generated/{k}": v for k, v in result["generated"].items()})
+  flat.update({f"eval/{k}": result["fid"][k] for k in ("fid", "kid") if "fid" in result})
   writer.write_scalars(gan.step, flat)
   writer.flush()
   logging.info("Evaluation of %s: %s (baselines: %s)", workdir,
@@ -232,3 +237,19 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
 
 def read_metrics(workdir: str) -> Dict:
   return json.loads(epath.Path(files.join(workdir, EVAL_DIR, "metrics.json")).read_text())
+
+
+def fid_of_checkpoint(config, workdir: str, step: Optional[int] = None) -> Dict:
+  """``--mode=fid``: FID and KID of the GAN checkpoint ``step`` (default: the latest) on
+  ``config.eval.fid_samples`` samples; written to ``eval/fid_step_<step>.json``."""
+  gan = restore.load_gan(workdir, config, step=step)
+  scores = fid.generator_scores(config, gan, config.eval.fid_samples,
+                                config.seed + FID_SEED_OFFSET)
+  if jax.process_index() == 0:
+    out_dir = files.join(str(files.resolve(workdir)), EVAL_DIR)
+    files.write_json(files.join(out_dir, f"fid_step_{gan.step:07d}.json"), scores)
+  logging.info("GAN step %d: FID %.3f, KID %.5f (%d generated, %d real images, %.0f s)",
+               gan.step, scores["fid"], scores["kid"], scores["num_generated"],
+               scores["num_real"], scores["seconds"])
+  return scores
+

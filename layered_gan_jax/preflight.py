@@ -28,7 +28,7 @@ GAN_DIR, ENCODER_DIR, SEGMENTER_DIR = "checkpoints", "encoder_checkpoints", "seg
 COMMIT_MARKER = "commit_success.txt"  # checkpointing.COMMIT_MARKER (that module imports Orbax).
 ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
 # The modes that read a trained GAN (pipeline trains it first).
-NEEDS_GAN = ("train_encoder", "train_segmenter", "evaluate", "sample", "segment")
+NEEDS_GAN = ("train_encoder", "train_segmenter", "evaluate", "sample", "segment", "fid")
 
 
 def check_flags(mode: str, workdir: Optional[str], output: Optional[str],
@@ -114,6 +114,21 @@ def check_workdir(config, workdir: str, mode: str) -> None:
       raise ConfigError(f"segment.route={route!r} has no trained checkpoint in {workdir} "
                         f"(trained: {', '.join(trained) or 'none'}); train it with {fix} or "
                         "choose another --config.segment.route")
+
+
+def fid_needed(config, mode: str) -> bool:
+  """Whether ``mode`` computes FID / KID with this config."""
+  return (mode == "fid" or (mode in ("train", "pipeline") and config.train.fid_every_images > 0)
+          or (mode in ("evaluate", "pipeline") and config.eval.fid_samples > 0))
+
+
+def check_fid_weights(config, mode: str) -> None:
+  """The FID network's weights, where the mode needs them: ``eval.fid_weights`` readable and
+  converted from the expected network, or the host's cache (fetched and converted at first
+  use)."""
+  if fid_needed(config, mode):
+    from layered_gan_jax import inception_weights  # pylint: disable=g-import-not-at-top
+    inception_weights.load(config.eval.fid_weights)
 
 
 def check_first_batch(config, mode: str) -> None:

@@ -4,6 +4,7 @@ One iteration = one critic step, then one generator step against the updated cri
 compiled function per stage (the stage is static; alpha and the learning rate are traced).
 """
 
+import json
 import time
 from typing import Dict, Optional
 
@@ -343,10 +344,39 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                      "learning_rate": stage.lr})
         if loop.itstime(step, t.sample_every_steps):
           _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir, t)
+        if fid_due(t.fid_every_images, schedule.images_seen(step - 1),
+                   schedule.images_seen(step)):
+          _fid_point(config, generator, state, stage.stage, alpha, step,
+                     schedule.images_seen(step), writer, workdir)
         if loop.itstime(step, t.checkpoint_every_steps):
           loop.save(step)
   loop.finish()
   return state
+
+
+def fid_due(every_images: int, images_before: int, images_after: int) -> bool:
+  """Whether an iteration that took the images seen from ``images_before`` to
+  ``images_after`` crossed a multiple of ``every_images`` (0 = never)."""
+  return every_images > 0 and images_after // every_images > images_before // every_images
+
+
+def _fid_point(config, generator, state, stage: int, alpha, step: int, images: int, writer,
+               workdir: str) -> None:
+  """FID and KID of the EMA generator now: clu scalars, a console line, ``fid.json``."""
+  from layered_gan_jax import evaluation, fid  # pylint: disable=g-import-not-at-top
+  gan = restore.LoadedGAN(config, generator, None, state.ema_params, None, stage,
+                          float(alpha), step)
+  scores = fid.generator_scores(config, gan, config.train.fid_samples,
+                                config.seed + evaluation.FID_SEED_OFFSET)
+  writer.write_scalars(step, {"fid": scores["fid"], "kid": scores["kid"]})
+  logging.info("FID %.3f, KID %.5f at step %d, %d images seen (%d samples, %.0f s)",
+               scores["fid"], scores["kid"], step, images, scores["num_generated"],
+               scores["seconds"])
+  if jax.process_index() == 0:
+    path = files.join(workdir, "fid.json")
+    points = json.loads(epath.Path(path).read_text()) if epath.Path(path).exists() else []
+    points = [p for p in points if p["step"] < step]  # A resumed run redoes later points.
+    files.write_json(path, points + [dict(scores, step=step, images_seen=images)])
 
 
 def _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir, t):
