@@ -23,6 +23,11 @@ A scene is built from two full-frame layers and a mask, exactly like the generat
 
 Why the margin (version 2), and the baselines it makes strong: docs/data.md.
 
+Two object categories (``CATEGORIES``), for runs on several sources: 'round' (ellipses and
+blobs with smooth textures) and 'angular' (polygons and stars, flat, striped or checked), each a
+``Layout`` with scenes of its own (``Layout.stream``) and so its own train and test splits; the
+backgrounds are drawn as for the whole dataset.
+
 The image is exactly ``where(mask, foreground, background)`` on the uint8 layers (no
 anti-aliasing), so the mask matches the object's pixels exactly. ``render_layers`` returns the
 three layers for checks of that.
@@ -38,6 +43,7 @@ acceptance test runs on a fixed 32x32 grid (so it does not depend on the resolut
 small margin for the discretisation at the rendered resolution.
 """
 
+import bisect
 import dataclasses
 import functools
 from typing import Dict, Tuple
@@ -58,10 +64,22 @@ MIN_OBJECT_AREA = 0.08
 MAX_OBJECT_AREA = 0.40
 
 
+# The object's texture-family weights (the same families as Layout.bg_textures).
+_FG_TEXTURE_WEIGHTS = (0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)
+_SHAPE_KINDS = ('ellipse', 'polygon', 'star', 'blob')
+
+
+def _check_weights(field: str, w, names: str, count: int) -> None:
+  if len(w) != count or min(w) < 0 or sum(w) <= 0:
+    raise ValueError(f'synthetic_layout.{field}={w} needs {count} weights >= 0, not all 0 '
+                     f'({names})')
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  """How scenes are laid out. ``LAYOUT`` is the dataset's (``VERSION``); any other layout is a
-  variant for experiments, whose results are not results of the dataset."""
+  """How scenes are laid out. ``LAYOUT`` is the dataset's (``VERSION``) and ``CATEGORIES``
+  its object categories; any other layout is a variant for experiments, whose results are not
+  results of the dataset."""
   margin: float = 0.125
   """Every object pixel's centre lies at least this far (fraction of the frame) from each
   border; a negative margin lets objects be cut by the border."""
@@ -70,6 +88,13 @@ class Layout:
   bg_textures: Tuple[float, ...] = (0.04, 0.14, 0.16, 0.06, 0.28, 0.22, 0.10)
   """Weights of the background's texture families: flat, linear, stripes, checks, smooth field,
   clouds, radial."""
+  shapes: Tuple[float, ...] = (0.25, 0.25, 0.20, 0.30)
+  """Weights of the object's shape families: ellipse, polygon, star, blob."""
+  fg_textures: Tuple[float, ...] = _FG_TEXTURE_WEIGHTS
+  """Weights of the object's texture families (the families of ``bg_textures``)."""
+  stream: int = 0
+  """Which scenes: 0 draws the dataset's own; another number scenes independent of them (a
+  category's own, so that two categories never share a background)."""
 
   def __post_init__(self):
     if not -0.5 < self.margin < 0.5:
@@ -77,16 +102,26 @@ class Layout:
     if not 0.0 <= self.rim_probability <= 1.0:
       raise ValueError(f'synthetic_layout.rim_probability={self.rim_probability} must be in '
                        '[0, 1]')
-    w = tuple(self.bg_textures)
-    if len(w) != len(_FG_TEXTURE_WEIGHTS) or min(w) < 0 or sum(w) <= 0:
-      raise ValueError(f'synthetic_layout.bg_textures={w} needs {len(_FG_TEXTURE_WEIGHTS)} '
-                       'weights >= 0, not all 0 (flat, linear, stripes, checks, smooth field, '
-                       'clouds, radial)')
+    families = 'flat, linear, stripes, checks, smooth field, clouds, radial'
+    _check_weights('bg_textures', tuple(self.bg_textures), families, len(_FG_TEXTURE_WEIGHTS))
+    _check_weights('fg_textures', tuple(self.fg_textures), families, len(_FG_TEXTURE_WEIGHTS))
+    _check_weights('shapes', tuple(self.shapes), ', '.join(_SHAPE_KINDS), len(_SHAPE_KINDS))
+    if isinstance(self.stream, bool) or not isinstance(self.stream, int) or self.stream < 0:
+      raise ValueError(f'synthetic_layout.stream={self.stream!r} must be an integer >= 0')
 
 
-# The object's texture-family weights (the same families as Layout.bg_textures).
-_FG_TEXTURE_WEIGHTS = (0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)
 LAYOUT = Layout()
+
+CATEGORIES = {
+    # Smooth outlines (ellipses, blobs) filled with smooth textures (gradients, fields, clouds).
+    'round': Layout(shapes=(0.5, 0.0, 0.0, 0.5),
+                    fg_textures=(0.0, 0.2, 0.0, 0.0, 0.3, 0.25, 0.25), stream=1),
+    # Straight edges and corners (polygons, stars) filled with flat colour, stripes or checks.
+    'angular': Layout(shapes=(0.0, 0.5, 0.5, 0.0),
+                      fg_textures=(0.2, 0.0, 0.45, 0.35, 0.0, 0.0, 0.0), stream=2),
+}
+"""The dataset's object categories: each a layout whose objects differ from the other's in shape
+family and texture, over the same backgrounds, with scenes of its own (train and test splits)."""
 
 _SPLIT_IDS = {'train': 1, 'test': 2}
 _CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
@@ -121,21 +156,24 @@ def _check_split_index(split: str, index: int) -> None:
 class _Shape:
   """An object's geometry: unit profile + hole + placement (centre, rotation, scale)."""
 
-  def __init__(self, rng):
-    u = rng.random()
-    if u < 0.25:
+  def __init__(self, rng, kinds_cumulative=None):
+    # One draw picks the shape family (cumulative ``Layout.shapes``; the dataset's by default).
+    kinds_cumulative = kinds_cumulative or _cumulative(LAYOUT.shapes)
+    kind = bisect.bisect_right(kinds_cumulative, rng.random() * kinds_cumulative[-1])
+    kind = min(kind, len(_SHAPE_KINDS) - 1)
+    if kind == 0:
       self.kind = 'ellipse'
       self.aspect = rng.uniform(0.45, 1.0)
       self.unit_area = np.pi * self.aspect
       self.inradius = self.aspect
-    elif u < 0.5:
+    elif kind == 1:
       self.kind = 'polygon'
       n = int(rng.integers(3, 9))
       jitter = rng.uniform(-0.2, 0.2, n)
       angles = -np.pi + _TWO_PI * (np.arange(n) + jitter) / n
       radii = np.ones(n) if rng.random() < 0.4 else rng.uniform(0.7, 1.0, n)
       self._set_polygon(angles, radii)
-    elif u < 0.7:
+    elif kind == 2:
       self.kind = 'star'
       n = int(rng.integers(4, 8))
       inner = rng.uniform(0.4, 0.65)
@@ -271,11 +309,12 @@ def _cumulative(weights: Tuple[float, ...]) -> Tuple[float, ...]:
 # ----------------------------------------------------------------------------------------------
 # Public API.
 
-def _rng(split: str, index: int, seed: int):
+def _rng(split: str, index: int, seed: int, stream: int = 0):
   _check_split_index(split, index)
   if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
     raise ValueError(f'synthetic dataset: seed must be an integer >= 0, got {seed!r}.')
-  return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLIT_IDS[split], int(index)]))
+  entropy = [int(seed), _SPLIT_IDS[split], int(index)] + ([int(stream)] if stream else [])
+  return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def render_layers(split: str, index: int, resolution: int, seed: int = 0,
@@ -283,12 +322,12 @@ def render_layers(split: str, index: int, resolution: int, seed: int = 0,
   """Returns the example's layers: (background uint8 [R,R,3], foreground uint8 [R,R,3],
   mask uint8 [R,R] in {0, 1}); the image is ``where(mask[..., None], foreground, background)``."""
   n = check_resolution(resolution)
-  rng = _rng(split, index, seed)
+  rng = _rng(split, index, seed, layout.stream)
   colors = textures.random_colors(rng, 12)
   palette = colors[:4]  # the scene's palette, shared by background and object
 
   # Object geometry.
-  shape = _Shape(rng)
+  shape = _Shape(rng, _cumulative(tuple(layout.shapes)))
   _place_object(rng, shape, layout.margin)
   mask = shape.inside(*textures.grid(n))
 
@@ -320,7 +359,7 @@ def render_layers(split: str, index: int, resolution: int, seed: int = 0,
   fg_cols = np.where(share[:, None], picks, fg_cols).astype(np.float32)
   size = shape.scale
   fg = textures.texture(rng, n, shape.cx, shape.cy, fg_cols,
-                        _cumulative(_FG_TEXTURE_WEIGHTS), size)
+                        _cumulative(tuple(layout.fg_textures)), size)
   if rng.random() < 0.35:  # shaded like a lit solid: bright spot, darker towards the rim
     xx, yy = textures.grid(n)
     hx = shape.cx + size * rng.uniform(-0.5, 0.5)
