@@ -37,6 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_layout.margin = ml_collections.config_dict.placeholder(float)
   config.data.synthetic_layout.rim_probability = ml_collections.config_dict.placeholder(float)
   config.data.synthetic_layout.bg_textures = ml_collections.config_dict.placeholder(tuple)
+  # Several sources in one run (e.g. two object categories), mixed by weight:
+  # ((name, path, weight), ...) with a name as above and the path of the folder or lmdb
+  # database, the synthetic category ('' = all of it) or the tfds data_dir ('' = data_dir).
+  # Empty: the one source named above. The other fields apply to every source. docs/data.md.
+  config.data.sources = ()
+  config.data.synthetic_category = ""  # '' = the whole synthetic dataset, 'round', 'angular'.
   config.data.num_workers = 4  # Threads decoding / transforming images.
   config.data.prefetch = 2  # Batches prepared ahead of the training step.
 
@@ -175,6 +181,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.data = ml_collections.ConfigDict()
   config.eval.data.name = ""  # '' = the test split of the training dataset.
   config.eval.data.path = ""  # images/ + masks/ root for name='folder'.
+  # Several labelled sets, ((name, path), ...) as data.sources: metrics per source and overall.
+  # Unset with data.sources: the training sources' test splits.
+  config.eval.data.sources = ()
   config.eval.max_examples = 1000  # Cap on evaluated images (0 = all).
   config.eval.batch_size = 64
   config.eval.baselines = ("full_image", "center_prior", "grabcut")

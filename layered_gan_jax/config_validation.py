@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from layered_gan_jax.architecture import RESAMPLING, VARIANTS
 from layered_gan_jax.data.config import DATASET_NAMES as DATASETS
-from layered_gan_jax.data.config import MAX_ORG_TO_CROP
+from layered_gan_jax.data.config import MAX_ORG_TO_CROP, sources_problem
 from layered_gan_jax.schedule import parse_resolution_map
 
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
@@ -193,6 +193,11 @@ def _synthetic_bg_textures(name, v):
   return f"{name}={v!r} must be None or a tuple of weights >= 0 (not all 0)"
 
 
+def _sources(name, v):
+  problem = sources_problem(v)
+  return None if problem is None else f"{name}{problem}"
+
+
 # Every field of configs/default.py and its rule.
 FIELD_RULES: Dict[str, Callable] = {
     "seed": _int(0),
@@ -211,6 +216,8 @@ FIELD_RULES: Dict[str, Callable] = {
     "data.train_split": lambda n, v: (None if isinstance(v, str) and v.strip() else
                                       f"{n}={v!r} must be a tfds split such as 'train'"),
     "data.download": _bool,
+    "data.sources": _sources,
+    "data.synthetic_category": _str,
     "data.synthetic_seed": _int(0),
     "data.synthetic_layout.margin": _optional(_float(-0.5, 0.5, lo_open=True, hi_open=True)),
     "data.synthetic_layout.rim_probability": _optional(_float(0.0, 1.0)),
@@ -306,6 +313,7 @@ FIELD_RULES: Dict[str, Callable] = {
     # evaluation
     "eval.data.name": _choice(("",) + DATASETS, " ('' = the training dataset's test split)"),
     "eval.data.path": _str,
+    "eval.data.sources": _sources,
     "eval.max_examples": _int(0, hint=" (0 = all)"),
     "eval.batch_size": _int(1),
     "eval.baselines": _baselines,
@@ -371,9 +379,10 @@ def validate_config(config, mode: str = "train", num_devices: Optional[int] = No
   _check(l.min_mask_coverage < l.max_mask_coverage <= 1.0,
          f"loss.max_mask_coverage={l.max_mask_coverage} must be in (min_mask_coverage="
          f"{l.min_mask_coverage}, 1] (1 = off)")
-  _check(config.data.name != "folder" or bool(config.data.path),
+  one_source = not config.data.get("sources")
+  _check(not one_source or config.data.name != "folder" or bool(config.data.path),
          "data.name='folder' needs --config.data.path=/path/to/images")
-  _check(config.data.name != "lsun_lmdb" or bool(config.data.path),
+  _check(not one_source or config.data.name != "lsun_lmdb" or bool(config.data.path),
          "data.name='lsun_lmdb' needs --config.data.path=/path/to/car_lmdb (the folder holding "
          "data.mdb)")
   _check(config.eval.data.name != "folder" or bool(config.eval.data.path),
@@ -436,10 +445,14 @@ def _validate_data(config, mode: str) -> None:
       data_config.validate_data_config(data)
       if where.startswith("eval.data"):
         data_config.check_eval_data(data, where)
-      tfds_sources.check_tfds_prepared(data)
-    except DataError:
-      raise
+      for source in data_config.data_sources(data):
+        tfds_sources.check_tfds_prepared(source.cfg)
     except ValueError as e:
+      if str(e).startswith("sources["):  # One source of several: say which field.
+        text = f"{where}.{e}" if " " not in where else f"{where}: {e}"
+        raise (DataError if isinstance(e, DataError) else ConfigError)(text) from None
+      if isinstance(e, DataError):
+        raise
       raise ConfigError(f"{where}: {e}") from None
 
 

@@ -5,6 +5,7 @@ The fields of a data config are described in docs/data.md.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import Any
 
@@ -30,9 +31,15 @@ def get(cfg, key: str, default: Any = None) -> Any:
 
 
 def synthetic_layout(cfg):
-  """The synthetic dataset's layout (``synthetic.Layout``): the dataset's own, with the fields
-  that the data config's ``synthetic_layout`` sets replaced (an experiment's variant)."""
+  """The synthetic dataset's layout (``synthetic.Layout``): the dataset's own, or that of the
+  category ``synthetic_category`` names, with the fields that the data config's
+  ``synthetic_layout`` sets replaced (an experiment's variant)."""
   from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  category = get(cfg, 'synthetic_category', '')
+  if category and category not in synthetic.CATEGORIES:
+    raise ValueError(f"the synthetic dataset has no category {category!r}; choose one of "
+                     f"{', '.join(map(repr, synthetic.CATEGORIES))} ('' = all of it).")
+  base = synthetic.CATEGORIES[category] if category else synthetic.LAYOUT
   given = cfg.get('synthetic_layout', None) or {}
   fields = {k: v for k, v in given.items() if v is not None}
   known = [f.name for f in dataclasses.fields(synthetic.Layout)]
@@ -40,13 +47,96 @@ def synthetic_layout(cfg):
   if unknown:
     raise ValueError(f"synthetic_layout has no field(s) {', '.join(unknown)}; it has "
                      f"{', '.join(known)}.")
-  if 'bg_textures' in fields:
-    fields['bg_textures'] = tuple(float(w) for w in fields['bg_textures'])
-  return dataclasses.replace(synthetic.LAYOUT, **fields)
+  for key in ('bg_textures', 'fg_textures', 'shapes'):
+    if key in fields:
+      fields[key] = tuple(float(w) for w in fields[key])
+  return dataclasses.replace(base, **fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+  """One source of a data config: what logs and metrics call it, its weight in the mix, and
+  the data config of it alone (the shared fields, with its own name and path)."""
+  label: str
+  weight: float
+  cfg: Any
+
+
+def sources_problem(sources) -> str | None:
+  """What is wrong with the form of a ``sources`` tuple, after its field's name (None when
+  nothing): each entry is ``(name, path)`` or ``(name, path, weight)``, with a known name, a
+  string path and a weight > 0. Cheap: no path is looked at."""
+  if not isinstance(sources, (tuple, list)):
+    return f"={sources!r} must be a tuple of (name, path, weight) entries"
+  for j, entry in enumerate(sources):
+    if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+      return f"[{j}]={entry!r} must be (name, path) or (name, path, weight)"
+    if entry[0] not in DATASET_NAMES:
+      return (f"[{j}]: unknown source kind {entry[0]!r}; choose one of "
+              f"{', '.join(DATASET_NAMES)}")
+    if not isinstance(entry[1], str):
+      return f"[{j}]: the path {entry[1]!r} must be a string ('' where the kind needs none)"
+    weight = entry[2] if len(entry) == 3 else 1.0
+    if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or
+        not 0 < weight < float('inf')):
+      return f"[{j}]: the weight {weight!r} of {entry[0]!r} must be a number > 0"
+  return None
+
+
+def _source_label(name: str, where: str) -> str:
+  """A source's short name: the synthetic category, the folder's or database's last path
+  component, the tfds name."""
+  if name == 'synthetic':
+    return where or 'synthetic'
+  if name in ('folder', 'lsun_lmdb'):
+    return where.rstrip('/').rsplit('/', 1)[-1] or name
+  return name
+
+
+def data_sources(cfg) -> list[DataSource]:
+  """The sources of a data config: one per entry of ``sources`` (the form is checked: a
+  ValueError otherwise), else the config itself, weight 1. An entry's path is the folder
+  (folder, lsun_lmdb), the category (synthetic; '' = all of it) or the tfds data_dir ('' = the
+  config's); every other field is shared."""
+  entries = cfg.get('sources', None) or ()
+  if not entries:
+    name = cfg.get('name', None)
+    where = get(cfg, 'synthetic_category' if name == 'synthetic' else 'path', '')
+    return [DataSource(_source_label(name, where), 1.0, cfg)]
+  problem = sources_problem(entries)
+  if problem:
+    raise ValueError(f"sources{problem}")
+  shared = {k: v for k, v in cfg.items() if k != 'sources'}
+  found = []
+  for entry in entries:
+    name, where = entry[0], entry[1]
+    one = dict(shared, name=name)
+    if name == 'synthetic':
+      one['synthetic_category'] = where
+    elif name in TFDS_NAMES:
+      one['data_dir'] = where or cfg.get('data_dir', None)
+    else:
+      one['path'] = where
+    found.append((name, where, float(entry[2]) if len(entry) == 3 else 1.0, one))
+  labels = [_source_label(name, where) for name, where, _, _ in found]
+  if len(set(labels)) < len(labels):
+    labels = [f"{name}:{where}" if where else name for name, where, _, _ in found]
+  if len(set(labels)) < len(labels):
+    labels = [f"{label}#{j}" for j, label in enumerate(labels)]
+  return [DataSource(label, weight, one)
+          for label, (_, _, weight, one) in zip(labels, found)]
 
 
 def validate_data_config(cfg) -> None:
-  """Raises ValueError (or DataError, a ValueError) naming the problem, before any heavy work."""
+  """Raises ValueError (or DataError, a ValueError) naming the problem, before any heavy work.
+  With ``sources``: every source's (its name and path; the shared fields)."""
+  if cfg.get('sources', None):
+    for j, source in enumerate(data_sources(cfg)):
+      try:
+        validate_data_config(source.cfg)
+      except ValueError as e:
+        raise type(e)(f"sources[{j}] ({source.label}): {e}") from None
+    return
   name = cfg.get('name', None)
   if name not in DATASET_NAMES:
     raise ValueError(f"Unknown dataset name {name!r} in the data config; choose one of "
@@ -97,24 +187,34 @@ def check_resolution(resolution: int, batch_size: int) -> None:
 
 
 def eval_data_config(config):
-  """The data ``evaluate`` reads: ``config.eval.data`` (name, path) over ``config.data``; by
-  default (no ``eval.data.name``) the training dataset's test split."""
+  """The data ``evaluate`` reads: ``config.eval.data`` (sources, or name and path) over
+  ``config.data``; by default (neither set) the training sources' test splits."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   data = ml_collections.ConfigDict(config.data.to_dict())
-  if config.eval.data.name:
+  if config.eval.data.get('sources', None):
+    data.sources = tuple(config.eval.data.sources)
+  elif config.eval.data.name:
     data.name = config.eval.data.name
     data.path = config.eval.data.path
+    if 'sources' in data:
+      data.sources = ()
   return data
 
 
 EVAL_SET_HOWTO = ("give one with --config.eval.data.name=folder --config.eval.data.path=DIR (DIR "
                   "holding images/ and masks/ with matching file names) or "
-                  "--config.eval.data.name=caltech_birds2011 (CUB)")
+                  "--config.eval.data.name=caltech_birds2011 (CUB), or several with "
+                  "--config.eval.data.sources=\"(('folder','DIR1'),('folder','DIR2'))\"")
 
 
 def check_eval_data(cfg, where: str = 'eval.data') -> None:
   """A DataError (one line) unless ``cfg`` names an evaluation set with masks: a dataset that
-  has them, and for 'folder' a path holding images/ and masks/ (cheap: no file is read)."""
+  has them, and for 'folder' a path holding images/ and masks/ (cheap: no file is read); with
+  ``sources``, each of them."""
+  if cfg.get('sources', None):
+    for j, source in enumerate(data_sources(cfg)):
+      check_eval_data(source.cfg, f"{where}.sources[{j}] ({source.label})")
+    return
   name = cfg.get('name', None)
   if name not in MASKED_NAMES:
     raise DataError(f"{where}: {name!r} has no ground-truth masks, so segmentation cannot be "
