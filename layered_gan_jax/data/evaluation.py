@@ -19,7 +19,8 @@ class _EvalBatches(prefetch.DecodingBatches):
 
   def __init__(self, cfg, source: sources.EvalSource, *, resolution: int, batch_size: int,
                with_masks: bool):
-    super().__init__(cfg, source)
+    super().__init__(cfg, source.skipped)
+    self.source = source
     self.resolution = resolution
     self.batch_size = batch_size
     self.with_masks = with_masks

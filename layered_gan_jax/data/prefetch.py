@@ -91,13 +91,12 @@ class DecodingBatches:
   """What the training and evaluation batch makers share: the decoding threads, the bad-file
   policy (``data.on_bad_file``) and the list of skipped files, guarded by ``_lock``."""
 
-  def __init__(self, cfg, source):
+  def __init__(self, cfg, skipped=()):
     self.workers = num_workers(cfg)
     self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
                                                       thread_name_prefix='data_decode')
-    self.source = source
     self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
-    self.skipped_files = list(source.skipped)
+    self.skipped_files = list(skipped)  # Left out when the sources were listed.
     self._lock = threading.Lock()
 
 
