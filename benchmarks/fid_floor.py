@@ -39,8 +39,8 @@ def main(argv=None):
   t = time.time()
   real = fid.real_statistics(extractor, config.data, resolution, config.eval.fid_real_images)
   real_seconds = time.time() - t
-  batches, _ = evaluation.load_split(data_config.eval_data_config(config), resolution,
-                                     extractor.batch_size, args.images)
+  batches = evaluation.load_split(data_config.eval_data_config(config), resolution,
+                                  extractor.batch_size, args.images).batches
   images = evaluation.to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))
   t = time.time()
   feats = extractor(images)

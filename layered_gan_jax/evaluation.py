@@ -5,13 +5,14 @@ Every trained segmentation route (``inference.load_route``: the distilled segmen
 probabilities, or the generator's mask of G(E(x))) is scored on the same images; a predicted
 mask is the soft mask thresholded at 0.5, resized to the ground-truth size.
 Metrics (see ``metrics``): per-image foreground IoU averaged over images (``fg_iou``, primary),
-two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3).
+two-class mean IoU (``miou``), pixel accuracy, max F-beta (beta^2 = 0.3). With several
+evaluation sources (e.g. one per object category), every figure is also given per source.
 """
 
 import functools
 import importlib
 import json
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
@@ -33,20 +34,30 @@ def to_uint8_images(x: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def load_split(data_cfg, resolution: int, batch_size: int, max_examples: Optional[int]):
+class Split(NamedTuple):
+  """An evaluation split, as :func:`load_split` reads it."""
+  batches: List[Tuple[np.ndarray, np.ndarray]]  # (float images [B, R, R, 3], valid [B]).
+  gt: np.ndarray  # Ground-truth masks [N, R, R] of the valid rows, in order.
+  source: np.ndarray  # int32 [N]: which of source_names each image is from.
+  source_names: List[str]
+
+
+def load_split(data_cfg, resolution: int, batch_size: int, max_examples: Optional[int]) -> Split:
   """The evaluation split at ``resolution``: float images [N, R, R, 3] in [-1, 1] and the
   ground-truth masks, in batches of ``batch_size`` (the last one padded; ``valid`` marks real
-  rows). Returns ``(batches, gts)``."""
-  batches, gts = [], []
-  for batch in eval_data.eval_dataset(data_cfg, resolution=resolution,
-                                      batch_size=batch_size, split="test",
-                                      max_examples=max_examples):
+  rows), and the source of every image (several with ``data_cfg.sources``; ``max_examples``
+  applies to each)."""
+  batches, gts, labels = [], [], []
+  iterator = eval_data.eval_dataset(data_cfg, resolution=resolution, batch_size=batch_size,
+                                    split="test", max_examples=max_examples)
+  for batch in iterator:
     valid = np.asarray(batch["valid"], bool)
     batches.append((np.asarray(batch["image"], np.float32), valid))
     gts.append(np.asarray(batch["mask"])[valid])
+    labels.append(np.asarray(batch["source"])[valid])
   if not batches:
     raise ValueError("the evaluation split is empty")
-  return batches, np.concatenate(gts)
+  return Split(batches, np.concatenate(gts), np.concatenate(labels), iterator.source_names)
 
 
 def predict_route(route, batches) -> np.ndarray:
@@ -61,13 +72,35 @@ def score_masks(pred_soft: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
   return metrics.segmentation_metrics(pred_soft >= 0.5, gt_bin, scores=pred_soft)
 
 
-def baseline_metrics(images: np.ndarray, gt: np.ndarray, names) -> Dict[str, Dict[str, float]]:
+def baseline_masks(images: np.ndarray, names) -> Dict[str, np.ndarray]:
+  """Each named baseline's masks [N, H, W] of uint8 ``images`` [N, H, W, 3]."""
   out = {}
-  gt_bin = metrics.binarize(gt)
   for name in names:
     if name not in baselines.BASELINES:
       raise ValueError(f"unknown baseline {name!r}; choose from {sorted(baselines.BASELINES)}")
-    out[name] = metrics.segmentation_metrics(baselines.BASELINES[name](images), gt_bin)
+    out[name] = baselines.BASELINES[name](images)
+  return out
+
+
+def score_baselines(masks: Dict[str, np.ndarray], gt: np.ndarray) -> Dict[str, Dict[str, float]]:
+  gt_bin = metrics.binarize(gt)
+  return {name: metrics.segmentation_metrics(m, gt_bin) for name, m in masks.items()}
+
+
+def per_source_metrics(route_soft: Dict[str, np.ndarray], baseline: Dict[str, np.ndarray],
+                       gt: np.ndarray, source: np.ndarray, names) -> Dict[str, Dict]:
+  """Every route's (soft masks) and baseline's (masks) figures on the images of each source:
+  ``{name: {"num_images", "routes": {route: metrics}, "baselines": {baseline: metrics}}}``,
+  scored as on the whole split."""
+  source = np.asarray(source)
+  out = {}
+  for j, name in enumerate(names):
+    sel = source == j
+    out[name] = {"num_images": int(sel.sum())}
+    if sel.any():
+      out[name]["routes"] = {r: score_masks(m[sel], gt[sel]) for r, m in route_soft.items()}
+      out[name]["baselines"] = score_baselines({b: m[sel] for b, m in baseline.items()},
+                                               gt[sel])
   return out
 
 
@@ -174,7 +207,8 @@ def centroid_spread(binary_masks: np.ndarray) -> float:
 def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict:
   """Scores every trained route of ``workdir`` on the same images; writes
   ``WORKDIR/eval/metrics.json`` (top-level figures: the route ``config.segment.route``; all of
-  them under ``routes``), clu scalars and a PNG panel. Returns the metrics."""
+  them under ``routes``; with several evaluation sources, every route's and baseline's figures
+  per source under ``sources``), clu scalars and a PNG panel. Returns the metrics."""
   route_name = config.segment.route
   available = inference.trained_routes(workdir)
   if route_name not in available:
@@ -186,7 +220,8 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
   data_cfg = data_config.eval_data_config(config)
   data_config.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None
-  batches, gt = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
+  split = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
+  batches, gt = split.batches, split.gt
   images = to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))
   routes, scores, soft = {}, {}, {}
   for name in available:
@@ -198,9 +233,14 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
     scores[name] = score_masks(soft[name], gt)
     routes[name] = dict(scores[name], **route.info)
   result = dict(scores[route_name])
+  several = len(split.source_names) > 1
   result.update(route=route_name, routes=routes, num_images=int(len(images)),
-                dataset=data_cfg.name, resolution=gan.resolution, gan_step=gan.step)
-  result["baselines"] = baseline_metrics(images, gt, config.eval.baselines)
+                dataset=split.source_names if several else data_cfg.name,
+                resolution=gan.resolution, gan_step=gan.step)
+  masks = baseline_masks(images, config.eval.baselines)
+  result["baselines"] = score_baselines(masks, gt)
+  if several:  # Every route and baseline per source too (e.g. per object category).
+    result["sources"] = per_source_metrics(soft, masks, gt, split.source, split.source_names)
   if segmenter is None and config.eval.external_segmenter:
     segmenter = load_external_segmenter(config.eval.external_segmenter)
   result["generated"] = generated_mask_statistics(gan, config.eval.num_generated,
@@ -211,13 +251,16 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
   out_dir = files.join(str(files.resolve(workdir)), EVAL_DIR)
   if jax.process_index() == 0:
     files.write_json(files.join(out_dir, "metrics.json"), result)
-    n = min(8, len(images))
-    preds = [(soft[name][:n] >= 0.5).astype(np.float32)[..., None] for name in available]
-    rows = [images[:n], visualization.to_uint8(gt[:n, ..., None], (0.0, 1.0))]
+    # Eight images: the first of each source in turn.
+    per = -(-8 // len(split.source_names))
+    shown = np.concatenate([np.flatnonzero(split.source == j)[:per]
+                            for j in range(len(split.source_names))])[:8]
+    preds = [(soft[name][shown] >= 0.5).astype(np.float32)[..., None] for name in available]
+    rows = [images[shown], visualization.to_uint8(gt[shown, ..., None], (0.0, 1.0))]
     rows += [visualization.to_uint8(p, (0.0, 1.0)) for p in preds]
     chosen = preds[available.index(route_name)]
-    rows.append(np.stack([visualization.overlay(images[i], chosen[i, ..., 0])
-                          for i in range(n)]))
+    rows.append(np.stack([visualization.overlay(images[i], chosen[r, ..., 0])
+                          for r, i in enumerate(shown)]))
     visualization.save_png(files.join(out_dir, "panel.png"), visualization.grid(rows))
   writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
   flat = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float)}
@@ -225,6 +268,9 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
                if isinstance(v, float)})
   flat.update({f"eval/baselines/{b}/{k}": v for b, m in result["baselines"].items()
                for k, v in m.items()})
+  for name, m in result.get("sources", {}).items():
+    flat.update({f"eval/sources/{name}/{kind}/{r}/{k}": v for kind in ("routes", "baselines")
+                 for r, figures in m.get(kind, {}).items() for k, v in figures.items()})
   flat.update({f"eval/generated/{k}": v for k, v in result["generated"].items()})
   flat.update({f"eval/{k}": result["fid"][k] for k in ("fid", "kid") if "fid" in result})
   writer.write_scalars(gan.step, flat)
@@ -232,6 +278,10 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
   logging.info("Evaluation of %s: %s (baselines: %s)", workdir,
                {r: round(m["fg_iou"], 4) for r, m in routes.items()},
                {k: round(v["fg_iou"], 4) for k, v in result["baselines"].items()})
+  for name, m in result.get("sources", {}).items():
+    logging.info("  %s (%d images): %s (baselines: %s)", name, m["num_images"],
+                 {r: round(v["fg_iou"], 4) for r, v in m.get("routes", {}).items()},
+                 {k: round(v["fg_iou"], 4) for k, v in m.get("baselines", {}).items()})
   return result
 
 

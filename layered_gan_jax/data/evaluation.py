@@ -17,10 +17,11 @@ from layered_gan_jax.image_io import DataError
 class _EvalBatches(prefetch.DecodingBatches):
   """Batch k of an evaluation pass (padded to batch_size)."""
 
-  def __init__(self, cfg, source: sources.EvalSource, *, resolution: int, batch_size: int,
-               with_masks: bool):
+  def __init__(self, cfg, source: sources.EvalSource, labels: np.ndarray, *, resolution: int,
+               batch_size: int, with_masks: bool):
     super().__init__(cfg, source.skipped)
     self.source = source
+    self.labels = labels  # int32 [n]: which source each example is from.
     self.resolution = resolution
     self.batch_size = batch_size
     self.with_masks = with_masks
@@ -48,16 +49,18 @@ class _EvalBatches(prefetch.DecodingBatches):
     images = np.zeros((b, r, r, 3), np.uint8)
     masks = np.zeros((b, r, r), np.float32)
     index = np.full((b,), -1, np.int32)
+    source = np.full((b,), -1, np.int32)
     valid = np.zeros((b,), bool)
     for j, (i, res) in enumerate(zip(idx, results)):
       index[j] = i
+      source[j] = self.labels[i]
       if res is None:
         continue
       images[j] = res[0]
       if res[1] is not None:
         masks[j] = res[1]
       valid[j] = True
-    batch = {'image': to_float(images), 'index': index, 'valid': valid}
+    batch = {'image': to_float(images), 'index': index, 'source': source, 'valid': valid}
     if self.with_masks:
       batch['mask'] = masks
     return batch
@@ -66,11 +69,14 @@ class _EvalBatches(prefetch.DecodingBatches):
 class EvalIterator(prefetch.BatchIterator):
   """Finite iterator over an evaluation set; see :func:`eval_dataset`.
 
-  Attributes: num_examples, num_batches (also ``len()``), skipped_files.
+  Attributes: num_examples, num_batches (also ``len()``), source_names (``batch['source']``
+  indexes them), source_sizes (examples of each), skipped_files.
   """
 
-  def __init__(self, cfg, maker: _EvalBatches):
+  def __init__(self, cfg, maker: _EvalBatches, source_names: list[str]):
     self.num_examples = maker.source.n
+    self.source_names = list(source_names)
+    self.source_sizes = np.bincount(maker.labels, minlength=len(source_names)).tolist()
     self.num_batches = -(-maker.source.n // maker.batch_size)
     super().__init__(cfg, maker, 0, self.num_batches)
 
@@ -94,7 +100,9 @@ def _synthetic_eval_source(cfg, resolution, split, max_examples) -> sources.Eval
                                            layout=layout)
     return np.asarray(image, np.uint8), np.asarray(mask, np.float32)
 
-  return sources.EvalSource(n, load, lambda i: f'synthetic {split} example {i}')
+  category = data_config.get(cfg, 'synthetic_category', '')
+  where = f'synthetic {category} {split}' if category else f'synthetic {split}'
+  return sources.EvalSource(n, load, lambda i: f'{where} example {i}')
 
 
 _SIZE_WARNINGS = [0]
@@ -135,15 +143,38 @@ def _folder_eval_source(cfg, max_examples, with_masks) -> sources.EvalSource:
                             list(paired.images_without_mask) + bad_images + bad_masks)
 
 
+def _concatenated(parts: list[sources.EvalSource]) -> sources.EvalSource:
+  """The examples of ``parts``, one after the other."""
+  if len(parts) == 1:
+    return parts[0]
+  starts = np.cumsum([0] + [p.n for p in parts])
+
+  def find(i):
+    j = int(np.searchsorted(starts, i, side='right')) - 1
+    return parts[j], i - int(starts[j])
+
+  def load(i):
+    part, r = find(i)
+    return part.load(r)
+
+  def name(i):
+    part, r = find(i)
+    return part.name(r)
+
+  return sources.EvalSource(int(starts[-1]), load, name, [f for p in parts for f in p.skipped])
+
+
 def eval_dataset(cfg, *, resolution: int, batch_size: int, split: str = 'test',
                  max_examples: int | None = None, with_masks: bool = True) -> EvalIterator:
   """One ordered pass over an evaluation set, in batches padded to ``batch_size``.
 
   Yields ``{'image': float32 [B, R, R, 3] in [-1, 1], 'mask': float32 [B, R, R] in {0, 1},
-  'index': int32 [B], 'valid': bool [B]}`` with ``B = batch_size`` always: the last batch is
-  padded with zero images/masks, ``index = -1`` and ``valid = False`` (so one jit compile serves
-  every batch; average metrics over valid rows). ``index`` is the example's position in the
-  evaluation set. No crop: images and masks are square-resized to R (see docs/data.md).
+  'index': int32 [B], 'source': int32 [B], 'valid': bool [B]}`` with ``B = batch_size``
+  always: the last batch is padded with zero images/masks, ``index = source = -1`` and
+  ``valid = False`` (so one jit compile serves every batch; average metrics over valid rows).
+  ``index`` is the example's position in the evaluation set, ``source`` which of
+  ``iterator.source_names`` it is from. No crop: images and masks are square-resized to R (see
+  docs/data.md).
 
   Sources: synthetic: the ``split`` of the embedded dataset (``SPLIT_SIZES['test']`` images
   for 'test'); folder: ``path/images`` + ``path/masks``; caltech_birds2011: tfds ``split``, or
@@ -151,28 +182,39 @@ def eval_dataset(cfg, *, resolution: int, batch_size: int, split: str = 'test',
   foreground = trimap 1. LSUN has no masks: it needs ``with_masks=False`` (then no 'mask' key
   is yielded, for any source). ``max_examples`` keeps the first N examples.
 
+  Several sources (``cfg.sources``): the sets of every source one after the other, each read
+  as it would be alone (``max_examples`` applies to each).
+
   Every process gets the whole set; shard by ``index`` if needed.
   """
   data_config.validate_data_config(cfg)
   data_config.check_resolution(resolution, batch_size)
+  if max_examples is not None and max_examples <= 0:
+    raise ValueError(f"max_examples must be positive or None, got {max_examples}.")
+  specs = data_config.data_sources(cfg)
+  parts = [_eval_source(spec.cfg, resolution, split, max_examples, with_masks)
+           for spec in specs]
+  for spec, part in zip(specs, parts):
+    logging.info('eval_dataset(%s, %s): %d examples, %d px, batch %d.', spec.label, split,
+                 part.n, resolution, batch_size)
+  labels = np.repeat(np.arange(len(parts), dtype=np.int32), [p.n for p in parts])
+  maker = _EvalBatches(cfg, _concatenated(parts), labels, resolution=resolution,
+                       batch_size=batch_size, with_masks=with_masks)
+  return EvalIterator(cfg, maker, [spec.label for spec in specs])
+
+
+def _eval_source(cfg, resolution, split, max_examples, with_masks) -> sources.EvalSource:
+  """The evaluation examples of the one source that ``cfg`` names."""
   name = cfg.get('name')
   if with_masks and name not in data_config.MASKED_NAMES:
     raise ValueError(f"{name} has no ground-truth masks. Evaluate segmentation on "
                      f"{', '.join(data_config.MASKED_NAMES)}, or call "
                      f"eval_dataset(..., with_masks=False) for images only.")
-  if max_examples is not None and max_examples <= 0:
-    raise ValueError(f"max_examples must be positive or None, got {max_examples}.")
   if name == 'synthetic':
-    source = _synthetic_eval_source(cfg, resolution, split, max_examples)
-  elif name == 'folder':
-    source = _folder_eval_source(cfg, max_examples, with_masks)
-  elif name == 'lsun_lmdb':
+    return _synthetic_eval_source(cfg, resolution, split, max_examples)
+  if name == 'folder':
+    return _folder_eval_source(cfg, max_examples, with_masks)
+  if name == 'lsun_lmdb':
     raise ValueError("lsun_lmdb is a training source (LSUN has no test masks); evaluate on "
                      "--config.eval.data.name=folder or another dataset")
-  else:
-    source = tfds_sources.tfds_eval_source(cfg, split, max_examples, with_masks)
-  logging.info('eval_dataset(%s, %s): %d examples, %d px, batch %d.', name, split, source.n,
-               resolution, batch_size)
-  maker = _EvalBatches(cfg, source, resolution=resolution, batch_size=batch_size,
-                       with_masks=with_masks)
-  return EvalIterator(cfg, maker)
+  return tfds_sources.tfds_eval_source(cfg, split, max_examples, with_masks)
