@@ -437,7 +437,7 @@ def _validate_data(config, mode: str) -> None:
   if mode in ("train", "train_encoder", "pipeline"):
     checks.append(("data", config.data))
   if mode in ("evaluate", "pipeline"):
-    where = ("eval.data" if config.eval.data.name else
+    where = ("eval.data" if config.eval.data.name or config.eval.data.get("sources") else
              "eval.data (unset: the training data's test split)")
     checks.append((where, data_config.eval_data_config(config)))
   for where, data in checks:
