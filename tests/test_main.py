@@ -202,6 +202,15 @@ REFUSALS = [
     ("sample, no --output", TINY + ["--mode=sample"], "--mode=sample needs --output"),
     ("segment, no input", TINY + ["--mode=segment", "--input={root}/nope", "--output={root}/o"],
      "does not exist"),
+    ("unknown source kind", TINY + ["--config.data.sources=(('synthetic','round',0.5),"
+                                    "('imagenet','',0.5))"],
+     "data.sources[1]: unknown source kind 'imagenet'"),
+    ("source weight 0", TINY + ["--config.data.sources=(('synthetic','round',0.5),"
+                                "('synthetic','angular',0))"],
+     "data.sources[1]: the weight 0 of 'synthetic' must be a number > 0"),
+    ("source path missing", TINY + ["--config.data.sources=(('synthetic','round',0.5),"
+                                    "('lsun_lmdb','{root}/horse_lmdb',0.5))"],
+     "data.sources[1] (horse_lmdb): {root}/horse_lmdb: no lmdb database there"),
     ("CUB list missing", ["--config=configs/cub.py", "--workdir={run}",
                           "--config.data.cub_test_ids_path={root}/ids.txt"],
      "ids.txt: no such file"),
