@@ -395,6 +395,21 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
   assert as_encoder["fg_iou"] == result["routes"]["encoder"]["fg_iou"]
   with open(os.path.join(gan_workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["route"] == "encoder"
+  # Two labelled sources (the synthetic categories' test splits): every figure per source too.
+  config.eval.data.sources = (("synthetic", "round"), ("synthetic", "angular"))
+  config.eval.max_examples = 4
+  per = evaluation.evaluate(config, gan_workdir)
+  assert per["num_images"] == 8 and per["dataset"] == ["round", "angular"]
+  assert list(per["sources"]) == ["round", "angular"]
+  for figures in per["sources"].values():
+    assert figures["num_images"] == 4
+    assert set(figures["routes"]) == {"distilled", "encoder"}
+    assert set(figures["baselines"]) == set(per["baselines"])
+  for key in ("fg_iou", "miou", "pixel_accuracy"):  # Image averages: the mean of the two.
+    for route in ("distilled", "encoder"):
+      np.testing.assert_allclose(
+          np.mean([per["sources"][c]["routes"][route][key] for c in ("round", "angular")]),
+          per["routes"][route][key], rtol=1e-6)
 
 
 @pytest.mark.parametrize("route", ["distilled", "encoder"])
