@@ -445,8 +445,13 @@ def _validate_data(config, mode: str) -> None:
       data_config.validate_data_config(data)
       if where.startswith("eval.data"):
         data_config.check_eval_data(data, where)
-      for source in data_config.data_sources(data):
-        tfds_sources.check_tfds_prepared(source.cfg)
+      for j, source in enumerate(data_config.data_sources(data)):
+        try:
+          tfds_sources.check_tfds_prepared(source.cfg)
+        except DataError as e:
+          if not data.get("sources"):
+            raise
+          raise DataError(f"sources[{j}] ({source.label}): {e}") from None
     except ValueError as e:
       if str(e).startswith("sources["):  # One source of several: say which field.
         text = f"{where}.{e}" if " " not in where else f"{where}: {e}"

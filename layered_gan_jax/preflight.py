@@ -146,7 +146,9 @@ def check_first_batch(config, mode: str) -> None:
     resolution = config.train.start_resolution
     batch = stage_batch_sizes(config)[resolution]
   policy = config.data.on_bad_file
-  where = config.data.path or config.data.name
+  sources = config.data.get("sources")
+  where = (", ".join(f"{s[0]} {s[1]}".strip() for s in sources) if sources else
+           config.data.path or config.data.name)
   try:
     with train_data.train_iterator(config.data, resolution=resolution,
                                    batch_size=parallel.per_process_batch(batch),
