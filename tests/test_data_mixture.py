@@ -153,10 +153,11 @@ def test_each_image_is_what_its_source_yields(folder):
 
 
 def test_categories_differ_in_shape_family_and_have_their_own_scenes():
+  # pylint: disable=protected-access
   for name, kinds in (('round', {'ellipse', 'blob'}), ('angular', {'polygon', 'star'})):
-    cumulative = synthetic._cumulative(synthetic.CATEGORIES[name].shapes)  # pylint: disable=protected-access
+    cumulative = synthetic._cumulative(synthetic.CATEGORIES[name].shapes)
     rng = np.random.default_rng(0)
-    drawn = {synthetic._Shape(rng, cumulative).kind for _ in range(40)}  # pylint: disable=protected-access
+    drawn = {synthetic._Shape(rng, cumulative).kind for _ in range(40)}
     assert drawn == kinds, name
   own = synthetic.render_example('test', 3, 16)[0]
   for split in ('train', 'test'):
