@@ -45,9 +45,8 @@ def main(argv=None):
   t = time.time()
   feats = extractor(images)
   seconds = time.time() - t
-  test = fid.statistics(feats)
   result = {
-      "fid": fid.fid_from_statistics(real["mu"], real["sigma"], test["mu"], test["sigma"]),
+      "fid": fid.fid_against_features(real["mu"], real["sigma"], feats),
       "kid": fid.kid(real["features"], feats), "test_images": int(len(images)),
       "real_images": int(config.eval.fid_real_images), "resolution": resolution,
       "dataset": config.data.name,

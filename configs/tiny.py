@@ -36,5 +36,6 @@ def get_config():
   config.eval.max_examples = 16
   config.eval.batch_size = 8
   config.eval.num_generated = 16
-  config.eval.fid_samples = 0  # The Inception network is far larger than this model.
+  config.train.fid_every_images = 0  # The Inception network is far larger than this model.
+  config.eval.fid_samples = 0
   return config

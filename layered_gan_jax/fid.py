@@ -3,8 +3,9 @@
 * ``FeatureExtractor(params)(images_uint8)``: features [N, 2048], one compiled function for a
   fixed batch (the last one padded), batch-sharded over every device, parameters replicated.
 * ``fid_from_features`` / ``fid_from_statistics``: the Frechet distance of the two Gaussian fits
-  (mean, covariance with ddof=1), in float64 on the host, with SciPy's matrix square root (its
-  imaginary round-off dropped), as StyleGAN2-ADA and the reference package compute it.
+  (mean, covariance with ddof=1), in float64 on the host; the trace of the matrix square root
+  from the eigenvalues of ``S1^1/2 S2 S1^1/2`` (symmetric, so exact for covariances and stable
+  when they are singular, i.e. fewer samples than 2,048).
 * ``kid``: the unbiased MMD^2 with the cubic polynomial kernel ``(x.y / d + 1)^3``, averaged over
   ``num_subsets`` random subsets of ``min(n_real, n_fake, max_subset_size)`` features of each
   side, as StyleGAN2-ADA computes it; the subsets come from a seeded generator.
@@ -22,7 +23,6 @@ from typing import Dict, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
 from layered_gan_jax import inception, parallel
 
@@ -70,14 +70,36 @@ def statistics(features) -> Dict[str, np.ndarray]:
 def fid_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  mean_term = np.square(mu1 - mu2).sum()
-  root, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
-  return float(np.real(mean_term + np.trace(sigma1 + sigma2 - 2.0 * root)))
+  w, v = np.linalg.eigh(sigma1)
+  root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+  inner = root1 @ sigma2 @ root1
+  # tr sqrt(S1 S2) = tr sqrt(S1^1/2 S2 S1^1/2): two symmetric eigensolves.
+  trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+  return float(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.trace(sigma2)
+               - 2.0 * trace_root)
+
+
+def fid_against_features(mu1, sigma1, features) -> float:
+  """``fid_from_statistics(mu1, sigma1, *statistics(features))``; with fewer features than
+  dimensions, from the eigenvalues of ``B S1 B^T / (n - 1)`` (n x n, B the centred features),
+  which are the nonzero ones of ``S1 S2``."""
+  f = np.asarray(features, np.float64)
+  n, d = f.shape
+  if n > d:
+    s = statistics(f)
+    return fid_from_statistics(mu1, sigma1, s["mu"], s["sigma"])
+  mu1, sigma1 = np.asarray(mu1, np.float64), np.asarray(sigma1, np.float64)
+  mu2 = f.mean(axis=0)
+  b = f - mu2
+  inner = b @ sigma1 @ b.T / (n - 1)
+  trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+  return float(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.square(b).sum() / (n - 1)
+               - 2.0 * trace_root)
 
 
 def fid_from_features(features_a, features_b) -> float:
-  a, b = statistics(features_a), statistics(features_b)
-  return fid_from_statistics(a["mu"], a["sigma"], b["mu"], b["sigma"])
+  a = statistics(features_a)
+  return fid_against_features(a["mu"], a["sigma"], features_b)
 
 
 def kid(features_real, features_fake, num_subsets: int = KID_SUBSETS,
@@ -171,8 +193,7 @@ def generator_scores(config, gan, num_samples: int, seed: int) -> Dict:
     _, composites = evaluation.generated_samples(gan, n, seed + 7919 * i)
     feats.append(extractor(evaluation.to_uint8_images(composites)))
   feats = np.concatenate(feats)
-  fake = statistics(feats)
-  return {"fid": fid_from_statistics(real["mu"], real["sigma"], fake["mu"], fake["sigma"]),
+  return {"fid": fid_against_features(real["mu"], real["sigma"], feats),
           "kid": kid(real["features"], feats), "num_generated": int(num_samples),
           "num_real": int(config.eval.fid_real_images), "gan_step": int(gan.step),
           "real_statistics": cache_key(config.data, gan.resolution,

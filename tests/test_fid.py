@@ -43,13 +43,11 @@ def test_resize_is_nvidias_bilinear():
 
 
 def _naive_fid(a, b):
+  """The textbook formula with SciPy's general matrix square root of S1 S2."""
+  import scipy.linalg  # pylint: disable=g-import-not-at-top
   mu1, mu2 = a.mean(0), b.mean(0)
   s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  w, v = np.linalg.eigh(s1)
-  root1 = v @ np.diag(np.sqrt(np.clip(w, 0, None))) @ v.T
-  inner = np.linalg.eigvalsh(root1 @ s2 @ root1)  # tr sqrt(S1 S2) = tr sqrt(S1^.5 S2 S1^.5)
-  return np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sum(
-      np.sqrt(np.clip(inner, 0, None)))
+  return np.real(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2)))
 
 
 def _naive_kid(real, fake, subsets, size, seed):
@@ -71,6 +69,12 @@ def test_fid_and_kid_against_naive_references():
   a = rng.normal(size=(300, 6))
   b = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) * 0.5 + 0.3
   np.testing.assert_allclose(fid.fid_from_features(a, b), _naive_fid(a, b), rtol=1e-8)
+  np.testing.assert_allclose(fid.fid_from_features(b, a), _naive_fid(b, a), rtol=1e-8)
+  few = b[:4]  # Fewer samples than dimensions: the n x n route.
+  np.testing.assert_allclose(fid.fid_from_features(a, few), _naive_fid(a, few), rtol=1e-6)
+  s = fid.statistics(few)
+  np.testing.assert_allclose(fid.fid_from_statistics(*fid.statistics(a).values(), s["mu"],
+                                                     s["sigma"]), _naive_fid(a, few), rtol=1e-6)
   assert abs(fid.fid_from_features(a, a)) < 1e-8
   np.testing.assert_allclose(fid.kid(a, b, num_subsets=3, max_subset_size=12, seed=5),
                              _naive_kid(a, b, 3, 12, 5), rtol=1e-10)
@@ -89,20 +93,29 @@ def test_weight_files_that_are_not_the_network_are_refused(tmp_path):
     inception_weights.load(str(other))
 
 
-def test_fid_mode_scores_a_checkpoint_and_caches_the_real_statistics(tmp_path, monkeypatch):
-  """--mode=fid's function on a tiny GAN trained here: FID / KID in eval/fid_step_*.json, the
-  real statistics cached under the key of (data, resolution, crop, count) and reused."""
+def test_fid_in_training_and_fid_mode_on_a_checkpoint(tmp_path, monkeypatch, extractor):
+  """A tiny GAN trained here with a FID point every iteration (clu scalars, ``fid.json``),
+  then ``--mode=fid``'s function on its checkpoint: FID / KID in eval/fid_step_*.json, the
+  real statistics cached under the key of (data, resolution, crop, count) and reused. The
+  module's compiled extractor (batch 4) stands in for the per-process one."""
   from configs import tiny
   from layered_gan_jax import evaluation, train_gan
   config = tiny.get_config()
   config.train.start_resolution = config.train.resolution = 8
   config.train.max_steps = 2
-  workdir = str(tmp_path / "run")
-  train_gan.train_and_evaluate(config, workdir)
+  config.train.fid_every_images = config.train.batch_size
+  config.train.fid_samples = 4
   config.eval.fid_samples, config.eval.fid_real_images = 6, 10
   config.eval.fid_weights = inception_weights.converted_path()
   monkeypatch.setattr(inception_weights, "cache_dir", lambda: str(tmp_path / "cache"))
-  monkeypatch.setattr(fid, "_EXTRACTORS", {})
+  monkeypatch.setattr(fid, "_EXTRACTORS", {config.eval.fid_weights: extractor})
+  workdir = str(tmp_path / "run")
+  train_gan.train_and_evaluate(config, workdir)
+  points = json.loads((tmp_path / "run" / "fid.json").read_text())
+  assert [(p["step"], p["images_seen"], p["num_generated"]) for p in points] == [
+      (1, 8, 4), (2, 16, 4)]
+  assert all(p["fid"] > 0 and np.isfinite(p["kid"]) for p in points)
+
   scores = evaluation.fid_of_checkpoint(config, workdir)
   assert scores["gan_step"] == 2 and scores["num_generated"] == 6 and scores["num_real"] == 10
   assert scores["fid"] > 0 and np.isfinite(scores["kid"])
