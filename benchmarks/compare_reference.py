@@ -8,7 +8,7 @@ virtual environment with torch 2.13.0 CPU (see ../shared/tools/ref_bench.py):
   python -m benchmarks.compare_reference --mirror=GIT_DIR --torch_python=/tmp/torchvenv/bin/python \
       --setting=32:16 --setting=64:8 --json=benchmarks/results/compare_reference.json
 
-For each RESOLUTION:BATCH it runs ``benchmarks/throughput.py --config=configs/car.py`` (ours)
+For each RESOLUTION:BATCH it runs ``python -m benchmarks.throughput --config=configs/car.py`` (ours)
 and ``ref_bench.py`` (theirs) one after the other and reports images/s and the ratio.
 """
 
@@ -28,9 +28,10 @@ REF_BENCH = os.path.join(os.path.dirname(REPO), "shared", "tools", "ref_bench.py
 
 def run_ours(resolution, batch, steps, warmup, dtype):
   with tempfile.NamedTemporaryFile(suffix=".json") as f:
-    cmd = [sys.executable, os.path.join(REPO, "benchmarks", "throughput.py"),
-           "--config=configs/car.py", f"--resolution={resolution}", f"--batch={batch}",
-           f"--steps={steps}", f"--warmup={warmup}", f"--dtype={dtype}", f"--json={f.name}"]
+    # As a module from the repository root: benchmarks.throughput imports benchmarks.common.
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--config=configs/car.py",
+           f"--resolution={resolution}", f"--batch={batch}", f"--steps={steps}",
+           f"--warmup={warmup}", f"--dtype={dtype}", f"--json={f.name}"]
     subprocess.run(cmd, cwd=REPO, check=True)
     with open(f.name) as g:
       return json.load(g), " ".join(cmd[1:])
