@@ -59,14 +59,27 @@ def test_every_encoder_target_reconstructs(trained, target):
   config = tiny.get_config()
   config.encoder.target = target
   config.encoder.latent_weight = 0.5
+  config.encoder.lr = 3e-3
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   state = setup.init_state()
-  images = parallel.put_batch(np.zeros((8, 16, 16, 3), np.float32))
-  state, metrics = jax.jit(train_encoder.make_encoder_step(setup))(state, setup.frozen, images)
-  assert np.isfinite(float(metrics["encoder_loss"])) and "latent_loss" in metrics
-  layers, recon = setup.predict_fn()(state.params, setup.frozen, images)
-  assert recon.shape == (8, 16, 16, 3) and layers["mask"].shape == (8, 16, 16, 1)
+  rng = np.random.default_rng(1)
+  host = rng.uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+  images = parallel.put_batch(host)
+  step, predict = jax.jit(train_encoder.make_encoder_step(setup)), setup.predict_fn()
+
+  def recon_error(params):  # Mean |G(E(x)) - x|, from the prediction alone.
+    layers, recon = predict(params, setup.frozen, images)
+    assert recon.shape == (8, 16, 16, 3) and layers["mask"].shape == (8, 16, 16, 1)
+    return float(np.mean(np.abs(np.asarray(recon) - host)))
+
+  before = recon_error(state.params)
+  for _ in range(15):
+    state, metrics = step(state, setup.frozen, images)
+    assert np.isfinite(float(metrics["encoder_loss"])) and "latent_loss" in metrics
+  after = recon_error(state.params)
+  # Measured: from 1.06-1.93 to 0.64-0.80 (ratios 0.39-0.66); with lr=0 it stays put.
+  assert after < 0.8 * before, (before, after)
 
 
 def test_external_segmenter_protocol_with_stand_ins(trained):
