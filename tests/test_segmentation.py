@@ -403,6 +403,24 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
     assert result[key] == result["routes"]["distilled"][key]
     assert 0.0 <= result["routes"]["encoder"][key] <= 1.0
   assert set(result["baselines"]) == {"full_image", "center_prior", "grabcut"}
+  # Each route's scores and the full-image baseline's, recomputed image by image in plain numpy
+  # from the route's own prediction on the same evaluation images.
+  batches, gt = evaluation.load_split(config.data, 16, config.eval.batch_size,
+                                      config.eval.max_examples)  # tiny: the synthetic test split
+  gt = gt >= 0.5
+  iou = lambda a, b: np.sum(a & b) / np.sum(a | b) if np.sum(a | b) else 1.0
+  for name in ("distilled", "encoder"):
+    route = inference.load_route(config, gan_workdir, name)
+    pred = np.concatenate([np.asarray(route.predict(x))[valid] for x, valid in batches]) >= 0.5
+    assert pred.shape == gt.shape and 0 < pred.mean() < 1  # Not a trivial mask.
+    fg = [iou(p, g) for p, g in zip(pred, gt)]
+    bg = [iou(~p, ~g) for p, g in zip(pred, gt)]
+    scores = result["routes"][name]
+    assert scores["fg_iou"] == pytest.approx(np.mean(fg), rel=1e-9), name
+    assert scores["miou"] == pytest.approx(np.mean(fg) / 2 + np.mean(bg) / 2, rel=1e-9), name
+    assert scores["pixel_accuracy"] == pytest.approx(np.mean(pred == gt), rel=1e-9), name
+  assert result["baselines"]["full_image"]["fg_iou"] == pytest.approx(
+      np.mean([g.mean() for g in gt]), rel=1e-9)
   config.segment.route = "encoder"
   as_encoder = evaluation.evaluate(config, gan_workdir)
   assert as_encoder["fg_iou"] == result["routes"]["encoder"]["fg_iou"]
