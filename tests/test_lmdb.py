@@ -80,6 +80,7 @@ def test_deterministic_resumable_and_per_process_rows(database):
   assert len({tuple(sorted(r)) for r in full[:3]}) > 1  # The batches do differ.
 
 
+@pytest.mark.slow
 def test_missing_or_empty_database_is_a_one_line_error(tmp_path):
   with pytest.raises(DataError, match="no lmdb database there.*data.path at the folder"):
     data_config.validate_data_config(_cfg(str(tmp_path / "nope")))

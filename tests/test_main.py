@@ -220,6 +220,7 @@ def test_refused_in_one_line_and_nothing_written(scene, case, args, needle):
   assert _tree_hashes(scene) == before  # Nothing written, changed or removed.
 
 
+@pytest.mark.slow
 def test_pipeline_then_restart_with_another_model(tmp_path):
   """train -> train_encoder -> train_segmenter -> evaluate from the command line, then a
   restart whose model differs from the checkpoint's is refused with the differing fields

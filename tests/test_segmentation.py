@@ -186,6 +186,7 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
     encoder_choices.main([f"--gan_workdir={workdir}", "--variants=resnet", f"--json={out}"])
 
 
+@pytest.mark.slow
 def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
   """benchmarks/segmenter_choices.py on the tiny GAN: a trained choice and one that reuses its
   network (only the prediction differs); the GAN's checkpoints are not touched; a choice listed
