@@ -3,8 +3,9 @@
 
 import os
 import platform
+import shlex
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def cpu_model() -> str:
@@ -31,6 +32,13 @@ def machine() -> str:
       devices = " | JAX devices: ?"
   return (f"{platform.node()} | {cpu_model()} | {os.cpu_count()} CPUs{devices} | "
           f"{platform.platform()}")
+
+
+def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
+  """The command that reruns this benchmark from the repository root, for the results files:
+  ``python -m MODULE ARGS`` (the modules import ``benchmarks``, so not ``python FILE.py``)."""
+  args = sys.argv[1:] if argv is None else list(argv)
+  return shlex.join(["python", "-m", module] + args)
 
 
 def load_config(path: str, overrides: Sequence[str] = ()):

@@ -1,14 +1,17 @@
 """Ours vs the official PyTorch code, same CPU, same architecture (reference widths), same batch,
 fp32, measured back to back in one run.
 
-Needs a fetched copy of github adambielski/perturbed-seg (a bare git directory) and a separate
-virtual environment with torch 2.13.0 CPU (see ../shared/tools/ref_bench.py):
+Needs a fetched copy of github adambielski/perturbed-seg (a bare git directory), a separate
+virtual environment with torch 2.13.0 CPU, and the harness that times the official code
+(``ref_bench.py``, kept outside this repository: ../shared/tools/ref_bench.py by default):
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
   python -m benchmarks.compare_reference --mirror=GIT_DIR --torch_python=/tmp/torchvenv/bin/python \
-      --setting=32:16 --setting=64:8 --json=benchmarks/results/compare_reference.json
+      --ref_bench=../shared/tools/ref_bench.py --setting=32:16 --setting=64:8 \
+      --json=benchmarks/results/compare_reference.json
 
-For each RESOLUTION:BATCH it runs ``benchmarks/throughput.py --config=configs/car.py`` (ours)
+Run it from the repository root.
+For each RESOLUTION:BATCH it runs ``python -m benchmarks.throughput --config=configs/car.py`` (ours)
 and ``ref_bench.py`` (theirs) one after the other and reports images/s and the ratio.
 """
 
@@ -28,16 +31,17 @@ REF_BENCH = os.path.join(os.path.dirname(REPO), "shared", "tools", "ref_bench.py
 
 def run_ours(resolution, batch, steps, warmup, dtype):
   with tempfile.NamedTemporaryFile(suffix=".json") as f:
-    cmd = [sys.executable, os.path.join(REPO, "benchmarks", "throughput.py"),
-           "--config=configs/car.py", f"--resolution={resolution}", f"--batch={batch}",
-           f"--steps={steps}", f"--warmup={warmup}", f"--dtype={dtype}", f"--json={f.name}"]
+    # As a module from the repository root: benchmarks.throughput imports benchmarks.common.
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--config=configs/car.py",
+           f"--resolution={resolution}", f"--batch={batch}", f"--steps={steps}",
+           f"--warmup={warmup}", f"--dtype={dtype}", f"--json={f.name}"]
     subprocess.run(cmd, cwd=REPO, check=True)
     with open(f.name) as g:
       return json.load(g), " ".join(cmd[1:])
 
 
-def run_theirs(torch_python, mirror, resolution, batch, steps, warmup):
-  cmd = [torch_python, REF_BENCH, "--mirror", mirror, "--resolution", str(resolution),
+def run_theirs(torch_python, ref_bench, mirror, resolution, batch, steps, warmup):
+  cmd = [torch_python, ref_bench, "--mirror", mirror, "--resolution", str(resolution),
          "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup), "--gemm"]
   out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
   last = [l for l in out.splitlines() if l.startswith("ref_img_per_s=")][-1]
@@ -52,17 +56,23 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument("--mirror", required=True)
   p.add_argument("--torch_python", required=True)
+  p.add_argument("--ref_bench", default=REF_BENCH, help="path of ref_bench.py")
   p.add_argument("--setting", action="append", default=None, help="RESOLUTION:BATCH")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--json", required=True)
   args = p.parse_args()
+  for path, what in ((args.ref_bench, "--ref_bench"), (args.torch_python, "--torch_python")):
+    if not os.path.isfile(path):
+      p.error(f"{what}={path} is not a file")
+  if not os.path.isdir(args.mirror):
+    p.error(f"--mirror={args.mirror} is not a git directory of adambielski/perturbed-seg")
   results = []
   for setting in args.setting or ["32:16", "64:8"]:
     r, b = (int(x) for x in setting.split(":"))
     ours, ours_cmd = run_ours(r, b, args.steps, args.warmup, "float32")
-    theirs, theirs_cmd = run_theirs(args.torch_python, args.mirror, r, b, args.steps,
-                                    args.warmup)
+    theirs, theirs_cmd = run_theirs(args.torch_python, args.ref_bench, args.mirror, r, b,
+                                    args.steps, args.warmup)
     row = {"resolution": r, "batch": b, "ours_images_per_s": ours["images_per_s"],
            "theirs_images_per_s": theirs["images_per_s"],
            "ratio_ours_over_theirs": ours["images_per_s"] / theirs["images_per_s"],

@@ -44,7 +44,6 @@ reference segmenter's mask of that composite, over the composites where it detec
 """
 
 import os
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TensorFlow (clu's writers) must not claim an accelerator or spam logs.
@@ -53,9 +52,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-from benchmarks.common import apply_overrides, machine  # noqa: E402
+from benchmarks.common import apply_overrides, command_line, machine  # noqa: E402
 from benchmarks.common import load_config as load_base_config  # noqa: E402
-import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
@@ -640,8 +638,7 @@ def main(argv=None) -> Dict:
                  "synthetic_dataset_version": _synthetic_version()},
       "metric": "fg_iou: per-image foreground IoU averaged over test images; miou: two-class "
                 "mean IoU; *_std: sample std over seeds (ddof=1).",
-      "command": shlex.join(["python"] + sys.argv) if argv is None
-                 else shlex.join(["python", "benchmarks/emergence.py"] + list(argv)),
+      "command": command_line("benchmarks.emergence", argv),
       "machine": machine(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "seconds": round(time.time() - t_start, 1),

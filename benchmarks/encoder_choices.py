@@ -35,12 +35,11 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
-                               selected)
+from benchmarks.common import (apply_overrides, command_line, gan_checkpoints,  # noqa: E402
+                               load_config, machine, selected)
 
 VARIANTS = {
     "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
@@ -148,8 +147,7 @@ def main(argv=None):
       "overrides": overrides,
       "encoder_steps": configs[variants[0]].encoder.max_steps,
       "eval_images": configs[variants[0]].eval.max_examples,
-      "command": "python " + " ".join(shlex.quote(a) for a in
-                                      ["benchmarks/encoder_choices.py"] + sys.argv[1:]),
+      "command": command_line("benchmarks.encoder_choices"),
       "machine": machine(),
       "date": datetime.date.today().isoformat(),
       "seconds": time.time() - start,

@@ -20,7 +20,6 @@ wrapper of its ``accumulate``; everything else in its loop is its own.
 
 import os
 import shutil
-import sys
 import time
 import types
 from typing import Dict, List
@@ -29,6 +28,7 @@ import numpy as np
 
 
 from benchmarks import official_parity as op  # pylint: disable=g-import-not-at-top
+from benchmarks.common import command_line  # pylint: disable=g-import-not-at-top
 
 SETTINGS = ("fixed32", "progressive", "border")
 BORDER_MARGIN = -0.15  # dataset version 1's placement: objects may be cut by the frame
@@ -606,7 +606,7 @@ def run(args):
 
 
 def _write(args, runs, settings, start, segmenter):
-  result = {"command": " ".join(["python", "benchmarks/official_parity.py"] + sys.argv[1:]),
+  result = {"command": command_line("benchmarks.official_parity"),
             **op._provenance(), "seconds": time.time() - start,  # pylint: disable=protected-access
             "iterations": args.iterations, "num_samples": args.num_samples,
             "runs": [{k: v for k, v in r.items() if k != "curves_full"} for r in runs],

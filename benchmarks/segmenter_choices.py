@@ -23,11 +23,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
-import shlex  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, gan_checkpoints, machine, load_config,  # noqa: E402
-                               selected)
+from benchmarks.common import (apply_overrides, command_line, gan_checkpoints,  # noqa: E402
+                               load_config, machine, selected)
 
 # name -> (route, overrides, the choice whose trained network it reuses, or None)
 CHOICES = {
@@ -117,8 +116,7 @@ def main(argv=None):
 
   out = {"choices": results, "gan_workdir": os.path.abspath(args.gan_workdir),
          "config": os.path.relpath(args.config, REPO), "overrides": overrides,
-         "command": "python " + " ".join(shlex.quote(a) for a in
-                                         ["benchmarks/segmenter_choices.py"] + sys.argv[1:]),
+         "command": command_line("benchmarks.segmenter_choices"),
          "machine": machine(),
          "date": datetime.date.today().isoformat(), "seconds": time.time() - start}
   from layered_gan_jax import files  # pylint: disable=g-import-not-at-top

@@ -35,6 +35,7 @@ import os
 from typing import NamedTuple, Sequence
 
 from absl import logging
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -61,9 +62,20 @@ def check_on_bad_file(on_bad_file: str) -> str:
 # Decoding.
 
 
+def is_uri(path) -> bool:
+  """An object-store path (``gs://bucket/x``), read through ``etils.epath``."""
+  return '://' in os.fspath(path)
+
+
+def _file_size(path: str) -> int:
+  return epath.Path(path).stat().length if is_uri(path) else os.path.getsize(path)
+
+
 def _open(data: bytes | None, name: str) -> Image.Image:
   """Opens and fully decodes an image (from ``data`` if given, else from the file ``name``)."""
   try:
+    if data is None and is_uri(name):
+      data = epath.Path(name).read_bytes()
     if data is None:
       if os.path.getsize(name) == 0:
         raise DataError(f"{name}: the file is empty (0 bytes). {_BAD_FILE_HINT}")
@@ -207,6 +219,8 @@ def list_images(path: str, recursive: bool = True) -> list[str]:
   exist or holds no image file.
   """
   path = os.fspath(path)
+  if is_uri(path):
+    return _list_images_uri(path, recursive)
   if not os.path.exists(path):
     raise DataError(f"{path}: no such file or folder. Check the data config's path (it must "
                     f"point to a folder of images, or to a root with images/ and masks/).")
@@ -231,8 +245,37 @@ def list_images(path: str, recursive: bool = True) -> list[str]:
   return sorted(found, key=lambda p: os.path.relpath(p, path).split(os.sep))
 
 
+def _list_images_uri(path: str, recursive: bool) -> list[str]:
+  """:func:`list_images` for an object store, through ``etils.epath`` (no links to follow
+  there; local folders keep ``os.walk``, which follows them)."""
+  root = epath.Path(path)
+  if not root.exists():
+    raise DataError(f"{path}: no such file or folder. Check the data config's path.")
+  if not root.is_dir():
+    if is_image_file(path):
+      return [path]
+    raise DataError(f"{path} is a file but not an image ({', '.join(IMAGE_EXTENSIONS)}).")
+  found = []
+  walk = root.walk() if recursive else [(root, [], [p.name for p in root.iterdir()
+                                                    if not p.is_dir()])]
+  for dirpath, dirnames, filenames in walk:
+    dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+    found.extend(os.fspath(dirpath / f) for f in filenames if is_image_file(f))
+  if not found:
+    raise DataError(f"{path}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+                    f"{', recursively' if recursive else ''}).")
+  prefix = os.fspath(root).rstrip('/') + '/'
+  return sorted(found, key=lambda p: p[len(prefix):].split('/'))
+
+
+def _relative(path: str, root: str) -> str:
+  if is_uri(root):
+    return path[len(root.rstrip('/')) + 1:]
+  return os.path.relpath(path, root).replace(os.sep, '/')
+
+
 def _stem_key(path: str, root: str) -> str:
-  return os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, '/')
+  return os.path.splitext(_relative(path, root))[0]
 
 
 def _index_by_stem(files: Sequence[str], root: str) -> dict[str, str]:
@@ -267,12 +310,12 @@ def pair_images_and_masks(root: str, *, on_missing_mask: str = 'error') -> Paire
   if on_missing_mask not in ('error', 'skip'):
     raise ValueError(f"on_missing_mask must be 'error' or 'skip', got {on_missing_mask!r}.")
   root = os.fspath(root)
-  if not os.path.isdir(root):
+  if not epath.Path(root).is_dir():
     raise DataError(f"{root}: no such folder. For evaluation the data config's path must be a "
                     f"folder holding images/ and masks/ with matching file names.")
-  image_dir, mask_dir = os.path.join(root, 'images'), os.path.join(root, 'masks')
+  image_dir, mask_dir = (os.fspath(epath.Path(root) / sub) for sub in ('images', 'masks'))
   for d in (image_dir, mask_dir):
-    if not os.path.isdir(d):
+    if not epath.Path(d).is_dir():
       raise DataError(f"{d}: no such folder. Evaluation data needs {image_dir} and {mask_dir}, "
                       f"with one mask per image of the same name (e.g. images/x.jpg and "
                       f"masks/x.png).")
@@ -306,10 +349,10 @@ def scan_files(paths: Sequence[str], on_bad_file: str = 'skip') -> tuple[list[st
   good, skipped = [], []
   for p in paths:
     try:
-      if os.path.getsize(p) == 0:
+      if _file_size(p) == 0:
         raise DataError(f"{p}: the file is empty (0 bytes). {_BAD_FILE_HINT}")
       try:
-        with Image.open(p) as img:
+        with Image.open(io.BytesIO(epath.Path(p).read_bytes()) if is_uri(p) else p) as img:
           img.size  # pylint: disable=pointless-statement
       except Image.UnidentifiedImageError as e:
         raise DataError(f"{p}: not a readable image (unknown format or corrupt header). "

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow_datasets as tfds
 
 from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
@@ -466,9 +467,6 @@ def test_folder_eval_mask_without_image(tmp_path):
 # --------------------------------------------------------------------------------------------
 # tfds, with tfds.testing.mock_data (offline; random image sizes; split slicing is ignored by
 # the mock, so the reader's own sharding path is the one exercised).
-
-tfds = pytest.importorskip('tensorflow_datasets')
-
 
 @pytest.fixture()
 def mock_tfds():

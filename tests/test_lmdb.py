@@ -80,6 +80,7 @@ def test_deterministic_resumable_and_per_process_rows(database):
   assert len({tuple(sorted(r)) for r in full[:3]}) > 1  # The batches do differ.
 
 
+@pytest.mark.slow
 def test_missing_or_empty_database_is_a_one_line_error(tmp_path):
   with pytest.raises(DataError, match="no lmdb database there.*data.path at the folder"):
     data_config.validate_data_config(_cfg(str(tmp_path / "nope")))
@@ -109,3 +110,15 @@ def test_unprepared_tfds_dataset_is_found_before_anything_starts(tmp_path):
   assert "tfds build lsun/car" in message and "lsun_lmdb" in message and "folder" in message
   config.data.download = True  # Will be downloaded: not refused up front.
   config_validation.validate_config(config, "train")
+
+
+def test_an_object_store_path_is_refused_with_how_to_copy_it():
+  """lmdb memory-maps a local file: a gs:// path is refused in one line that says how to make a
+  local copy, before lmdb (which would create a local 'gs:' folder) is opened."""
+  with pytest.raises(DataError) as e:
+    data_config.validate_data_config(_cfg("gs://bucket/lsun/car_lmdb/"))
+  message = str(e.value)
+  assert "\n" not in message and "must be a local folder" in message
+  assert "`gsutil -m cp -r gs://bucket/lsun/car_lmdb/ /data/`" in message
+  assert message.endswith("--config.data.path=/data/car_lmdb.")
+  assert not os.path.exists("gs:")

@@ -187,6 +187,9 @@ REFUSALS = [
                                       "--mode=pipeline", "--config.data.name=lsun_lmdb",
                                       "--config.data.path={root}/car_lmdb"],
      "'lsun_lmdb' has no ground-truth masks"),
+    ("lmdb on an object store", TINY + ["--config.data.name=lsun_lmdb",
+                                        "--config.data.path=gs://bucket/car_lmdb"],
+     "gs://bucket/car_lmdb: an lmdb database must be a local folder"),
     ("pipeline, folder without masks", TINY + ["--mode=pipeline", "--config.data.name=folder",
                                                "--config.data.path={root}/plain"],
      "has no images/ and no masks/"),
@@ -229,6 +232,7 @@ def test_refused_in_one_line_and_nothing_written(scene, case, args, needle):
   assert _tree_hashes(scene) == before  # Nothing written, changed or removed.
 
 
+@pytest.mark.slow
 def test_pipeline_then_restart_with_another_model(tmp_path):
   """train -> train_encoder -> train_segmenter -> evaluate from the command line, then a
   restart whose model differs from the checkpoint's is refused with the differing fields

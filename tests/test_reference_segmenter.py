@@ -91,9 +91,45 @@ def test_detection_rule(trained):
   assert rs.MIN_FRACTION == 0.01
 
 
+def _naive_scores(proba, gt, min_fraction):
+  """fg IoU, two-class mIoU, pixel accuracy, detected fraction, image by image in plain numpy."""
+  fg, miou, acc, detected = [], [], [], []
+  for p, g in zip(proba, gt):
+    p = p >= 0.5
+    iou = lambda a, b: np.sum(a & b) / np.sum(a | b) if np.sum(a | b) else 1.0
+    fg.append(iou(p, g))
+    miou.append(0.5 * (iou(p, g) + iou(~p, ~g)))
+    acc.append(np.mean(p == g))
+    detected.append(np.mean(p) >= min_fraction)
+  return {"fg_iou": np.mean(fg), "miou": np.mean(miou), "pixel_accuracy": np.mean(acc),
+          "detected_fraction": np.mean(detected)}
+
+
 def test_evaluate_on_test(trained):
+  """Scores on the first test images, against a naive computation: for a known predictor (the
+  ground truth moved one pixel, nothing on the first image) and for the trained network."""
   segmenter, _ = trained
-  result = segmenter.evaluate_on_test(num_examples=8)
-  for key in ("fg_iou", "miou", "pixel_accuracy", "detected_fraction"):
-    assert 0.0 <= result[key] <= 1.0
+  data = synthetic.generate("test", 0, 8, 16, 0, synthetic.LAYOUT)
+  gt = data["mask"].astype(bool)
+  assert gt[0].any()  # So that the empty prediction on image 0 scores 0, not 1.
+
+  class Shifted(rs.ReferenceSegmenter):
+    def predict_proba(self, images):
+      np.testing.assert_array_equal(images, data["image"])  # The same images, in order.
+      p = np.where(np.roll(gt, 1, axis=2), 0.9, 0.2).astype(np.float32)
+      p[0] = 0.2
+      return p
+
+  shifted = Shifted(segmenter.params, segmenter.meta)
+  result = shifted.evaluate_on_test(num_examples=8)
+  expected = _naive_scores(shifted.predict_proba(data["image"]), gt, rs.MIN_FRACTION)
+  for key, value in expected.items():
+    assert result[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+  assert expected["detected_fraction"] == 7 / 8
+  assert 0.3 < expected["fg_iou"] < 0.8  # Neither perfect nor empty: a real test of the formula.
   assert result["num_images"] == 8 and result["resolution"] == 16
+
+  result = segmenter.evaluate_on_test(num_examples=8)
+  expected = _naive_scores(segmenter.predict_proba(data["image"]), gt, segmenter.min_fraction)
+  for key, value in expected.items():
+    assert result[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key

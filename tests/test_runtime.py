@@ -69,6 +69,7 @@ def _run_steps(kernels):
   return json.loads(line[len("METRICS"):])
 
 
+@pytest.mark.slow
 def test_ynn_kernels_give_the_same_training_step():
   """Two GAN iterations (tiny config) with XLA's kernels and with YNNPACK's agree to fp32
   round-off: the faster kernels change nothing but speed."""

@@ -59,14 +59,27 @@ def test_every_encoder_target_reconstructs(trained, target):
   config = tiny.get_config()
   config.encoder.target = target
   config.encoder.latent_weight = 0.5
+  config.encoder.lr = 3e-3
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   state = setup.init_state()
-  images = parallel.put_batch(np.zeros((8, 16, 16, 3), np.float32))
-  state, metrics = jax.jit(train_encoder.make_encoder_step(setup))(state, setup.frozen, images)
-  assert np.isfinite(float(metrics["encoder_loss"])) and "latent_loss" in metrics
-  layers, recon = setup.predict_fn()(state.params, setup.frozen, images)
-  assert recon.shape == (8, 16, 16, 3) and layers["mask"].shape == (8, 16, 16, 1)
+  rng = np.random.default_rng(1)
+  host = rng.uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+  images = parallel.put_batch(host)
+  step, predict = jax.jit(train_encoder.make_encoder_step(setup)), setup.predict_fn()
+
+  def recon_error(params):  # Mean |G(E(x)) - x|, from the prediction alone.
+    layers, recon = predict(params, setup.frozen, images)
+    assert recon.shape == (8, 16, 16, 3) and layers["mask"].shape == (8, 16, 16, 1)
+    return float(np.mean(np.abs(np.asarray(recon) - host)))
+
+  before = recon_error(state.params)
+  for _ in range(15):
+    state, metrics = step(state, setup.frozen, images)
+    assert np.isfinite(float(metrics["encoder_loss"])) and "latent_loss" in metrics
+  after = recon_error(state.params)
+  # Measured: from 1.06-1.93 to 0.64-0.80 (ratios 0.39-0.66); with lr=0 it stays put.
+  assert after < 0.8 * before, (before, after)
 
 
 def test_external_segmenter_protocol_with_stand_ins(trained):
@@ -173,6 +186,7 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
     encoder_choices.main([f"--gan_workdir={workdir}", "--variants=resnet", f"--json={out}"])
 
 
+@pytest.mark.slow
 def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
   """benchmarks/segmenter_choices.py on the tiny GAN: a trained choice and one that reuses its
   network (only the prediction differs); the GAN's checkpoints are not touched; a choice listed
@@ -390,6 +404,24 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
     assert result[key] == result["routes"]["distilled"][key]
     assert 0.0 <= result["routes"]["encoder"][key] <= 1.0
   assert set(result["baselines"]) == {"full_image", "center_prior", "grabcut"}
+  # Each route's scores and the full-image baseline's, recomputed image by image in plain numpy
+  # from the route's own prediction on the same evaluation images.
+  batches, gt = evaluation.load_split(config.data, 16, config.eval.batch_size,
+                                      config.eval.max_examples)  # tiny: the synthetic test split
+  gt = gt >= 0.5
+  iou = lambda a, b: np.sum(a & b) / np.sum(a | b) if np.sum(a | b) else 1.0
+  for name in ("distilled", "encoder"):
+    route = inference.load_route(config, gan_workdir, name)
+    pred = np.concatenate([np.asarray(route.predict(x))[valid] for x, valid in batches]) >= 0.5
+    assert pred.shape == gt.shape and 0 < pred.mean() < 1  # Not a trivial mask.
+    fg = [iou(p, g) for p, g in zip(pred, gt)]
+    bg = [iou(~p, ~g) for p, g in zip(pred, gt)]
+    scores = result["routes"][name]
+    assert scores["fg_iou"] == pytest.approx(np.mean(fg), rel=1e-9), name
+    assert scores["miou"] == pytest.approx(np.mean(fg) / 2 + np.mean(bg) / 2, rel=1e-9), name
+    assert scores["pixel_accuracy"] == pytest.approx(np.mean(pred == gt), rel=1e-9), name
+  assert result["baselines"]["full_image"]["fg_iou"] == pytest.approx(
+      np.mean([g.mean() for g in gt]), rel=1e-9)
   config.segment.route = "encoder"
   as_encoder = evaluation.evaluate(config, gan_workdir)
   assert as_encoder["fg_iou"] == result["routes"]["encoder"]["fg_iou"]

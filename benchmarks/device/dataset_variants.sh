@@ -49,7 +49,7 @@ while read -r name margin rim setting seed extra; do
       mkdir -p "$RUNS/$name" && cp -r "$SEGMENTER_CACHE" "$RUNS/$name/reference_segmenter"
     fi
     timeout $(( BUDGET - $(el) )) \
-      python3 -m benchmarks.device.no_tf_launch benchmarks/emergence.py --verbose \
+      python3 -m benchmarks.device.no_tf_launch -m benchmarks.emergence --verbose \
       --settings="$setting" --seeds="$seed" $extra --workdir_root="$RUNS/$name" \
       --out_dir="$RUNS/$name/out" --config.train.checkpoint_every_steps=1250 \
       --config.data.synthetic_layout.margin="$margin" \

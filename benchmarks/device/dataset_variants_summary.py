@@ -76,7 +76,8 @@ def main(argv=None) -> dict:
     sys.exit(f"dataset_variants_summary: no *.variant files under {args.dir}")
   rows = [read_run(p) for p in paths]
   result = {"runs": rows, "table": table(rows), "note": args.note,
-            "command": shlex.join(["python"] + sys.argv) if argv is None else None,
+            "command": (shlex.join(["python", "-m", "benchmarks.device.dataset_variants_summary"]
+                                   + sys.argv[1:]) if argv is None else None),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
   with open(args.json, "w") as f:
     json.dump(result, f, indent=2)

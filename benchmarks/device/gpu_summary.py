@@ -95,8 +95,8 @@ def main(argv=None):
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"results": rows, "table": lines,
-                 "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] +
-                                                 (argv or sys.argv[1:]))}, f, indent=2)
+                 "command": " ".join(["python -m benchmarks.device.gpu_summary"] +
+                                     list(argv or sys.argv[1:]))}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ if [ -d .whl ]; then
     --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 fi
-RUN="python3 -m benchmarks.device.no_tf_launch benchmarks/throughput.py --config=configs/car.py"
+RUN="python3 -m benchmarks.device.no_tf_launch -m benchmarks.throughput --config=configs/car.py"
 # XLA:CPU kernel flags are for CPUs; the car config's default (ynn) would add them.
 RUN="$RUN --config.runtime.xla_cpu_kernels=xla --matmul_size=8192"
 ours() {  # name, timeout, args...

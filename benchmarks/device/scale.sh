@@ -40,7 +40,7 @@ fi
   --format=csv,noheader; python3 -c "import jax; print('jax', jax.__version__)"; } >> "$L" 2>&1
 CACHE=()
 [ -d .devrun/reference_segmenter ] && CACHE=(--reference_cache=.devrun/reference_segmenter)
-python3 -m benchmarks.device.no_tf_launch benchmarks/device/scale.py drive --out="$OUT" \
+python3 -m benchmarks.device.no_tf_launch -m benchmarks.device.scale drive --out="$OUT" \
   --runs_dir="$RUNS" --seconds="${SECONDS_BUDGET:-470}" "${CACHE[@]}" \
   --device="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), MPS $SCALE_MPS" \
   "$@"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Why one 32 px training process of the scale experiment runs at ~2,500 img/s on an H200: the
-# training iteration of configs/synthetic.py at 32 px timed alone (benchmarks/throughput.py,
+# training iteration of configs/synthetic.py at 32 px timed alone (benchmarks.throughput,
 # each step synchronised), one variant at a time: batch 64 and 256, the two resampling forms,
 # XLA's command buffers (CUDA graphs) off and on for every graph size. Needs .whl/ as
 # scale.sh does. Writes $OUT/<variant>.json and $OUT/speed_log.txt.
@@ -14,7 +14,8 @@ if [ -d .whl ]; then
     --target /tmp/site .whl/*.whl >> "$L" 2>&1 || exit 1
   export PYTHONPATH=/tmp/site
 fi
-RUN="python3 -m benchmarks.device.no_tf_launch benchmarks/throughput.py --config=configs/synthetic.py"
+RUN="python3 -m benchmarks.device.no_tf_launch -m benchmarks.throughput"
+RUN="$RUN --config=configs/synthetic.py"
 RUN="$RUN --resolution=32 --steps=40 --warmup=5 --distinct_batches=2 --pipeline_batches=3"
 RUN="$RUN --pipeline_warmup=1 --matmul_size=1024 --matmul_reps=2"
 variant() {  # name, extra XLA flags, args...

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import os
 from typing import Any
 
+from etils import epath
 import numpy as np
 
 from layered_gan_jax import image_io
@@ -146,7 +146,7 @@ def validate_data_config(cfg) -> None:
     if not path:
       raise ValueError("The data config has name='folder' but no path: set "
                        "--config.data.path=/your/folder (images, or images/ + masks/).")
-    if not os.path.isdir(path):
+    if not epath.Path(path).is_dir():  # Local, or an object store (gs://...).
       raise DataError(f"{path}: no such folder (the data config's path). Point it at a folder "
                       f"of images, or at a root holding images/ and masks/.")
   if name == 'lsun_lmdb':
@@ -175,7 +175,7 @@ def validate_data_config(cfg) -> None:
       if name != 'caltech_birds2011':
         raise ValueError(f"{key} is only used with name='caltech_birds2011' (name is "
                          f"{name!r}); remove it.")
-      if not os.path.isfile(value):
+      if not epath.Path(value).is_file():
         raise DataError(f"{value}: no such file (the data config's {key}).")
 
 
@@ -222,7 +222,7 @@ def check_eval_data(cfg, where: str = 'eval.data') -> None:
   if name == 'folder':
     root = cfg.get('path', None)
     missing = [sub + '/' for sub in ('images', 'masks')
-               if not os.path.isdir(os.path.join(root, sub))]
+               if not (epath.Path(root) / sub).is_dir()]
     if missing:
       raise DataError(f"{where}: {root} has no {' and no '.join(missing)} (an evaluation set "
                       f"needs both, with matching file names); point --config.eval.data.path "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from absl import logging
+from etils import epath
 import numpy as np
 
 from layered_gan_jax import image_io
@@ -112,8 +113,8 @@ def _folder_eval_source(cfg, max_examples, with_masks) -> sources.EvalSource:
   on_bad_file = data_config.get(cfg, 'on_bad_file', 'skip')
   if not with_masks:
     root = cfg.get('path')
-    image_root = os.path.join(root, 'images')
-    files = image_io.list_images(image_root if os.path.isdir(image_root) else root)
+    image_root = os.fspath(epath.Path(root) / 'images')
+    files = image_io.list_images(image_root if epath.Path(image_root).is_dir() else root)
     files = files[:max_examples] if max_examples else files
     good, skipped = image_io.scan_files(files, on_bad_file)
     return sources.EvalSource(len(good), lambda i: (image_io.load_image(good[i]), None),

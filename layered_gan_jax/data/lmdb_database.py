@@ -31,6 +31,11 @@ def lmdb_entries(path) -> int:
   with the ways to provide the data) when there is none or it is empty."""
   if not path:
     raise ValueError(f"data.name='lsun_lmdb' needs a path: {LMDB_WAYS}.")
+  if '://' in str(path):  # lmdb memory-maps a local file: no object store can serve it.
+    name = str(path).rstrip('/').rsplit('/', 1)[-1]
+    raise DataError(f"{path}: an lmdb database must be a local folder (lmdb memory-maps "
+                    f"data.mdb); copy it first, e.g. `gsutil -m cp -r {path} /data/`, then "
+                    f"--config.data.path=/data/{name}.")
   if not os.path.isfile(os.path.join(path, 'data.mdb')):
     raise DataError(f"{path}: no lmdb database there (no data.mdb); {LMDB_WAYS}.")
   entries = open_lmdb(path).stat()['entries']

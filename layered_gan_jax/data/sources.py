@@ -10,6 +10,7 @@ import os
 import threading
 from typing import Callable, Sequence
 
+from etils import epath
 import numpy as np
 
 from layered_gan_jax import image_io
@@ -162,8 +163,8 @@ def clear_synthetic_cache() -> None:
 
 def folder_train_source(cfg, n_limit) -> Source:
   root = cfg.get('path')
-  image_root = os.path.join(root, 'images')
-  files = image_io.list_images(image_root if os.path.isdir(image_root) else root)
+  image_root = os.fspath(epath.Path(root) / 'images')
+  files = image_io.list_images(image_root if epath.Path(image_root).is_dir() else root)
   if n_limit:
     files = files[:n_limit]
   good, skipped = image_io.scan_files(files, data_config.get(cfg, 'on_bad_file', 'skip'))

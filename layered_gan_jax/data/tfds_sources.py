@@ -10,6 +10,7 @@ import os
 from typing import Callable, Sequence
 
 from absl import logging
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -111,7 +112,7 @@ def _cub_stem(name: str) -> str:
 
 def read_cub_test_names(ids_path: str, images_txt_path: str | None = None) -> list[str]:
   """The stems of the CUB evaluation images listed by ``ids_path`` (formats: docs/data.md)."""
-  with open(ids_path, encoding='utf-8') as f:
+  with epath.Path(ids_path).open(encoding='utf-8') as f:
     lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith('#')]
   if not lines:
     raise DataError(f"{ids_path}: the CUB test id file is empty.")
@@ -127,7 +128,7 @@ def read_cub_test_names(ids_path: str, images_txt_path: str | None = None) -> li
         f"whose ids refer to CUB's images.txt. Set the data config's cub_images_txt_path to "
         f"CUB_200_2011/images.txt, or give a file listing the test image names instead.")
   id_to_name = {}
-  with open(images_txt_path, encoding='utf-8') as f:
+  with epath.Path(images_txt_path).open(encoding='utf-8') as f:
     for line in f:
       parts = line.strip().split(None, 1)
       if len(parts) == 2:
