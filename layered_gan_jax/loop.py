@@ -74,6 +74,11 @@ class TrainLoop:
                         f"(checkpoint {self.last_saved}); rerun the same command to resume")
       yield step
 
+  def exclude(self, seconds: float) -> None:
+    """Leaves ``seconds`` spent outside the iterations (a stage's compile) out of the step
+    time and images/s of the current log window."""
+    self._timer += seconds
+
   def save(self, step: int) -> int:
     self.last_saved = self._save(step)
     return self.last_saved

@@ -88,10 +88,12 @@ class Schedule:
     return float(stage.batch_size * sum((4 * 2 ** i) ** 2 * self._channels[i] ** 2
                                         for i in range(stage.stage + 1)))
 
-  def eta(self, step: int, seconds_per_step: float) -> Tuple[float, bool]:
+  def eta(self, step: int, seconds_per_step: float,
+          compile_seconds: float = 0.0) -> Tuple[float, bool]:
     """(Seconds left after iteration ``step``, whether later stages were FLOP-scaled): the
     iterations left in the current stage at ``seconds_per_step`` (its measured time), plus each
-    later stage's iterations at that time scaled by :meth:`relative_cost`."""
+    later stage's iterations at that time scaled by :meth:`relative_cost` and its compile at
+    ``compile_seconds`` (the latest measured)."""
     current = self.at(max(step - 1, 0))[0]
     total, scaled = 0.0, False
     for st in self.stages:
@@ -103,5 +105,5 @@ class Schedule:
         continue
       ratio = 1.0 if st is current else self.relative_cost(st) / self.relative_cost(current)
       scaled = scaled or st is not current
-      total += left * seconds_per_step * ratio
+      total += left * seconds_per_step * ratio + (0.0 if st is current else compile_seconds)
     return total, scaled

@@ -303,10 +303,12 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   def save(step):
     return save_checkpoint(ckpt, state, config, schedule, step, loop.last_saved, monitor.state())
 
+  compiled = {"seconds": 0.0}  # The latest stage's compile time, for the ETA.
   loop = TrainLoop("GAN", ckpt, writer, schedule.max_steps, t.log_every_steps, save,
                    {"px": "resolution", "critic": "critic_loss", "W": "wasserstein",
                     "GP": "gradient_penalty", "G": "generator_loss",
-                    "coverage": "mask_coverage"}, eta=schedule.eta)
+                    "coverage": "mask_coverage"},
+                   eta=lambda step, sps: schedule.eta(step, sps, compiled["seconds"]))
   with loop:
     # 1. Restore or initialise, 2. per stage: compile, then iterate over its batches.
     generator, critic = models.build_generator(config), models.build_critic(config)
@@ -327,12 +329,15 @@ def train_and_evaluate(config, workdir: str) -> GANState:
         loop.save_unless_saved(step)
       entered = True
       shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
-      train_step = compile_train_step(generator, critic, config, stage.stage, state, shape)[0]
+      start = time.time()
+      train_step, compiled["seconds"], _ = compile_train_step(generator, critic, config,
+                                                              stage.stage, state, shape)
       sample_fn = make_sample_fn(generator, config, stage.stage)
       iterator = train_data.train_iterator(
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+      loop.exclude(time.time() - start)  # Step time and images/s: iterations only.
       lr = np.float32(stage.lr)  # Host scalars: a jnp scalar would be an eager op per step.
       for step in loop.steps(step, end):
         alpha = np.float32(stage.alpha(step))

@@ -53,5 +53,8 @@ def test_eta_is_per_stage_and_flop_scaled():
   assert scaled and abs(seconds - (2 + 4 * cost[1] / cost[0] + 4 * cost[2] / cost[0])) < 1e-9
   assert seconds > 1.5 * (12 - 2)  # The linear estimate: 10 s.
   assert s.eta(10, 3.0) == (6.0, False)  # The last stage: measured, nothing scaled.
+  # Each later stage's compile at the latest compile time; none for the current stage.
+  assert abs(s.eta(2, 1.0, 7.0)[0] - (seconds + 2 * 7.0)) < 1e-9
+  assert s.eta(10, 3.0, 7.0) == (6.0, False)
   line = console.progress_line("GAN", 2, 12, {}, 8.0, 1.0, s.eta(2, 1.0))
   assert line.endswith("(later stages FLOP-scaled)")

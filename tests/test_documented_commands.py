@@ -43,6 +43,11 @@ SMALLEST = {
     "benchmarks.encoder_choices": ["--help"],
     "benchmarks.segmenter_choices": ["--help"],
     "benchmarks.fault_injection": ["--help"],
+    # The FID network on hundreds of images (minutes); the reference needs a torch venv.
+    "benchmarks.fid_floor": ["--help"],
+    "benchmarks.fid_reference": ["--help"],
+    # Trains a progressive run for minutes.
+    "benchmarks.eta": ["--help"],
 }
 SUBCOMMANDS = {"benchmarks.official_parity": ("fixture", "behaviour", "faults"),
                "benchmarks.device.scale": ("drive", "summarize")}
