@@ -22,7 +22,7 @@ from clu import metric_writers
 
 from layered_gan_jax import baselines, compositing, fid, inference, metrics
 from layered_gan_jax import files, restore, visualization
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.errors import ConfigError
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
 

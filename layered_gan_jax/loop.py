@@ -23,7 +23,8 @@ from absl import logging
 from clu import periodic_actions
 
 from layered_gan_jax import console
-from layered_gan_jax.preemption import Preempted, PreemptionGuard
+from layered_gan_jax.errors import Preempted
+from layered_gan_jax.preemption import PreemptionGuard
 
 
 class NonFiniteLossError(FloatingPointError):

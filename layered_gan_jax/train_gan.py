@@ -15,8 +15,8 @@ from absl import logging
 from clu import metric_writers, parameter_overview
 from etils import epath
 
-from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, files,
-                             losses, models, optim, parallel, restore, visualization)
+from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, errors,
+                             files, losses, models, optim, parallel, restore, visualization)
 from layered_gan_jax import state as state_lib
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
@@ -258,7 +258,7 @@ def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer)
   diffs = config_validation.model_differences(saved_config,
                                               checkpointing.config_to_dict(config))
   if diffs:
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"the checkpoint in {ckpt.directory} (step {latest}) was made with another model: "
         + "; ".join(diffs) + ". Use the same model settings or another --workdir")
   restored = restore.restore_gan_state(ckpt, latest, checkpointing.abstract_like(state))
@@ -396,7 +396,7 @@ def _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir
     if t.stop_on_collapse:
       loop.save_unless_saved(step)
       loop.finish()
-      raise collapse.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
+      raise errors.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
                                "(train.stop_on_collapse)")
 
 
