@@ -14,6 +14,7 @@ recorded too. The compiled programs are those of the test suite (LLVM optimisati
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -132,9 +133,9 @@ def modes(root, out):
                               "--truncation=0.7", "--seed=3"])
   images = os.path.join(root, "images")
   os.makedirs(images)
-  for name in sorted(os.listdir(os.path.join(root, "samples")))[:3]:
-    if name.endswith(".png"):
-      shutil.copy(os.path.join(root, "samples", name), images)
+  for path in sorted(glob.glob(os.path.join(root, "samples", "*", "*.png")))[:3]:
+    shutil.copy(path, os.path.join(images, os.path.basename(os.path.dirname(path)) + "_" +
+                                   os.path.basename(path)))
   _run(out, "segment", base + ["--mode=segment", f"--input={images}", f"--output={root}/seg"])
   _checkpoints(work, out)
   _scalars(work, out)
