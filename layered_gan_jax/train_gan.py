@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 from etils import epath
 
 from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, errors,
@@ -22,7 +22,7 @@ from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.generator import LayeredGenerator
-from layered_gan_jax.loop import NonFiniteLossError, TrainLoop
+from layered_gan_jax.loop import NonFiniteLossError, TrainLoop, metric_writer
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState
 
@@ -293,8 +293,7 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   t = config.train
   ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
   schedule = Schedule(t, config.model.channels)
-  writer = metric_writers.create_default_writer(workdir,
-                                                just_logging=jax.process_index() > 0)
+  writer = metric_writer(workdir)
   last = ckpt.latest_step()
   monitor = collapse.CollapseMonitor(
       t.collapse_patience, None if last is None else ckpt.read_json(last, "meta").get("collapse"))
