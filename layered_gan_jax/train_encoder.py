@@ -17,7 +17,6 @@ from layered_gan_jax import (checkpointing, compositing, config_validation, file
                              restore, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
-from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.loop import TrainLoop, metric_writer
 from layered_gan_jax.state import NetState
@@ -79,7 +78,6 @@ def make_encoder_step(setup: EncoderSetup):
 def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the encoder of the GAN in ``workdir``; resumes from its own checkpoints."""
   config_validation.validate_config(config, "train_encoder", jax.device_count())
-  data_config.validate_data_config(config.data)
   e = config.encoder
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)

@@ -18,7 +18,6 @@ from etils import epath
 from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, errors,
                              files, losses, models, optim, parallel, restore, visualization)
 from layered_gan_jax import state as state_lib
-from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.generator import LayeredGenerator
@@ -287,7 +286,6 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """Trains the layered GAN described by ``config``; resumes from ``workdir`` if it holds a
   checkpoint. Returns the final state."""
   config_validation.validate_config(config, "train", jax.device_count())
-  data_config.validate_data_config(config.data)
   workdir = str(files.resolve(workdir))  # Local: absolute; gs://...: as given.
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   t = config.train
