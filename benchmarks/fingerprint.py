@@ -63,7 +63,7 @@ def _tree_sha(tree) -> str:
   return h.hexdigest()
 
 
-def _checkpoints(workdir, out):
+def _checkpoints(workdir, out, prefix):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   checkpointer = ocp.PyTreeCheckpointer()
   for sub in sorted(os.listdir(workdir)):
@@ -77,12 +77,12 @@ def _checkpoints(workdir, out):
         if os.path.exists(os.path.join(path, "metadata")) and not os.path.exists(
             os.path.join(path, "_METADATA")):  # A JSON item.
           with open(os.path.join(path, "metadata"), "rb") as f:
-            out[f"ckpt/{sub}/{step}/{item}"] = _sha(f.read())
+            out[f"{prefix}/ckpt/{sub}/{step}/{item}"] = _sha(f.read())
         else:
-          out[f"ckpt/{sub}/{step}/{item}"] = _tree_sha(checkpointer.restore(path))
+          out[f"{prefix}/ckpt/{sub}/{step}/{item}"] = _tree_sha(checkpointer.restore(path))
 
 
-def _scalars(workdir, out):
+def _scalars(workdir, out, prefix):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for dirpath, _, filenames in os.walk(workdir):
     for name in sorted(filenames):
@@ -98,8 +98,8 @@ def _scalars(workdir, out):
           elif v.HasField("tensor") and v.metadata.plugin_data.plugin_name == "images":
             values.append((v.tag, event.step, _sha(v.tensor.SerializeToString())))
       rel = os.path.relpath(dirpath, workdir)
-      out[f"events/{rel}"] = _sha(json.dumps(sorted(values)).encode())
-      out[f"events/{rel}/count"] = len(values)
+      out[f"{prefix}/events/{rel}"] = _sha(json.dumps(sorted(values)).encode())
+      out[f"{prefix}/events/{rel}/count"] = len(values)
 
 
 def _results(root, out, prefix):
@@ -137,8 +137,8 @@ def modes(root, out):
     shutil.copy(path, os.path.join(images, os.path.basename(os.path.dirname(path)) + "_" +
                                    os.path.basename(path)))
   _run(out, "segment", base + ["--mode=segment", f"--input={images}", f"--output={root}/seg"])
-  _checkpoints(work, out)
-  _scalars(work, out)
+  _checkpoints(work, out, "run")
+  _scalars(work, out, "run")
   _results(work, out, "run")
   _results(os.path.join(root, "samples"), out, "samples")
   _results(os.path.join(root, "seg"), out, "segment")
@@ -146,8 +146,8 @@ def modes(root, out):
   pipe = os.path.join(root, "pipe")
   _run(out, "pipeline", ["--config=configs/tiny.py", f"--workdir={pipe}", "--mode=pipeline",
                          "--config.train.max_steps=5"])
-  _checkpoints(pipe, out)
-  _scalars(pipe, out)
+  _checkpoints(pipe, out, "pipe")
+  _scalars(pipe, out, "pipe")
   _results(pipe, out, "pipe")
 
 
