@@ -82,6 +82,9 @@ def _checkpoints(workdir, out, prefix):
           out[f"{prefix}/ckpt/{sub}/{step}/{item}"] = _tree_sha(checkpointer.restore(path))
 
 
+_TIMINGS = ("images_per_s", "steps_per_sec", "uptime")
+
+
 def _scalars(workdir, out, prefix):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for dirpath, _, filenames in os.walk(workdir):
@@ -91,6 +94,8 @@ def _scalars(workdir, out, prefix):
       values = []
       for event in tf.compat.v1.train.summary_iterator(os.path.join(dirpath, name)):
         for v in event.summary.value:
+          if v.tag in _TIMINGS:  # Wall-clock measurements: they differ between any two runs.
+            continue
           if v.HasField("simple_value"):
             values.append((v.tag, event.step, repr(v.simple_value)))
           elif v.HasField("tensor") and v.metadata.plugin_data.plugin_name == "scalars":
@@ -102,15 +107,16 @@ def _scalars(workdir, out, prefix):
       out[f"{prefix}/events/{rel}/count"] = len(values)
 
 
-def _results(root, out, prefix):
+def _results(root, out, prefix, tmp):
   for dirpath, _, filenames in os.walk(root):
     if "checkpoints" in dirpath:
       continue
     for name in sorted(filenames):
       if name.endswith((".png", ".json", ".npy")):
         path = os.path.join(dirpath, name)
-        with open(path, "rb") as f:
-          out[f"{prefix}/{os.path.relpath(path, root)}"] = _sha(f.read())
+        with open(path, "rb") as f:  # The scratch folder's name is random: replaced.
+          data = f.read().replace(tmp.encode(), b"{tmp}")
+        out[f"{prefix}/{os.path.relpath(path, root)}"] = _sha(data)
 
 
 def _run(out, key, args, extra_env=None):
@@ -139,16 +145,16 @@ def modes(root, out):
   _run(out, "segment", base + ["--mode=segment", f"--input={images}", f"--output={root}/seg"])
   _checkpoints(work, out, "run")
   _scalars(work, out, "run")
-  _results(work, out, "run")
-  _results(os.path.join(root, "samples"), out, "samples")
-  _results(os.path.join(root, "seg"), out, "segment")
+  _results(work, out, "run", root)
+  _results(os.path.join(root, "samples"), out, "samples", root)
+  _results(os.path.join(root, "seg"), out, "segment", root)
   # The pipeline from scratch on another workdir (train, encoder, segmenter, evaluate).
   pipe = os.path.join(root, "pipe")
   _run(out, "pipeline", ["--config=configs/tiny.py", f"--workdir={pipe}", "--mode=pipeline",
                          "--config.train.max_steps=5"])
   _checkpoints(pipe, out, "pipe")
   _scalars(pipe, out, "pipe")
-  _results(pipe, out, "pipe")
+  _results(pipe, out, "pipe", root)
 
 
 def refusals(root, out):
