@@ -39,14 +39,11 @@ flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
 flags.DEFINE_integer("step", None, "GAN checkpoint step for --mode=fid (default: the latest).")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO lines of Orbax and clu.")
 
-EXIT_REFUSED = 2
-
-
 def _refuse(message: str) -> None:
   """One line on stderr, exit status 2."""
   logging.flush()
   print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(EXIT_REFUSED)
+  sys.exit(2)  # errors.EXIT_REFUSED (not imported: a bad flag is refused before the package)
 
 
 def _flag_error_line(e: Exception, argv) -> str:
@@ -93,12 +90,13 @@ def _hide_accelerators_from_tensorflow():
     pass
 
 
-def preflight(config, workdir: str, mode: str) -> None:
+def preflight(config, workdir: str, mode: str, output=None, input_path=None,
+              num_samples: int = 16) -> None:
   """Every check of the command (layered_gan_jax/preflight.py), before anything is compiled
-  or written; raises ConfigError / DataError."""
+  or written; raises errors.ConfigError / errors.DataError."""
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
-  checks.check_flags(mode, workdir, FLAGS.output, FLAGS.input, FLAGS.num_samples)
+  checks.check_flags(mode, workdir, output, input_path, num_samples)
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   checks.check_workdir(config, workdir, mode)
   checks.check_fid_weights(config, mode)
@@ -112,58 +110,63 @@ def preflight(config, workdir: str, mode: str) -> None:
   checks.check_first_batch(config, mode)
 
 
-def run(config, workdir: str, mode: str) -> bool:
-  """Dispatches one mode; False if a SIGTERM stopped it (after a checkpoint), else True.
-  Imported lazily so that config errors come before heavy imports."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.preemption import Preempted  # pylint: disable=g-import-not-at-top
-  for trainer_mode, trainer in (("train", "train_gan"), ("train_encoder", "train_encoder"),
-                                ("train_segmenter", "train_segmenter")):
-    if mode in (trainer_mode, "pipeline"):
-      module = importlib.import_module(f"layered_gan_jax.{trainer}")
-      try:
-        module.train_and_evaluate(config, workdir)
-      except Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
-        logging.warning("%s", e)
-        return False
+def run(config, workdir: str, mode: str, *, output=None, input_path=None, num_samples=16,
+        truncation=None, seed=0, step=None) -> bool:
+  """Runs one mode; False if a SIGTERM stopped it (after a checkpoint), else True. Each mode
+  imports its own modules, so that a refused command never pays for them."""
+  from layered_gan_jax.errors import Preempted  # pylint: disable=g-import-not-at-top
+  try:  # pipeline: train, train_encoder, train_segmenter, evaluate.
+    if mode in ("train", "pipeline"):
+      from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+      train_gan.train_and_evaluate(config, workdir)
+    if mode in ("train_encoder", "pipeline"):
+      from layered_gan_jax import train_encoder  # pylint: disable=g-import-not-at-top
+      train_encoder.train_and_evaluate(config, workdir)
+    if mode in ("train_segmenter", "pipeline"):
+      from layered_gan_jax import train_segmenter  # pylint: disable=g-import-not-at-top
+      train_segmenter.train_and_evaluate(config, workdir)
+  except Preempted as e:  # SIGTERM: checkpoint saved; exit 0, skip later modes.
+    logging.warning("%s", e)
+    return False
   if mode in ("evaluate", "pipeline"):
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.evaluate(config, workdir)
-  if mode == "sample":
+  elif mode == "sample":
     from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
-    inference.sample(config, workdir, FLAGS.output, num_samples=FLAGS.num_samples,
-                     truncation=FLAGS.truncation, seed=FLAGS.seed)
-  if mode == "segment":
+    inference.sample(config, workdir, output, num_samples=num_samples, truncation=truncation,
+                     seed=seed)
+  elif mode == "segment":
     from layered_gan_jax import inference  # pylint: disable=g-import-not-at-top
-    inference.segment(config, workdir, FLAGS.input, FLAGS.output)
-  if mode == "fid":
+    inference.segment(config, workdir, input_path, output)
+  elif mode == "fid":
     from layered_gan_jax import evaluation  # pylint: disable=g-import-not-at-top
-    evaluation.fid_of_checkpoint(config, workdir, FLAGS.step)
+    evaluation.fid_of_checkpoint(config, workdir, step)
   return True
 
 
 def main(argv):
   if len(argv) > 1:
     _refuse(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag=value")
-  from layered_gan_jax.config_validation import ConfigError  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.collapse import Collapsed  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import errors  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import console  # pylint: disable=g-import-not-at-top
   console.quiet_library_logs(verbose=FLAGS.library_logs)
   try:
     # TensorFlow's, tfds's and libtpu's start-up lines are held back: printed after the checks
     # pass, dropped when the command is refused.
-    with console.HeldStderr(drop_on=(ConfigError, DataError)):
-      preflight(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    with console.HeldStderr(drop_on=(errors.ConfigError, errors.DataError)):
+      preflight(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.output, FLAGS.input,
+                FLAGS.num_samples)
     from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
     checks.notes(FLAGS.config, FLAGS.mode)  # E.g. which CUB split trains and evaluates.
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
-  except (ConfigError, DataError) as e:
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode, output=FLAGS.output, input_path=FLAGS.input,
+        num_samples=FLAGS.num_samples, truncation=FLAGS.truncation, seed=FLAGS.seed,
+        step=FLAGS.step)
+  except (errors.ConfigError, errors.DataError) as e:
     _refuse(str(e))
-  except Collapsed as e:
+  except errors.Collapsed as e:
     logging.flush()
     print(f"stopped: {e}", file=sys.stderr)
-    sys.exit(3)
+    sys.exit(errors.EXIT_COLLAPSED)
 
 
 if __name__ == "__main__":

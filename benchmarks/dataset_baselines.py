@@ -21,7 +21,7 @@ from benchmarks.common import machine  # noqa: E402
 import time  # noqa: E402
 
 from layered_gan_jax import baselines, metrics  # noqa: E402
-from layered_gan_jax.datasets import synthetic  # noqa: E402
+from layered_gan_jax.data import synthetic  # noqa: E402
 
 
 def run(resolution: int, num_examples: int, seed: int, split: str = 'test') -> dict:

@@ -3,7 +3,7 @@
 On the embedded synthetic dataset (ground-truth masks), for each setting (poster ablation rows,
 each defined ONLY as config overrides on top of ``--base_config``) and seed: train the layered
 GAN, train the encoder and the distilled segmenter, evaluate both routes on the synthetic test
-split (``evaluation.evaluate``, with the supervised reference segmenter of ``layered_gan_jax.reference_segmenter`` as the offline
+split (``evaluation.evaluate``, with the supervised reference segmenter of ``benchmarks/reference_segmenter.py`` as the offline
 stand-in for the poster's Mask R-CNN on generated composites). Writes, under ``--out_dir``
 (default ``benchmarks/results``):
 
@@ -482,7 +482,7 @@ def plan_runs(args) -> Dict[str, List[int]]:
 
 
 def _synthetic_version() -> int:
-  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   return synthetic.VERSION
 
 
@@ -490,8 +490,8 @@ def get_reference_segmenter(args, resolution: int, eval_images: int, dataset_see
                             layout=None):
   """The reference segmenter of the synthetic dataset (``layout``: a variant's, default the
   dataset's own), trained once and cached under ``--workdir_root``, with its test figures."""
-  from layered_gan_jax import reference_segmenter as rs  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  from benchmarks import reference_segmenter as rs  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   layout = layout or synthetic.LAYOUT
   seg_res = min(max(int(resolution), synthetic.RESOLUTIONS[0]), synthetic.RESOLUTIONS[-1])
   steps = args.segmenter_steps or SEGMENTER_DEFAULTS["steps"]
@@ -545,12 +545,12 @@ def main(argv=None) -> Dict:
   # Configs are checked before anything heavy starts.
   base = load_base_config(args.base_config)[0]
   common = common_overrides(base, args)
-  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import config_validation, errors  # pylint: disable=g-import-not-at-top
   for name in plan:
     config = run_config(args, common, name, 0)
     try:
       config_validation.validate_config(config, "train")
-    except config_validation.ConfigError as e:
+    except errors.ConfigError as e:
       raise SystemExit(f"error: setting {name}: {e}") from None
     if config.data.name != "synthetic":
       raise SystemExit(f"error: the benchmark runs on the synthetic dataset; the base config "

@@ -30,7 +30,7 @@ def main(argv=None):
                                                 "fid_floor.json"))
   args, overrides = p.parse_known_args(argv)
   from benchmarks.common import load_config, machine  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import evaluation, fid, files  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import evaluation, fid, files, visualization  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, overrides)[0]
   resolution = int(config.train.resolution)
@@ -41,7 +41,7 @@ def main(argv=None):
   real_seconds = time.time() - t
   batches = evaluation.load_split(data_config.eval_data_config(config), resolution,
                                   extractor.batch_size, args.images).batches
-  images = evaluation.to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))
+  images = visualization.to_uint8(np.concatenate([x[valid] for x, valid in batches]))
   t = time.time()
   feats = extractor(images)
   seconds = time.time() - t

@@ -57,7 +57,7 @@ def torch_features(images_path: str, out_path: str, batch: int) -> None:
 def _images(split: str, n: int, resolution: int, seed: int) -> np.ndarray:
   """Synthetic images; above 128 px (the largest rendering) the 128 px rendering resized."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   images = synthetic.generate(split, 0, n, min(resolution, 128), seed)["image"]
   if resolution <= 128:
     return images

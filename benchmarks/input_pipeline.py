@@ -37,7 +37,7 @@ from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-positi
 from layered_gan_jax import image_io  # pylint: disable=wrong-import-position
 from layered_gan_jax.data import train as train_data  # pylint: disable=wrong-import-position
 from layered_gan_jax.data import transforms  # pylint: disable=wrong-import-position
-from layered_gan_jax.datasets import synthetic  # pylint: disable=wrong-import-position
+from layered_gan_jax.data import synthetic  # pylint: disable=wrong-import-position
 
 
 def _time_batches(it, n: int, batch: int) -> float:

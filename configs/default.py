@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_split = "train"  # tfds split the training images come from.
   config.data.download = False  # Let tfds download and prepare missing datasets.
   config.data.synthetic_seed = 0  # Which embedded synthetic dataset (not the run's seed).
-  # Experiments on the synthetic dataset's design: another layout (datasets/synthetic.Layout:
+  # Experiments on the synthetic dataset's design: another layout (data/synthetic.Layout:
   # margin, rim_probability, bg_textures); unset fields keep the dataset's own.
   config.data.synthetic_layout = ml_collections.ConfigDict()
   config.data.synthetic_layout.margin = ml_collections.config_dict.placeholder(float)

@@ -16,11 +16,6 @@ FULL_ABOVE = 0.99  # Above this: the mask is full.
 CONSTANT_BELOW = 0.01  # Mean per-pixel std of the soft mask over the latents below this.
 
 
-class Collapsed(Exception):
-  """Raised with ``train.stop_on_collapse`` once the mask has collapsed and a checkpoint of
-  that step is saved (exit status 3)."""
-
-
 def mask_health(masks: np.ndarray) -> Dict[str, float]:
   """Statistics of masks [N, H, W] (or [N, H, W, 1]) in [0, 1] over N latents."""
   m = np.asarray(masks, np.float32)

@@ -7,8 +7,8 @@ One validator, two phases:
   fields, then the data each mode reads (cheap checks: paths, names, a prepared tfds dataset).
 * :func:`validate_devices` (once the device count is known): every batch divides by it.
 
-Every problem raises :class:`ConfigError` (or the data's :class:`~layered_gan_jax.image_io.
-DataError`) with one line saying what is wrong and how to fix it. A field added to
+Every problem raises :class:`~layered_gan_jax.errors.ConfigError` (or the data's
+:class:`~layered_gan_jax.errors.DataError`) with one line saying what is wrong and how to fix it. A field added to
 ``configs/default.py`` needs a rule in :data:`FIELD_RULES` (tests/test_main.py checks it).
 """
 
@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 from layered_gan_jax.architecture import RESAMPLING, VARIANTS
 from layered_gan_jax.data.config import DATASET_NAMES as DATASETS
 from layered_gan_jax.data.config import MAX_ORG_TO_CROP, sources_problem
+from layered_gan_jax.errors import ConfigError, DataError
 from layered_gan_jax.schedule import parse_resolution_map
 
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
@@ -33,10 +34,6 @@ MODEL_FIELDS = ("model.variant", "model.channels", "model.style_dim", "model.map
                 "model.fused_resolution", "model.mask_logit_offset", "train.resolution")
 # Fields added after checkpoints existed: their value when a saved config lacks them.
 _FIELD_DEFAULTS = {"model.mask_logit_offset": 0.0}
-
-
-class ConfigError(ValueError):
-  """A user-fixable configuration problem."""
 
 
 def _is_pow2(n) -> bool:
@@ -432,7 +429,6 @@ def _validate_data(config, mode: str) -> None:
   """The data the mode reads: paths exist, names and options are valid (cheap checks only)."""
   from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   checks = []
   if mode in ("train", "train_encoder", "pipeline"):
     checks.append(("data", config.data))

@@ -18,20 +18,15 @@ import jax
 import numpy as np
 from absl import logging
 from etils import epath
-from clu import metric_writers
 
 from layered_gan_jax import baselines, compositing, fid, inference, metrics
-from layered_gan_jax import files, restore, visualization
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax import files, loop, restore, visualization
+from layered_gan_jax.errors import ConfigError
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
 
 EVAL_DIR = "eval"
 FID_SEED_OFFSET = 4048  # The generated samples' seed for FID / KID: config.seed + this.
-
-
-def to_uint8_images(x: np.ndarray) -> np.ndarray:
-  return np.clip(np.round((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 class Split(NamedTuple):
@@ -170,7 +165,7 @@ def sample_mask_statistics(masks: np.ndarray, composites: np.ndarray,
     return out
   fg_ious, mious, mious_inverted, detected = [], [], [], 0
   for i in range(0, len(masks), batch):
-    found = segmenter(to_uint8_images(composites[i:i + batch]))
+    found = segmenter(visualization.to_uint8(composites[i:i + batch]))
     for m_gen, m_ext in zip(masks[i:i + batch], found):
       if m_ext is None or not np.any(m_ext):
         continue
@@ -222,7 +217,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
   max_examples = config.eval.max_examples or None
   split = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
   batches, gt = split.batches, split.gt
-  images = to_uint8_images(np.concatenate([x[valid] for x, valid in batches]))
+  images = visualization.to_uint8(np.concatenate([x[valid] for x, valid in batches]))
   routes, scores, soft = {}, {}, {}
   for name in available:
     route = inference.load_route(config, workdir, name)
@@ -262,7 +257,7 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
     rows.append(np.stack([visualization.overlay(images[i], chosen[r, ..., 0])
                           for r, i in enumerate(shown)]))
     visualization.save_png(files.join(out_dir, "panel.png"), visualization.grid(rows))
-  writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
+  writer = loop.metric_writer(out_dir)
   flat = {f"eval/{k}": v for k, v in result.items() if isinstance(v, float)}
   flat.update({f"eval/routes/{r}/{k}": v for r, m in routes.items() for k, v in m.items()
                if isinstance(v, float)})

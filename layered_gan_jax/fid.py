@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from layered_gan_jax import inception, parallel
+from layered_gan_jax import inception, parallel, visualization
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -191,7 +191,7 @@ def generator_scores(config, gan, num_samples: int, seed: int) -> Dict:
   for i, start in enumerate(range(0, num_samples, SAMPLE_CHUNK)):
     n = min(SAMPLE_CHUNK, num_samples - start)
     _, composites = evaluation.generated_samples(gan, n, seed + 7919 * i)
-    feats.append(extractor(evaluation.to_uint8_images(composites)))
+    feats.append(extractor(visualization.to_uint8(composites)))
   feats = np.concatenate(feats)
   return {"fid": fid_against_features(real["mu"], real["sigma"], feats),
           "kid": kid(real["features"], feats), "num_generated": int(num_samples),

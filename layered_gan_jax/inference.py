@@ -17,7 +17,8 @@ from PIL import Image
 
 from layered_gan_jax import generator as generator_lib, image_io
 from layered_gan_jax import checkpointing, files, parallel, restore, visualization
-from layered_gan_jax.config_validation import ROUTES, ConfigError
+from layered_gan_jax.config_validation import ROUTES
+from layered_gan_jax.errors import ConfigError
 from layered_gan_jax.data import transforms
 
 LAYERS = ("composite", "background", "foreground", "mask")

@@ -16,11 +16,6 @@ import jax
 from absl import logging
 
 
-class Preempted(Exception):
-  """Raised after SIGTERM once a checkpoint is saved: the run stops here (exit status 0) and
-  the same command resumes it."""
-
-
 class PreemptionGuard:
   """``with PreemptionGuard(ckpt) as guard:`` and, before every iteration of every process,
   ``if guard.stop_at(step): save, then raise Preempted``. Entered early (before compiling), so

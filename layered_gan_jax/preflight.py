@@ -1,8 +1,8 @@
 """What a mode needs beyond its config, checked before anything compiles or is written.
 
 ``main.py`` runs, in this order, and stops at the first problem with one line (a
-:class:`~layered_gan_jax.config_validation.ConfigError` or a
-:class:`~layered_gan_jax.image_io.DataError`):
+:class:`~layered_gan_jax.errors.ConfigError` or a
+:class:`~layered_gan_jax.errors.DataError`):
 
 1. before JAX starts: the flags of the mode (:func:`check_flags`), the config
    (:mod:`layered_gan_jax.config_validation`, with the data's paths and names), and the
@@ -20,7 +20,8 @@ from typing import Dict, List, Optional
 
 from etils import epath
 
-from layered_gan_jax.config_validation import ConfigError, model_differences, stage_batch_sizes
+from layered_gan_jax.config_validation import model_differences, stage_batch_sizes
+from layered_gan_jax.errors import ConfigError, DataError
 
 # The workdir's checkpoint folders (restore.py's GAN_DIR, ENCODER_DIR, SEGMENTER_DIR; that
 # module imports JAX).
@@ -139,7 +140,6 @@ def check_first_batch(config, mode: str) -> None:
     return
   from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.image_io import DataError  # pylint: disable=g-import-not-at-top
   if mode == "train_encoder":
     resolution, batch = config.train.resolution, config.encoder.batch_size
   else:

@@ -11,7 +11,7 @@ import jax
 import ml_collections
 from etils import epath
 
-from layered_gan_jax import checkpointing, config_validation, files, models, parallel, state
+from layered_gan_jax import checkpointing, config_validation, errors, files, models, parallel, state
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.encoder_setup import EncoderSetup
 from layered_gan_jax.state import GANState
@@ -83,24 +83,24 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
   ``config`` is given, its model fields must match the checkpoint's."""
   directory = files.join(str(files.resolve(workdir)), GAN_DIR)
   if not epath.Path(directory).is_dir():  # Checked first: Orbax would create the folder.
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"no GAN checkpoint in {directory}; train one first with --mode=train "
         "(or point --workdir at a trained run)")
   ckpt = gan_checkpointer(workdir)
   if step is None:
     step = ckpt.latest_step()
     if step is None:
-      raise config_validation.ConfigError(
+      raise errors.ConfigError(
           f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
   elif step not in ckpt.all_steps():
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"no complete GAN checkpoint of step {step} in {directory} (steps: "
         f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
   saved = ckpt.read_json(step, "config")
   if config is not None:
     diffs = config_validation.model_differences(saved, checkpointing.config_to_dict(config))
     if diffs:
-      raise config_validation.ConfigError(
+      raise errors.ConfigError(
           f"the checkpoint in {directory} (step {step}) holds another model: " + "; ".join(diffs)
           + ". Use the config it was trained with")
   saved_config = ml_collections.ConfigDict(saved)
@@ -124,14 +124,14 @@ def load_encoder(config, workdir: str):
   ckpt = encoder_checkpointer(workdir)
   step = ckpt.latest_step()
   if step is None:
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"no encoder checkpoint in {ckpt.directory}; train one with --mode=train_encoder")
   saved = ckpt.read_json(step, "config").get("encoder", {})
   diffs = [f"encoder.{k}: checkpoint {saved.get(k, False)!r} vs config {config.encoder[k]!r}"
            for k in ENCODER_SHAPE_FIELDS if saved.get(k, False) != config.encoder[k]]
   if diffs:
     ckpt.close()
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"the encoder checkpoint in {ckpt.directory} holds another encoder: " + "; ".join(diffs)
         + ". Use the settings it was trained with")
   abstract = checkpointing.abstract_like(setup.init_state())
@@ -147,7 +147,7 @@ def load_segmenter(workdir: str):
   step = ckpt.latest_step()
   if step is None:
     ckpt.close()
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"no distilled segmenter checkpoint in {ckpt.directory}; train one with "
         "--mode=train_segmenter (or choose --config.segment.route=encoder)")
   saved = ckpt.read_json(step, "config")

@@ -12,15 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers
 
 from layered_gan_jax import (checkpointing, compositing, config_validation, files, losses, parallel,
                              restore, visualization)
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
-from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
-from layered_gan_jax.loop import TrainLoop
+from layered_gan_jax.loop import TrainLoop, metric_writer
 from layered_gan_jax.state import NetState
 from layered_gan_jax.encoder_setup import EncoderSetup
 
@@ -80,7 +78,6 @@ def make_encoder_step(setup: EncoderSetup):
 def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the encoder of the GAN in ``workdir``; resumes from its own checkpoints."""
   config_validation.validate_config(config, "train_encoder", jax.device_count())
-  data_config.validate_data_config(config.data)
   e = config.encoder
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
@@ -94,8 +91,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   train_step = jax.jit(make_encoder_step(setup), in_shardings=(repl, repl, data),
                        out_shardings=(repl, repl), donate_argnums=(0,))
   predict = setup.predict_fn()
-  writer = metric_writers.create_default_writer(files.join(workdir, "encoder"),
-                                                just_logging=jax.process_index() > 0)
+  writer = metric_writer(files.join(workdir, "encoder"))
   iterator = train_data.train_iterator(
       config.data, resolution=gan.resolution,
       batch_size=parallel.per_process_batch(e.batch_size), seed=config.seed + 555,

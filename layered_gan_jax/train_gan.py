@@ -12,17 +12,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 from etils import epath
 
-from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, files,
-                             losses, models, optim, parallel, restore, visualization)
+from layered_gan_jax import (checkpointing, collapse, compositing, config_validation, errors,
+                             files, losses, models, optim, parallel, restore, visualization)
 from layered_gan_jax import state as state_lib
-from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.generator import LayeredGenerator
-from layered_gan_jax.loop import NonFiniteLossError, TrainLoop
+from layered_gan_jax.loop import NonFiniteLossError, TrainLoop, metric_writer
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState
 
@@ -258,7 +257,7 @@ def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer)
   diffs = config_validation.model_differences(saved_config,
                                               checkpointing.config_to_dict(config))
   if diffs:
-    raise config_validation.ConfigError(
+    raise errors.ConfigError(
         f"the checkpoint in {ckpt.directory} (step {latest}) was made with another model: "
         + "; ".join(diffs) + ". Use the same model settings or another --workdir")
   restored = restore.restore_gan_state(ckpt, latest, checkpointing.abstract_like(state))
@@ -287,14 +286,12 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   """Trains the layered GAN described by ``config``; resumes from ``workdir`` if it holds a
   checkpoint. Returns the final state."""
   config_validation.validate_config(config, "train", jax.device_count())
-  data_config.validate_data_config(config.data)
   workdir = str(files.resolve(workdir))  # Local: absolute; gs://...: as given.
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   t = config.train
   ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
   schedule = Schedule(t, config.model.channels)
-  writer = metric_writers.create_default_writer(workdir,
-                                                just_logging=jax.process_index() > 0)
+  writer = metric_writer(workdir)
   last = ckpt.latest_step()
   monitor = collapse.CollapseMonitor(
       t.collapse_patience, None if last is None else ckpt.read_json(last, "meta").get("collapse"))
@@ -396,7 +393,7 @@ def _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir
     if t.stop_on_collapse:
       loop.save_unless_saved(step)
       loop.finish()
-      raise collapse.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
+      raise errors.Collapsed(f"{message}; stopped after the checkpoint of step {step} "
                                "(train.stop_on_collapse)")
 
 

@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers
 
 from layered_gan_jax import (checkpointing, config_validation, files, models, parallel, recompose,
                              restore, unet, visualization)
-from layered_gan_jax.loop import TrainLoop
+from layered_gan_jax.loop import TrainLoop, metric_writer
 from layered_gan_jax.state import NetState
 
 
@@ -138,8 +137,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
                        in_shardings=(repl, repl), out_shardings=(repl, repl),
                        donate_argnums=(0,))
   validation = ValidationSet(gan, s, config.seed, model)
-  writer = metric_writers.create_default_writer(files.join(workdir, "segmenter"),
-                                                just_logging=jax.process_index() > 0)
+  writer = metric_writer(files.join(workdir, "segmenter"))
   logging.info("Training the distilled segmenter at %d px on the GAN of step %d; the mask "
                "filter keeps %.1f %% of the validation pairs", gan.resolution, gan.step,
                100 * validation.kept)

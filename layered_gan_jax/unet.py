@@ -1,7 +1,7 @@
 """The project's one segmentation network: a small U-Net (flax linen), and its loss.
 
-Used by the supervised reference segmenter (``reference_segmenter``) and by the segmenter
-distilled from the generator (``train_segmenter``).
+Used by the segmenter distilled from the generator (``train_segmenter``) and by the supervised
+reference segmenter of the benchmarks (``benchmarks/reference_segmenter.py``).
 
 Model: ``levels`` resolutions (``width * 2**l`` channels at level l, two 3x3 convs + GroupNorm +
 ReLU per level, 2x2 average-pool down, nearest-neighbour up + skip concatenation), a 1x1 conv to

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from layered_gan_jax import collapse
+from layered_gan_jax import collapse, errors
 
 HEALTHY = {"binarized_coverage_mean": 0.3, "mask_variation": 0.2}
 EMPTY = {"binarized_coverage_mean": 0.001, "mask_variation": 0.0}
@@ -70,7 +70,7 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   config.train.sample_every_steps = 2
   config.train.collapse_patience = 2
   config.train.stop_on_collapse = True
-  with pytest.raises(collapse.Collapsed, match="empty .* for 2 sample steps .*step 4"):
+  with pytest.raises(errors.Collapsed, match="empty .* for 2 sample steps .*step 4"):
     train_gan.train_and_evaluate(config, str(tmp_path))
   ckpt = restore.gan_checkpointer(str(tmp_path))
   assert ckpt.latest_step() == 4
@@ -81,8 +81,8 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
 def test_collapse_exits_with_status_3(tmp_path, monkeypatch, capsys):
   import main  # pylint: disable=g-import-not-at-top
 
-  def collapsed(*args):
-    raise collapse.Collapsed("collapse: the generator's mask has been empty")
+  def collapsed(*args, **kwargs):
+    raise errors.Collapsed("collapse: the generator's mask has been empty")
 
   monkeypatch.setattr(main, "run", collapsed)
   main.FLAGS(["main.py", "--config=configs/tiny.py", f"--workdir={tmp_path}"])

@@ -8,24 +8,16 @@ import pytest
 from layered_gan_jax import architecture
 from layered_gan_jax import critic as critic_lib
 from layered_gan_jax import layers
+from params import random_params
 
 CHANNELS = (8, 8, 8, 4, 4, 4)  # stages 0..5: 4..128 px
 BATCH = 3
 
 
-def _random_params(model, seed):
-  """Random N(0, 1) values for every parameter (biases included, so that every term of the
-  computation matters); the shapes come from ``init_critic`` via eval_shape."""
-  shapes = jax.eval_shape(lambda k: critic_lib.init_critic(model, k), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(rng.standard_normal(s.shape).astype(np.float32)), shapes)
-
-
 @pytest.fixture(scope="module")
 def critic():
   model = critic_lib.Critic(channels=CHANNELS)
-  return model, _random_params(model, 0)
+  return model, random_params(lambda k: critic_lib.init_critic(model, k), 0)
 
 
 def _images(seed, stage, batch=BATCH):
@@ -99,7 +91,7 @@ def test_alpha_one_is_the_path_without_the_skip(critic):
 def test_fade_in_blend_at_stage_one_features():
   """At stage 1 the blend is the 4x4 feature map: (1 - a) * skip + a * block_1(from_rgb_1(x))."""
   model = critic_lib.Critic(channels=(4, 4))
-  params = _random_params(model, 1)
+  params = random_params(lambda k: critic_lib.init_critic(model, k), 1)
   x = _images(21, 1)
   f0 = model.apply({"params": params}, x, stage=1, alpha=0.0, return_features=True)[1]
   f1 = model.apply({"params": params}, x, stage=1, alpha=1.0, return_features=True)[1]
@@ -122,7 +114,7 @@ def test_fused_and_unfused_paths_agree():
   fuses from 8 px gives the scores of one that never fuses."""
   fused = critic_lib.Critic(channels=(4, 4, 4), fused_resolution=8)
   plain = critic_lib.Critic(channels=(4, 4, 4), fused_resolution=1024)
-  params = _random_params(fused, 2)
+  params = random_params(lambda k: critic_lib.init_critic(fused, k), 2)
   x = _images(22, 2)
   _assert_same_scores(fused, plain, params, x, 2)
   for alpha in (0.4, 1.0):
@@ -136,7 +128,7 @@ def test_resampling_forms_give_the_same_scores():
   """model.resampling changes how the average pooling is computed, not what."""
   efficient = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="efficient")
   direct = critic_lib.Critic(channels=(4, 4, 4, 4), resampling="direct")
-  params = _random_params(efficient, 3)
+  params = random_params(lambda k: critic_lib.init_critic(efficient, k), 3)
   _assert_same_scores(efficient, direct, params, _images(23, 3), 3)
 
 

@@ -8,14 +8,14 @@ from PIL import Image
 import pytest
 
 from configs import default
-from layered_gan_jax import config_validation, evaluation
+from layered_gan_jax import config_validation, errors, evaluation
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
 from layered_gan_jax.data import mixture
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.data import transforms
-from layered_gan_jax.datasets import synthetic
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.data import synthetic
+from layered_gan_jax.errors import DataError
 
 
 @pytest.fixture(scope='module')
@@ -216,7 +216,7 @@ def _config(sources):
     ((('synthetic', 'round'), 'folder'), "data.sources[1]='folder' must be (name, path)"),
 ])
 def test_bad_sources_refused_in_one_line(sources, needle):
-  with pytest.raises(config_validation.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     config_validation.validate_config(_config(sources), 'train')
   assert needle in str(e.value) and '\n' not in str(e.value)
 

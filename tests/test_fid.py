@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layered_gan_jax import fid, inception, inception_weights
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.errors import ConfigError
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "fid_reference.npz")
 

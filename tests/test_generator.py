@@ -10,6 +10,7 @@ import pytest
 from layered_gan_jax import architecture
 from layered_gan_jax import generator as G
 from layered_gan_jax import layers
+from params import random_params
 
 CHANNELS = (8, 8, 8, 4, 4, 4)  # stages 0..5: 4..128 px (the fused upsampling runs at 128 px)
 STYLE_DIM = 8
@@ -27,18 +28,13 @@ def make(variant, channels=CHANNELS):
                             mapping_layers=2)
 
 
-def random_params(model, seed):
-  """N(0, 1) values for every parameter (noise weights and biases included, so that the noise
-  and every bias matter); the structure comes from ``init_generator`` via eval_shape."""
-  shapes = jax.eval_shape(lambda k: G.init_generator(model, k), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(rng.standard_normal(s.shape).astype(np.float32)), shapes)
-
-
 @pytest.fixture(scope="module")
 def models():
-  return {v: (make(v), random_params(make(v), i)) for i, v in enumerate(architecture.VARIANTS)}
+  out = {}
+  for i, v in enumerate(architecture.VARIANTS):
+    model = make(v)
+    out[v] = (model, random_params(lambda k, m=model: G.init_generator(m, k), i))
+  return out
 
 
 def latents(seed, batch=BATCH):

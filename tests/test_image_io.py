@@ -7,7 +7,7 @@ from PIL import Image
 import pytest
 
 from layered_gan_jax import image_io
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 
 def _gradient(h=12, w=16):

@@ -13,7 +13,7 @@ from PIL import Image
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import sources
 from layered_gan_jax.data import train as train_data
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

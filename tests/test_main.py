@@ -68,7 +68,7 @@ BAD_FIELDS = [
 def test_bad_config_rules(field, value, needle):
   """The rules, checked in process (the command line's plumbing is tested below)."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import config_validation, errors  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   *sections, name = field.split(".")
   node = config
@@ -76,7 +76,7 @@ def test_bad_config_rules(field, value, needle):
     node = node[section]
   with config.ignore_type():
     node[name] = value
-  with pytest.raises(config_validation.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     config_validation.validate_config(config, "pipeline")
   assert needle in str(e.value) and "\n" not in str(e.value)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from layered_gan_jax import baselines, metrics
-from layered_gan_jax.datasets import synthetic
+from layered_gan_jax.data import synthetic
 
 
 def _m(rows):

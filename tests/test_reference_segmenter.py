@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from layered_gan_jax import reference_segmenter as rs
-from layered_gan_jax.datasets import synthetic
+from benchmarks import reference_segmenter as rs
+from layered_gan_jax.data import synthetic
 
 STEPS = 24
 

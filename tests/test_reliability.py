@@ -20,10 +20,10 @@ import pytest
 from benchmarks import fault_injection as fi
 from configs import tiny
 from layered_gan_jax import checkpointing, config_validation
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.errors import ConfigError
 from layered_gan_jax.data import evaluation as eval_data
 from layered_gan_jax.data import transforms
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 N = fi.STEPS
 HALF = N // 2
@@ -232,7 +232,7 @@ def test_restart_refused_for_every_model_field(field):
 
 
 # ------------------------------------------------------------------------------ data faults
-# tests/test_image_io.py and tests/test_input_pipeline.py cover missing and empty folders;
+# tests/test_image_io.py and tests/test_data.py cover missing and empty folders;
 # corrupt, truncated, zero-byte, grayscale, RGBA, CMYK and 16-bit images; masks at another
 # size; masks without an image and images without a mask. Not covered there: an unreadable
 # mask file, and the log line of a mask at another size.

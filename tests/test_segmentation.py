@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from layered_gan_jax import (evaluation, inference, loop, models, parallel, preemption, restore,
+from layered_gan_jax import (errors, evaluation, inference, loop, models, parallel, preemption, restore,
                              train_encoder, train_gan, train_segmenter, unet)
 from layered_gan_jax.encoder_setup import EncoderSetup
-from layered_gan_jax.config_validation import ConfigError
+from layered_gan_jax.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +366,7 @@ def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkey
     if name == "restarted":
       with monkeypatch.context() as m:
         m.setattr(loop, "PreemptionGuard", lambda ckpt: _StopAfter(ckpt, 2))
-        with pytest.raises(preemption.Preempted, match="stopped at step 2"):
+        with pytest.raises(errors.Preempted, match="stopped at step 2"):
           train_segmenter.train_and_evaluate(config, run)
       ckpt = restore.segmenter_checkpointer(run)
       assert ckpt.latest_step() == 2

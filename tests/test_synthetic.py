@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from layered_gan_jax import baselines, metrics
-from layered_gan_jax.datasets import synthetic, textures
+from layered_gan_jax.data import synthetic, textures
 
 
 @pytest.mark.parametrize('resolution', [16, 32, 64, 128])

@@ -33,7 +33,7 @@ def main():
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import preemption, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import errors, train_gan  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
   # 8 px for 2 iterations, then 16 px: alpha 1/8 (fade-in), then 1.
@@ -50,7 +50,7 @@ def main():
     _instrument_steps(train_gan, args.sigterm_after_steps, args.step_delay_s)
   try:
     state = train_gan.train_and_evaluate(config, args.workdir)
-  except preemption.Preempted as e:
+  except errors.Preempted as e:
     print("preempted:", e, flush=True)
     return
   leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,

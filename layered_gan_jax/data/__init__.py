@@ -2,6 +2,7 @@
 
 The pipeline is described in docs/data.md. Modules:
 
+* ``synthetic``, ``textures``: the embedded procedural dataset with exact masks; its textures.
 * ``config``: dataset names, defaults and the checks of a data config.
 * ``lmdb_database``: the open LSUN lmdb databases and their record counts.
 * ``transforms``: resizing, the random-crop hashing, epoch permutations, the train transform.

@@ -13,7 +13,7 @@ import numpy as np
 
 from layered_gan_jax import image_io
 from layered_gan_jax.data import lmdb_database
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 LSUN_NAMES = ('lsun/car', 'lsun/horse', 'lsun/chair', 'lsun/bird')
 TFDS_NAMES = LSUN_NAMES + ('caltech_birds2011', 'oxford_iiit_pet')
@@ -34,7 +34,9 @@ def synthetic_layout(cfg):
   """The synthetic dataset's layout (``synthetic.Layout``): the dataset's own, or that of the
   category ``synthetic_category`` names, with the fields that the data config's
   ``synthetic_layout`` sets replaced (an experiment's variant)."""
-  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  # Imported here: this module is on the path of every command before JAX starts, and the
+  # renderer's imports (cv2) are not.
+  from layered_gan_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   category = get(cfg, 'synthetic_category', '')
   if category and category not in synthetic.CATEGORIES:
     raise ValueError(f"the synthetic dataset has no category {category!r}; choose one of "

@@ -10,9 +10,9 @@ import numpy as np
 
 from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
-from layered_gan_jax.data import prefetch, sources, tfds_sources
+from layered_gan_jax.data import prefetch, sources, synthetic, tfds_sources
 from layered_gan_jax.data.transforms import resize_mask, resize_square, to_float
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 
 class _EvalBatches(prefetch.DecodingBatches):
@@ -86,7 +86,6 @@ class EvalIterator(prefetch.BatchIterator):
 
 
 def _synthetic_eval_source(cfg, resolution, split, max_examples) -> sources.EvalSource:
-  from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
   if split not in synthetic.SPLIT_SIZES:
     raise ValueError(f"The synthetic dataset has splits {sorted(synthetic.SPLIT_SIZES)}, not "
                      f"{split!r}.")

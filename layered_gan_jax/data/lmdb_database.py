@@ -5,7 +5,7 @@ import os
 import threading
 from typing import Any
 
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 LMDB_WAYS = ("point --config.data.path at the folder holding LSUN's data.mdb (e.g. car_lmdb/ "
              "from LSUN's download), or use --config.data.name=lsun/car with a prepared tfds "

@@ -15,9 +15,9 @@ import numpy as np
 
 from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
-from layered_gan_jax.data import lmdb_database
+from layered_gan_jax.data import lmdb_database, synthetic
 from layered_gan_jax.data.transforms import resize_square
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 SYNTHETIC_RESOLUTIONS = (16, 32, 64, 128)
 
@@ -120,7 +120,6 @@ class SyntheticSource(Source):
 
   def __init__(self, global_indices, render_res: int, store_size: int, dataset_seed: int,
                layout, cache_bytes: int):
-    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
     self._render = synthetic.render_example
     self.global_indices = np.asarray(global_indices, dtype=np.int64)
     self.skipped = []

@@ -17,7 +17,7 @@ from PIL import Image
 from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data.sources import EncodedSource, EvalSource, Source
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 # Feature keys of the tfds datasets we read.
 _TFDS_FILENAME_KEY = {'caltech_birds2011': 'image/filename', 'oxford_iiit_pet': 'file_name'}

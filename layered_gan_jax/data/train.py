@@ -12,10 +12,10 @@ from absl import logging
 import numpy as np
 
 from layered_gan_jax.data import config as data_config
-from layered_gan_jax.data import mixture, prefetch, sources, tfds_sources
+from layered_gan_jax.data import mixture, prefetch, sources, synthetic, tfds_sources
 from layered_gan_jax.data.transforms import (crop_offsets, crop_size, epoch_permutation,
                                              to_float, train_transform)
-from layered_gan_jax.image_io import DataError
+from layered_gan_jax.errors import DataError
 
 
 class _SourceStream:
@@ -260,7 +260,6 @@ def _train_source(cfg, resolution: int) -> sources.Source:
   name = cfg.get('name')
   n_limit = cfg.get('num_train_examples', None)
   if name == 'synthetic':
-    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
     if n_limit and n_limit > synthetic.SPLIT_SIZES['train']:
       raise ValueError(f"num_train_examples={n_limit} exceeds the synthetic train split "
                        f"({synthetic.SPLIT_SIZES['train']} images); lower it or leave it None.")

@@ -12,7 +12,7 @@ Model: the project's U-Net (``unet.UNet``). Input: images in [-1, 1].
 
 Training: batch k holds synthetic train examples ``[k B, (k + 1) B)`` (modulo the 20,000-image
 split, so a few thousand steps see several epochs), rendered at the training resolution by
-``datasets.synthetic`` in a background thread, each flipped left-right with probability 1/2.
+``data.synthetic`` in a background thread, each flipped left-right with probability 1/2.
 Loss: mean per-pixel binary cross-entropy on the logits + ``dice_weight`` x (1 - soft Dice) per
 image. optax Adam, one jitted step.
 
@@ -44,7 +44,7 @@ from flax import traverse_util
 from PIL import Image
 
 from layered_gan_jax import files, metrics, unet
-from layered_gan_jax.datasets import synthetic
+from layered_gan_jax.data import synthetic
 from layered_gan_jax.unet import UNet, segmentation_loss
 
 MIN_FRACTION = 0.01  # Below this predicted-foreground share of the pixels: "no object".

@@ -51,7 +51,7 @@ from typing import Dict, Tuple
 import cv2
 import numpy as np
 
-from layered_gan_jax.datasets import textures
+from layered_gan_jax.data import textures
 
 SPLIT_SIZES = {'train': 20000, 'test': 1000}
 """Nominal split sizes (what the input pipeline uses); any index >= 0 can be rendered."""

@@ -1,11 +1,8 @@
-"""Tests for layered_gan_jax.data: transforms, determinism, resumption, multi-host
-global batches,
-evaluation masks, folders of mixed files, bad files, and tfds (mock data, offline)."""
+"""Tests for layered_gan_jax.data: transforms, determinism, resumption, multi-host global
+batches, evaluation masks, folders of mixed files, bad files, and tfds (mock data, offline)."""
 import io
 import os
-import sys
 import threading
-import types
 
 import ml_collections
 import numpy as np
@@ -16,57 +13,11 @@ import tensorflow_datasets as tfds
 from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
 from layered_gan_jax.data import evaluation as eval_data
+from layered_gan_jax.data import synthetic
 from layered_gan_jax.data import tfds_sources
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.data import transforms
-from layered_gan_jax.image_io import DataError
-
-
-# --------------------------------------------------------------------------------------------
-# The synthetic dataset (written concurrently by another module): use it when present, else a
-# small stand-in with the same API, installed for this test module only.
-
-
-def _stub_synthetic():
-  m = types.ModuleType('layered_gan_jax.datasets.synthetic')
-  m.SPLIT_SIZES = {'train': 20000, 'test': 1000}
-
-  def render_example(split, index, resolution, seed=0):
-    rng = np.random.default_rng([seed, index, 0 if split == 'train' else 1])
-    image = rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8)
-    mask = np.zeros((resolution, resolution), np.uint8)
-    y, x = rng.integers(0, resolution // 2, 2)
-    mask[y:y + resolution // 2, x:x + resolution // 2] = 1
-    image[mask > 0] = 255
-    return image, mask
-
-  def generate(split, start, count, resolution, seed=0):
-    ex = [render_example(split, i, resolution, seed) for i in range(start, start + count)]
-    return {'image': np.stack([e[0] for e in ex]), 'mask': np.stack([e[1] for e in ex])}
-
-  m.render_example, m.generate = render_example, generate
-  return m
-
-
-@pytest.fixture(scope='module', autouse=True)
-def synthetic_module():
-  name = 'layered_gan_jax.datasets.synthetic'
-  try:
-    from layered_gan_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
-    yield synthetic
-    return
-  except ImportError:
-    pass
-  import layered_gan_jax.datasets as pkg  # pylint: disable=g-import-not-at-top
-  stub = _stub_synthetic()
-  sys.modules[name] = stub
-  pkg.synthetic = stub
-  try:
-    yield stub
-  finally:
-    sys.modules.pop(name, None)
-    del pkg.synthetic
-    train_data.clear_caches()
+from layered_gan_jax.errors import DataError
 
 
 def _cfg(**kw):
@@ -228,18 +179,18 @@ def test_multi_process_folder_with_bad_files_equals_single_process(tmp_path):
   _assert_global_batches_match(_cfg(name='folder', path=root), g=4, num_batches=4)
 
 
-def test_no_random_crop_is_plain_resize(synthetic_module):
+def test_no_random_crop_is_plain_resize():
   it = _train(_cfg(num_train_examples=12, random_crop=False), b=4)
   assert it.crop_offsets_of_batch(0) is None
   idx = it.batch_indices(0)
   batch = next(it)['image']
   it.close()
   for j, g in enumerate(idx):
-    img, _ = synthetic_module.render_example('train', int(g), 16, seed=0)
+    img, _ = synthetic.render_example('train', int(g), 16, seed=0)
     np.testing.assert_array_equal(batch[j], transforms.to_float(np.asarray(img)))
 
 
-def test_synthetic_batch_equals_manual_transform(synthetic_module):
+def test_synthetic_batch_equals_manual_transform():
   it = _train(_cfg(num_train_examples=12), r=32, b=4, seed=5)
   idx, off = it.batch_indices(2), it.crop_offsets_of_batch(2)
   for _ in range(2):
@@ -247,7 +198,7 @@ def test_synthetic_batch_equals_manual_transform(synthetic_module):
   batch = next(it)['image']
   it.close()
   for j, g in enumerate(idx):
-    img, _ = synthetic_module.render_example('train', int(g), 32, seed=0)
+    img, _ = synthetic.render_example('train', int(g), 32, seed=0)
     want = transforms.resize_square(np.asarray(img), 36)[off[j, 0]:off[j, 0] + 32,
                                                          off[j, 1]:off[j, 1] + 32]
     np.testing.assert_array_equal(batch[j], transforms.to_float(want))
@@ -279,7 +230,7 @@ def test_iterator_close_stops_thread():
 # Evaluation.
 
 
-def test_synthetic_eval_masks_binary_aligned_and_padded(synthetic_module):
+def test_synthetic_eval_masks_binary_aligned_and_padded():
   ev = eval_data.eval_dataset(_cfg(), resolution=16, batch_size=4, max_examples=10)
   assert len(ev) == 3 and ev.num_examples == 10
   batches = list(ev)
@@ -294,7 +245,7 @@ def test_synthetic_eval_masks_binary_aligned_and_padded(synthetic_module):
     for j, i in enumerate(batch['index']):
       if i < 0:
         continue
-      img, mask = synthetic_module.render_example('test', int(i), 16, seed=0)
+      img, mask = synthetic.render_example('test', int(i), 16, seed=0)
       np.testing.assert_array_equal(batch['mask'][j], np.asarray(mask, np.float32))
       np.testing.assert_array_equal(batch['image'][j], transforms.to_float(np.asarray(img)))
   full = eval_data.eval_dataset(_cfg(), resolution=16, batch_size=500)

@@ -1,1 +1,0 @@
-"""Datasets shipped with the project."""
