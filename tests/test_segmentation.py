@@ -406,8 +406,9 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
   assert set(result["baselines"]) == {"full_image", "center_prior", "grabcut"}
   # Each route's scores and the full-image baseline's, recomputed image by image in plain numpy
   # from the route's own prediction on the same evaluation images.
-  batches, gt = evaluation.load_split(config.data, 16, config.eval.batch_size,
-                                      config.eval.max_examples)  # tiny: the synthetic test split
+  split = evaluation.load_split(config.data, 16, config.eval.batch_size,
+                                config.eval.max_examples)  # tiny: the synthetic test split
+  batches, gt = split.batches, split.gt
   gt = gt >= 0.5
   iou = lambda a, b: np.sum(a & b) / np.sum(a | b) if np.sum(a | b) else 1.0
   for name in ("distilled", "encoder"):
