@@ -144,7 +144,7 @@ def run(args, signal_on=None, env=None, timeout: float = 600) -> Run:
 
 
 def resumed_from(r: Run):
-  m = r.find(r"Resumed from the checkpoint of step (\d+)")
+  m = r.find(r"Resumed the GAN from the checkpoint of step (\d+)")
   return int(m.group(1)) if m else None
 
 

@@ -173,8 +173,10 @@ def curve_summary(curves: Dict[str, Dict[int, float]]) -> Dict[str, Dict[str, fl
 
 
 def run_pair(args, setting, seed, latents, segmenter) -> Dict:
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import config_validation, train_gan  # pylint: disable=g-import-not-at-top
   config = make_config(setting, seed, args.iterations)
+  config_validation.validate_config(config, "train", jax.device_count())
   root = os.path.join(args.workdir_root, setting, f"seed_{seed}")
   ours_dir, official_dir = os.path.join(root, "ours"), os.path.join(root, "official")
   if os.path.isdir(ours_dir):

@@ -13,6 +13,7 @@ Every problem raises :class:`~layered_gan_jax.errors.ConfigError` (or the data's
 """
 
 import importlib.util
+import json
 import math
 from typing import Any, Callable, Dict, List, Optional
 
@@ -34,6 +35,8 @@ MODEL_FIELDS = ("model.variant", "model.channels", "model.style_dim", "model.map
                 "model.fused_resolution", "model.mask_logit_offset", "train.resolution")
 # Fields added after checkpoints existed: their value when a saved config lacks them.
 _FIELD_DEFAULTS = {"model.mask_logit_offset": 0.0}
+# Encoder fields that decide its parameters' shapes (a checkpoint restores only with the same).
+ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
 
 
 def _is_pow2(n) -> bool:
@@ -463,6 +466,25 @@ def _get(tree: Dict[str, Any], dotted: str):
       return None
     tree = tree[part]
   return list(tree) if isinstance(tree, (list, tuple)) else tree
+
+
+def check_saved_model(saved: Dict[str, Any], config, directory, step: int) -> None:
+  """Refuses the GAN checkpoint ``step`` of ``directory`` (its config ``saved``) if its model
+  differs from ``config``'s."""
+  diffs = model_differences(saved, json.loads(config.to_json_best_effort()))
+  _check(not diffs, f"the checkpoint in {directory} (step {step}) holds another model: "
+         + "; ".join(diffs) + ". Use the config it was trained with, or another --workdir")
+
+
+def check_saved_encoder(saved: Dict[str, Any], config, directory, step: int) -> None:
+  """Refuses the encoder checkpoint ``step`` of ``directory`` (its config ``saved``) if its
+  parameters' shapes follow other ``encoder`` settings than ``config``'s."""
+  saved_enc = saved.get("encoder", {})
+  diffs = [f"encoder.{k}: checkpoint {saved_enc.get(k, False)!r} vs config "
+           f"{config.encoder[k]!r}" for k in ENCODER_SHAPE_FIELDS
+           if saved_enc.get(k, False) != config.encoder[k]]
+  _check(not diffs, f"the encoder checkpoint in {directory} (step {step}) holds another "
+         "encoder: " + "; ".join(diffs) + ". Use the settings it was trained with")
 
 
 def model_differences(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:

@@ -9,7 +9,7 @@ import optax
 
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
-from layered_gan_jax import losses, parallel
+from layered_gan_jax import losses, parallel, state
 from layered_gan_jax.state import NetState
 
 
@@ -29,17 +29,14 @@ class EncoderSetup:
         self.encoder, gan, config.encoder.target, config.encoder.noise, config.seed)
     self.tx = optax.adam(config.encoder.lr)
 
-  def init_state(self) -> NetState:
+  def init_fn(self):
+    """``init(key) -> NetState`` of the encoder."""
     r = self.gan.resolution
+    return state.net_init_fn(lambda k: self.encoder.init(k, jnp.zeros((1, r, r, 3)))["params"],
+                             self.tx)
 
-    def init(key):
-      k_params, k_rng = jax.random.split(key)
-      params = self.encoder.init(k_params, jnp.zeros((1, r, r, 3)))["params"]
-      return NetState(step=jnp.zeros([], jnp.int32), params=params,
-                          opt_state=self.tx.init(params), rng=k_rng)
-
-    return jax.jit(init, out_shardings=parallel.replicated())(
-        jax.random.PRNGKey(self.config.seed + 99))
+  def init_state(self) -> NetState:
+    return state.init_replicated(self.init_fn(), self.config.seed + 99)
 
   def features(self, d_params, x):
     """The critic's 4x4 features of images ``x`` (the feature term of ``L_auto``)."""

@@ -211,16 +211,16 @@ def evaluate(config, workdir: str, segmenter: Optional[Callable] = None) -> Dict
         f"segment.route={route_name!r} has no trained checkpoint in {workdir} (trained: "
         f"{', '.join(available) or 'none'}); train it (--mode=train_segmenter / train_encoder) "
         "or choose another --config.segment.route")
-  gan = restore.load_gan(workdir, config)
+  # The encoder route runs on the GAN's critic too: restored once, with it.
+  gan = restore.load_gan(workdir, config, with_critic="encoder" in available)
   data_cfg = data_config.eval_data_config(config)
-  data_config.validate_data_config(data_cfg)
   max_examples = config.eval.max_examples or None
   split = load_split(data_cfg, gan.resolution, config.eval.batch_size, max_examples)
   batches, gt = split.batches, split.gt
   images = visualization.to_uint8(np.concatenate([x[valid] for x, valid in batches]))
   routes, scores, soft = {}, {}, {}
   for name in available:
-    route = inference.load_route(config, workdir, name)
+    route = inference.load_route(config, workdir, name, gan)
     if route.resolution != gan.resolution:
       raise ConfigError(f"the {name} route of {workdir} works at {route.resolution} px but the "
                         f"GAN at {gan.resolution} px; retrain it on this GAN")

@@ -96,8 +96,11 @@ def trained_routes(workdir: str) -> List[str]:
   return found
 
 
-def load_route(config, workdir: str, route: str) -> Route:
-  """Restores what ``route`` needs, and nothing else. A missing checkpoint is a ConfigError."""
+def load_route(config, workdir: str, route: str,
+               gan: Optional[restore.LoadedGAN] = None) -> Route:
+  """Restores what ``route`` needs, and nothing else: the distilled segmenter alone, or the
+  encoder on ``gan`` (a GAN restored with its critic; restored here when not given). A missing
+  checkpoint is a ConfigError."""
   if route not in ROUTES:
     raise ConfigError(f"segment.route={route!r}; choose one of {', '.join(ROUTES)}")
   if not epath.Path(route_directory(workdir, route)).is_dir():
@@ -120,7 +123,9 @@ def load_route(config, workdir: str, route: str) -> Route:
                  {"gan_step": meta.get("gan_step"), "segmenter_step": meta.get("best_step"),
                   "validation_fg_iou": meta.get("best_validation_fg_iou"),
                   "mirror_average": mirror})
-  setup, enc_params = restore.load_encoder(config, workdir)
+  if gan is None:
+    gan = restore.load_gan(workdir, config, with_critic=True)
+  setup, enc_params = restore.load_encoder(config, workdir, gan)
   predict = setup.predict_fn()
   return Route(route, setup.gan.resolution,
                lambda x: predict(enc_params, setup.frozen, x)[0]["mask"][..., 0],

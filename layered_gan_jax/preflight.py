@@ -20,14 +20,14 @@ from typing import Dict, List, Optional
 
 from etils import epath
 
-from layered_gan_jax.config_validation import model_differences, stage_batch_sizes
+from layered_gan_jax.config_validation import (check_saved_encoder, check_saved_model,
+                                               stage_batch_sizes)
 from layered_gan_jax.errors import ConfigError, DataError
 
 # The workdir's checkpoint folders (restore.py's GAN_DIR, ENCODER_DIR, SEGMENTER_DIR; that
 # module imports JAX).
 GAN_DIR, ENCODER_DIR, SEGMENTER_DIR = "checkpoints", "encoder_checkpoints", "segmenter_checkpoints"
 COMMIT_MARKER = "commit_success.txt"  # checkpointing.COMMIT_MARKER (that module imports Orbax).
-ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
 # The modes that read a trained GAN (pipeline trains it first).
 NEEDS_GAN = ("train_encoder", "train_segmenter", "evaluate", "sample", "segment", "fid")
 
@@ -82,29 +82,17 @@ def _latest_config(workdir: str, sub: str):
 
 def check_workdir(config, workdir: str, mode: str) -> None:
   """The checkpoints ``mode`` resumes or reads: present, and holding the configured model."""
-  current = json.loads(config.to_json_best_effort())  # checkpointing.config_to_dict
   directory, step, saved = _latest_config(workdir, GAN_DIR)
   if saved is None and mode in NEEDS_GAN and not (mode == "segment" and
                                                   config.segment.route == "distilled"):
     raise ConfigError(f"no complete GAN checkpoint in {directory}; train one first with "
                       "--mode=train (or point --workdir at a trained run)")
   if saved is not None and mode != "segment":
-    diffs = model_differences(saved, current)
-    if diffs:
-      raise ConfigError(f"the checkpoint in {directory} (step {step}) holds another model: "
-                        + "; ".join(diffs) + ". Use the config it was trained with, or "
-                        "another --workdir")
+    check_saved_model(saved, config, directory, step)
   if mode in ("train_encoder", "evaluate", "segment"):
     enc_dir, enc_step, enc_saved = _latest_config(workdir, ENCODER_DIR)
     if enc_saved is not None:
-      saved_enc = enc_saved.get("encoder", {})
-      diffs = [f"encoder.{k}: checkpoint {saved_enc.get(k, False)!r} vs config "
-               f"{config.encoder[k]!r}" for k in ENCODER_SHAPE_FIELDS
-               if saved_enc.get(k, False) != config.encoder[k]]
-      if diffs:
-        raise ConfigError(f"the encoder checkpoint in {enc_dir} (step {enc_step}) holds another "
-                          "encoder: " + "; ".join(diffs) + ". Use the settings it was trained "
-                          "with")
+      check_saved_encoder(enc_saved, config, enc_dir, enc_step)
   if mode in ("evaluate", "segment"):
     route = config.segment.route
     sub = SEGMENTER_DIR if route == "distilled" else ENCODER_DIR

@@ -1,14 +1,18 @@
-"""Where each trained network lives in a workdir, and restoring it for use.
+"""Where each trained network lives in a workdir, and restoring it.
 
 The GAN, the encoder and the distilled segmenter each keep their Orbax checkpoints in their own
-folder of the workdir. The trainers resume from them; evaluation and inference restore through
-this module and import no trainer.
+folder of the workdir. The trainers resume through :func:`restore_or_init`; evaluation and
+inference restore through the loaders (:func:`load_gan`, then :func:`load_encoder` on the
+restored GAN, or :func:`load_segmenter`) and import no trainer. A checkpoint whose config
+describes another network is refused by config_validation's ``check_saved_*`` (the same checks
+main.py's preflight runs on the saved JSON before JAX starts).
 """
 
-from typing import Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import ml_collections
+from absl import logging
 from etils import epath
 
 from layered_gan_jax import checkpointing, config_validation, errors, files, models, parallel, state
@@ -22,8 +26,6 @@ ENCODER_DIR = "encoder_checkpoints"
 ENCODER_ITEMS = ("state", "config", "meta")
 SEGMENTER_DIR = "segmenter_checkpoints"
 SEGMENTER_ITEMS = ("state", "best", "config", "meta")
-# Encoder fields that decide its parameters' shapes (a checkpoint restores only with the same).
-ENCODER_SHAPE_FIELDS = ("target", "width", "max_width", "blocks_per_stage", "predict_placement")
 
 
 def _checkpointer(workdir: str, sub: str, items, keep: int = 3) -> checkpointing.Checkpointer:
@@ -42,6 +44,35 @@ def segmenter_checkpointer(workdir: str, keep: int = 2) -> checkpointing.Checkpo
   return _checkpointer(workdir, SEGMENTER_DIR, SEGMENTER_ITEMS, keep)
 
 
+def restore_or_init(ckpt: checkpointing.Checkpointer, fresh: Dict[str, Any], name: str,
+                    config=None, check: Optional[Callable] = None
+                    ) -> Tuple[Dict[str, Any], Optional[int]]:
+  """A trainer's start: the array items of the latest complete checkpoint of ``ckpt``, restored
+  with the shapes, dtypes and shardings of ``fresh`` (freshly initialised items), after
+  ``check(saved_config, config, directory, step)`` has accepted the checkpoint's config; without
+  a checkpoint, ``fresh`` itself. Returns ``(items, step)``, ``step`` None when nothing was
+  restored."""
+  step = ckpt.latest_step()
+  if step is None:
+    return fresh, None
+  if check is not None:
+    check(ckpt.read_json(step, "config"), config, ckpt.directory, step)
+  restored = ckpt.restore(step, checkpointing.abstract_like(fresh))
+  logging.info("Resumed the %s from the checkpoint of step %d in %s", name, step, ckpt.directory)
+  return restored, step
+
+
+def gan_items(gan_state: GANState) -> Dict[str, GANState]:
+  """The GAN state as its checkpoint holds it: the state without its EMA, and the EMA
+  generator apart (what inference restores alone)."""
+  return {"state": gan_state.replace(ema_params=None), "ema": gan_state.ema_params}
+
+
+def gan_state_of(items: Dict[str, Any]) -> GANState:
+  """The inverse of :func:`gan_items`."""
+  return items["state"].replace(ema_params=items["ema"])
+
+
 def _replicated_shapes(init_fn):
   """Shapes, dtypes and replicated shardings of what ``init_fn(key)`` makes, without making it:
   the restore target of a checkpoint."""
@@ -56,11 +87,8 @@ def abstract_gan_state(generator, critic, config) -> GANState:
 
 
 def restore_gan_state(ckpt, step: int, abstract: GANState) -> GANState:
-  """The whole GAN state of checkpoint ``step`` (saved as the state without its EMA, and the
-  EMA generator apart)."""
-  restored = ckpt.restore(step, {"state": abstract.replace(ema_params=None),
-                                 "ema": abstract.ema_params})
-  return restored["state"].replace(ema_params=restored["ema"])
+  """The whole GAN state of checkpoint ``step``."""
+  return gan_state_of(ckpt.restore(step, gan_items(abstract)))
 
 
 class LoadedGAN:
@@ -98,11 +126,7 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
         f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
   saved = ckpt.read_json(step, "config")
   if config is not None:
-    diffs = config_validation.model_differences(saved, checkpointing.config_to_dict(config))
-    if diffs:
-      raise errors.ConfigError(
-          f"the checkpoint in {directory} (step {step}) holds another model: " + "; ".join(diffs)
-          + ". Use the config it was trained with")
+    config_validation.check_saved_model(saved, config, directory, step)
   saved_config = ml_collections.ConfigDict(saved)
   generator, critic = models.build_generator(saved_config), models.build_critic(saved_config)
   meta = ckpt.read_json(step, "meta")
@@ -117,26 +141,21 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
                    float(meta["alpha"]), step)
 
 
-def load_encoder(config, workdir: str):
-  """Restores the GAN and the latest encoder of ``workdir``: returns (setup, encoder params)."""
-  gan = load_gan(workdir, config, with_critic=True)
+def load_encoder(config, workdir: str, gan: LoadedGAN):
+  """The latest encoder of ``workdir`` on its GAN ``gan`` (restored with its critic): returns
+  (setup, encoder params)."""
   setup = EncoderSetup(config, gan)
   ckpt = encoder_checkpointer(workdir)
   step = ckpt.latest_step()
   if step is None:
     raise errors.ConfigError(
         f"no encoder checkpoint in {ckpt.directory}; train one with --mode=train_encoder")
-  saved = ckpt.read_json(step, "config").get("encoder", {})
-  diffs = [f"encoder.{k}: checkpoint {saved.get(k, False)!r} vs config {config.encoder[k]!r}"
-           for k in ENCODER_SHAPE_FIELDS if saved.get(k, False) != config.encoder[k]]
-  if diffs:
+  try:
+    config_validation.check_saved_encoder(ckpt.read_json(step, "config"), config,
+                                          ckpt.directory, step)
+    restored = ckpt.restore(step, {"state": _replicated_shapes(setup.init_fn())})["state"]
+  finally:
     ckpt.close()
-    raise errors.ConfigError(
-        f"the encoder checkpoint in {ckpt.directory} holds another encoder: " + "; ".join(diffs)
-        + ". Use the settings it was trained with")
-  abstract = checkpointing.abstract_like(setup.init_state())
-  restored = ckpt.restore(step, {"state": abstract})["state"]
-  ckpt.close()
   return setup, restored.params
 
 

@@ -10,7 +10,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from layered_gan_jax import optim
+from layered_gan_jax import optim, parallel
 from layered_gan_jax.critic import init_critic
 from layered_gan_jax.generator import init_generator
 
@@ -52,3 +52,21 @@ class NetState:
   params: PyTree
   opt_state: PyTree
   rng: jax.Array
+
+
+def net_init_fn(init_params, tx):
+  """``init(key) -> NetState``: the parameters ``init_params(key)`` makes, ``tx``'s state of
+  them, step 0."""
+
+  def init(key):
+    k_params, k_rng = jax.random.split(key)
+    params = init_params(k_params)
+    return NetState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=k_rng)
+
+  return init
+
+
+def init_replicated(init_fn, seed: int):
+  """``init_fn(PRNGKey(seed))``, computed once and replicated on every device."""
+  return jax.jit(init_fn, out_shardings=parallel.replicated())(jax.random.PRNGKey(seed))

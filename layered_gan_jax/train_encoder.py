@@ -76,16 +76,15 @@ def make_encoder_step(setup: EncoderSetup):
 
 
 def train_and_evaluate(config, workdir: str) -> NetState:
-  """Trains the encoder of the GAN in ``workdir``; resumes from its own checkpoints."""
-  config_validation.validate_config(config, "train_encoder", jax.device_count())
+  """Trains the encoder of the GAN in ``workdir`` (``config`` validated by the caller);
+  resumes from its own checkpoints."""
   e = config.encoder
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   ckpt = restore.encoder_checkpointer(workdir)
-  state = setup.init_state()
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(ckpt.latest_step(), {"state": checkpointing.abstract_like(state)})["state"]
-    logging.info("Resumed the encoder from step %d", ckpt.latest_step())
+  items, _ = restore.restore_or_init(ckpt, {"state": setup.init_state()}, "encoder", config,
+                                     config_validation.check_saved_encoder)
+  state = items["state"]
   step = int(jax.device_get(state.step))
   repl, data = parallel.replicated(), parallel.batch_sharded()
   train_step = jax.jit(make_encoder_step(setup), in_shardings=(repl, repl, data),

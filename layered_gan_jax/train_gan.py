@@ -201,8 +201,8 @@ def flops_of(stage) -> float:
 
 def init_state(generator, critic, config) -> GANState:
   """Parameters of every stage, both optimizer states and the EMA copy, replicated."""
-  return jax.jit(state_lib.gan_init_fn(generator, critic, config),
-                 out_shardings=parallel.replicated())(jax.random.PRNGKey(config.seed))
+  return state_lib.init_replicated(state_lib.gan_init_fn(generator, critic, config),
+                                   config.seed)
 
 
 def make_sample_fn(generator, config, stage: int):
@@ -249,20 +249,9 @@ def _all_finite(leaves):
 
 
 def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer) -> GANState:
-  state = init_state(generator, critic, config)
-  latest = ckpt.latest_step()
-  if latest is None:
-    return state
-  saved_config = ckpt.read_json(latest, "config")
-  diffs = config_validation.model_differences(saved_config,
-                                              checkpointing.config_to_dict(config))
-  if diffs:
-    raise errors.ConfigError(
-        f"the checkpoint in {ckpt.directory} (step {latest}) was made with another model: "
-        + "; ".join(diffs) + ". Use the same model settings or another --workdir")
-  restored = restore.restore_gan_state(ckpt, latest, checkpointing.abstract_like(state))
-  logging.info("Resumed from the checkpoint of step %d in %s", latest, ckpt.directory)
-  return restored
+  items, _ = restore.restore_or_init(ckpt, restore.gan_items(init_state(generator, critic, config)),
+                                     "GAN", config, config_validation.check_saved_model)
+  return restore.gan_state_of(items)
 
 
 def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int],
@@ -276,16 +265,16 @@ def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int
           "alpha": alpha, "images_seen": schedule.images_seen(step)}
   if collapse_state is not None:
     meta["collapse"] = collapse_state
-  ckpt.save(step, {"state": state.replace(ema_params=None), "ema": state.ema_params,
-                   "config": checkpointing.config_to_dict(config), "meta": meta})
+  ckpt.save(step, dict(restore.gan_items(state), config=checkpointing.config_to_dict(config),
+                       meta=meta))
   logging.info("Saved checkpoint of step %d", step)
   return step
 
 
 def train_and_evaluate(config, workdir: str) -> GANState:
-  """Trains the layered GAN described by ``config``; resumes from ``workdir`` if it holds a
+  """Trains the layered GAN described by ``config`` (validated by the caller: main.py's
+  preflight, or ``config_validation.validate_config``); resumes from ``workdir`` if it holds a
   checkpoint. Returns the final state."""
-  config_validation.validate_config(config, "train", jax.device_count())
   workdir = str(files.resolve(workdir))  # Local: absolute; gs://...: as given.
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   t = config.train

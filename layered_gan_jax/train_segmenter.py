@@ -15,9 +15,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from layered_gan_jax import (checkpointing, config_validation, files, models, parallel, recompose,
-                             restore, unet, visualization)
+from layered_gan_jax import (checkpointing, files, models, parallel, recompose, restore, unet,
+                             visualization)
 from layered_gan_jax.loop import TrainLoop, metric_writer
+from layered_gan_jax import state as state_lib
 from layered_gan_jax.state import NetState
 
 
@@ -107,31 +108,23 @@ class ValidationSet:
 
 
 def train_and_evaluate(config, workdir: str) -> NetState:
-  """Trains the distilled segmenter of the GAN in ``workdir``; resumes from its checkpoints."""
-  config_validation.validate_config(config, "train_segmenter", jax.device_count())
+  """Trains the distilled segmenter of the GAN in ``workdir`` (``config`` validated by the
+  caller); resumes from its checkpoints."""
   s = config.segmenter
   gan = restore.load_gan(workdir, config)
   unet.check_resolution(gan.resolution, s.levels)
   model, tx = models.build_unet(s), make_optimizer(s)
   repl, batch = parallel.replicated(), s.batch_size
-
-  def init(key):
-    k_params, k_rng = jax.random.split(key)
-    params = models.init_unet(model, gan.resolution, k_params)
-    return NetState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
-                    rng=k_rng)
-
-  state = jax.jit(init, out_shardings=repl)(jax.random.PRNGKey(config.seed + 314))
+  state = state_lib.init_replicated(
+      state_lib.net_init_fn(lambda k: models.init_unet(model, gan.resolution, k), tx),
+      config.seed + 314)
   best = jax.tree.map(jnp.copy, state.params)  # Own buffers: the step donates the state's.
   ckpt = restore.segmenter_checkpointer(workdir)
-  meta = {"best_step": 0, "best_validation_fg_iou": -1.0}
-  if ckpt.latest_step() is not None:
-    latest = ckpt.latest_step()
-    abstract = checkpointing.abstract_like({"state": state, "best": best})
-    restored = ckpt.restore(latest, abstract)
-    state, best = restored["state"], restored["best"]
-    meta = ckpt.read_json(latest, "meta")
-    logging.info("Resumed the distilled segmenter from step %d", latest)
+  items, latest = restore.restore_or_init(ckpt, {"state": state, "best": best},
+                                          "distilled segmenter")
+  state, best = items["state"], items["best"]
+  meta = ({"best_step": 0, "best_validation_fg_iou": -1.0} if latest is None else
+          ckpt.read_json(latest, "meta"))
   g_params = parallel.put_replicated(gan.ema_params)
   train_step = jax.jit(make_segmenter_step(model, tx, make_pair_fn(gan, s, batch), s),
                        in_shardings=(repl, repl), out_shardings=(repl, repl),

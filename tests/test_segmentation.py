@@ -157,7 +157,8 @@ def test_clear_errors_without_a_checkpoint_or_with_another_model(trained, tmp_pa
   with pytest.raises(ConfigError, match="another model.*model.channels"):
     inference.sample(other, workdir, str(tmp_path / "o"))
   with pytest.raises(ConfigError, match="no encoder checkpoint"):
-    restore.load_encoder(config, _copy_gan(workdir, tmp_path / "gan_only"))
+    gan_only = _copy_gan(workdir, tmp_path / "gan_only")
+    restore.load_encoder(config, gan_only, restore.load_gan(gan_only, config, with_critic=True))
 
 
 @pytest.mark.slow
@@ -274,7 +275,8 @@ def test_refinement_lowers_the_reconstruction_loss(trained):
   from layered_gan_jax import losses  # pylint: disable=g-import-not-at-top
   _, workdir = trained
   config = tiny.get_config()
-  setup, enc_params = restore.load_encoder(config, workdir)
+  setup, enc_params = restore.load_encoder(
+      config, workdir, restore.load_gan(workdir, config, with_critic=True))
   images = parallel.put_batch(np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3))
                               .astype(np.float32))
 
@@ -294,8 +296,11 @@ def test_encoder_checkpoint_with_other_shapes_is_a_clear_error(trained):
   _, workdir = trained
   config = tiny.get_config()
   config.encoder.predict_placement = True
+  gan = restore.load_gan(workdir, config, with_critic=True)
   with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
-    restore.load_encoder(config, workdir)
+    restore.load_encoder(config, workdir, gan)
+  with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
+    train_encoder.train_and_evaluate(config, workdir)  # Resuming it: refused the same way.
 
 
 def _copy_gan(workdir, dst):
