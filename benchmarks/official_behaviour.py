@@ -4,7 +4,7 @@ For every (setting, seed) it
   1. builds ``configs/synthetic.py`` with the setting's overrides and the seed;
   2. writes the exact real-batch stream our trainer will read (``data.train.train_iterator``
      per stage, as ``train_gan`` calls it) to .npy files, and our initial weights in the
-     official names (``official_parity.to_official``);
+     official names (``official_common.to_official``);
   3. trains ours with ``train_gan.train_and_evaluate`` (the real entry point) and the official
      ``train.train()`` (``official_driver.py --mode=train``) on that stream, from those weights;
   4. draws both EMA generators' layers on the same fixed latents and reports the statistics of
@@ -27,7 +27,7 @@ from typing import Dict, List
 import numpy as np
 
 
-from benchmarks import official_parity as op  # pylint: disable=g-import-not-at-top
+from benchmarks import official_common as oc  # pylint: disable=g-import-not-at-top
 from benchmarks.common import command_line  # pylint: disable=g-import-not-at-top
 
 SETTINGS = ("fixed32", "progressive", "border")
@@ -97,8 +97,8 @@ def our_initial_weights(config, path):
   g, d = models.build_generator(config), models.build_critic(config)
   state = jax.device_get(train_gan.init_state(g, d, config))
   ch, ml = list(models.model_channels(config)), config.model.mapping_layers
-  arrays = {**{f"g/{k}": v for k, v in op.to_official(state.g_params, "g", ch, ml).items()},
-            **{f"d/{k}": v for k, v in op.to_official(state.d_params, "d", ch, ml).items()}}
+  arrays = {**{f"g/{k}": v for k, v in oc.to_official(state.g_params, "g", ch, ml).items()},
+            **{f"d/{k}": v for k, v in oc.to_official(state.d_params, "d", ch, ml).items()}}
   np.savez(path, **arrays)
 
 
@@ -272,7 +272,7 @@ def draw_distributions(config, official, stage, batch, iterations, seed=5) -> Di
   hist = lambda v, lo, n: (np.bincount(np.asarray(v) - lo, minlength=n) / len(v)).tolist()
   noise_ours = np.concatenate([np.ravel(x) for d in ours for p in passes
                                for maps in d[p]["noise"].values() for x in maps])
-  noise_theirs = np.concatenate([np.ravel(x) for x in op._stack_prefix(  # pylint: disable=protected-access
+  noise_theirs = np.concatenate([np.ravel(x) for x in oc.stack_prefix(  # pylint: disable=protected-access
       official, "train_draws/noise")])
   z_ours = np.concatenate([np.ravel(d[p][k]) for d, mx in zip(ours, mixed) for p in passes
                            for k in (("z", "z2") if mx else ("z",))])
@@ -291,7 +291,7 @@ def draw_distributions(config, official, stage, batch, iterations, seed=5) -> Di
                                            2 * m + 1)},
       "noise_maps_per_iteration": {
           "ours": sum(len(x) for p in passes for x in ours[0][p]["noise"].values()),
-          "official": len(op._stack_prefix(official, "train_draws/noise")) // iterations},  # pylint: disable=protected-access
+          "official": len(oc.stack_prefix(official, "train_draws/noise")) // iterations},  # pylint: disable=protected-access
       "noise": {"ours": stats(noise_ours), "official": stats(noise_theirs)},
       "latents": {"ours": stats(z_ours), "official": stats(z_theirs)},
       "gp_coefficients": {"ours": stats(gp_ours),
@@ -313,7 +313,7 @@ def _official_state(official, n, ch, ml, like):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.optim import AdamState  # pylint: disable=g-import-not-at-top
-  trees = {tag: op.to_ours(_official_named(official, f"snap/{n}/{tag}/"), model, ch, ml)
+  trees = {tag: oc.to_ours(_official_named(official, f"snap/{n}/{tag}/"), model, ch, ml)
            for tag, model in (("g", "g"), ("d", "d"), ("ema", "g"))}
   opts = {}
   for tag, model in (("g_opt", "g"), ("d_opt", "d")):
@@ -321,12 +321,12 @@ def _official_state(official, n, ch, ml, like):
     parts = {}
     for part in ("mu", "nu"):
       named = {k[:-len(part) - 1]: v for k, v in arrays.items() if k.endswith("/" + part)}
-      parts[part] = op.to_ours(named, model, ch, ml, default=lambda path: np.zeros_like(
-          np.asarray(op._get(trees[model], path))))  # pylint: disable=protected-access
+      parts[part] = oc.to_ours(named, model, ch, ml, default=lambda path: np.zeros_like(
+          np.asarray(oc.get_path(trees[model], path))))  # pylint: disable=protected-access
     count = {}
-    for m_, theirs, path, _ in op.name_map(ch, ml):
+    for m_, theirs, path, _ in oc.name_map(ch, ml):
       if m_ == model:
-        op._set(count, path, np.int32(arrays.get(f"{theirs}/count", 0)))  # pylint: disable=protected-access
+        oc.set_path(count, path, np.int32(arrays.get(f"{theirs}/count", 0)))  # pylint: disable=protected-access
     opts[tag] = AdamState(count=count, mu=parts["mu"], nu=parts["nu"])
   to = lambda t: jax.tree.map(jnp.asarray, t)
   return like.replace(step=jnp.asarray(n, jnp.int32), g_params=to(trees["g"]),
@@ -349,7 +349,7 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   ch, ml = list(models.model_channels(config)), config.model.mapping_layers
   init = np.load(init_path)
   init_named = {m: _official_named(init, m + "/") for m in ("g", "d")}
-  params = {m: jax.tree.map(jnp.asarray, op.to_ours(init_named[m], m, ch, ml))
+  params = {m: jax.tree.map(jnp.asarray, oc.to_ours(init_named[m], m, ch, ml))
             for m in ("g", "d")}
   adam = optim.make_adam(config.train)
   state = create_gan_state(params["g"], params["d"], jax.random.PRNGKey(0), adam)
@@ -357,7 +357,7 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   update = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))
   stream = np.load(stage_spec["images"], mmap_mode="r")
   spec = {"jitter": config.perturb.bg_contrast_jitter}
-  cur = op._Cursor(official, "train_draws")  # pylint: disable=protected-access
+  cur = oc.Cursor(official, "train_draws")  # pylint: disable=protected-access
   lr, alpha = jnp.float32(config.train.lr), jnp.float32(1.0)
   theirs = {"critic_loss": official["metrics/lossD"] + official["metrics/grad_penalty"],
             "generator_loss": official["metrics/lossG"]}
@@ -365,12 +365,12 @@ def our_replay(config, official, stage_spec, init_path, latents, seed, snaps, fo
   trajectory, forced_rows = [], []
 
   def apart(tree, tag, n, base):
-    ours = _flat(op.to_official(jax.device_get(tree), tag, ch, ml))
+    ours = _flat(oc.to_official(jax.device_get(tree), tag, ch, ml))
     off = _flat(_official_named(official, f"snap/{n}/{tag}/"))
     return float(np.linalg.norm(ours - off) / max(np.linalg.norm(off - base), 1e-30))
 
   for it in range(stage_spec["iterations"]):
-    draws = op.iteration_draws(cur, spec, stage)
+    draws = oc.iteration_draws(cur, spec, stage)
     real = jnp.asarray(stream[it])
     if it in forced:  # from the official state after ``it`` iterations
       start = _official_state(official, it, ch, ml, state)
@@ -423,7 +423,7 @@ def run_official(args, config, seed, latents, official_dir, stages, init_path, o
           "ema_rampup": bool(config.train.ema_rampup), "init": init_path,
           "latents": latents_path, "stages": stages, **(extra or {})}
   t = time.time()
-  op.run_driver(args, "train", spec, out_path)
+  oc.run_driver(args, "train", spec, out_path)
   log(f"official done in {time.time() - t:.0f} s")
   if not keep_stream:
     for st in stages:
@@ -609,13 +609,13 @@ def run(args):
 
 def _write(args, runs, settings, start, segmenter):
   result = {"command": command_line("benchmarks.official_parity"),
-            **op._provenance(), "seconds": time.time() - start,  # pylint: disable=protected-access
+            **oc.provenance(), "seconds": time.time() - start,  # pylint: disable=protected-access
             "iterations": args.iterations, "num_samples": args.num_samples,
             "runs": [{k: v for k, v in r.items() if k != "curves_full"} for r in runs],
             "curves": {f"{r['setting']}/seed_{r['seed']}": r["curves_full"] for r in runs},
             "reference_segmenter": dict(segmenter.upper_bounds),
             "real_masks": {s: real_mask_statistics(s) for s in settings}}
-  op._write_json(args.json, result)  # pylint: disable=protected-access
+  oc.write_json(args.json, result)  # pylint: disable=protected-access
   base = os.path.splitext(args.json)[0]
   with open(base + ".md", "w") as f:
     f.write(markdown(result))

@@ -20,34 +20,22 @@ makes in CI) and prints the largest difference per array.
 ``behaviour`` trains both implementations on the embedded synthetic dataset from the same initial
 weights and the same real batches, and compares their EMA generators' samples and loss curves.
 
-The name map (``name_map``) is the one place that knows how an official parameter name and
-layout correspond to ours:
-  * linear ``W [out, in]`` -> ``kernel [in, out]``; conv ``W [out, in, kh, kw]`` -> ``kernel
-    [kh, kw, in, out]``; the learned constant ``[1, C, 4, 4]`` -> ``[1, 4, 4, C]``; noise weights
-    ``[1, C, 1, 1]`` -> ``[C]``; biases as they are.
-  * generator: ``generator_bg`` / ``generator_objects`` -> ``background_*`` / ``object_*``;
-    ``style.{1 + 2k}`` -> ``*_mapping/dense_k``; ``generator.progression.i`` -> ``block_i``
-    (``conv1.1`` upsampling conv, ``conv1.input`` the constant of block 0, ``conv2``,
-    ``noise1/2``, ``adain1/2.style``); ``to_rgb.i`` / ``to_out.i`` -> ``head_i``.
-  * critic (n stages): ``progression[n - 1 - i]`` -> ``block_i`` (``conv1.0``, ``conv2.1``);
-    ``progression[n - 1]`` -> ``final_conv1`` (``conv1.0``) and ``final_conv2`` (``conv2.0``);
-    ``from_rgb[n - 1 - i].0`` -> ``from_rgb_i``; ``linear`` -> ``output``.
-Images and noise are NCHW there and NHWC here; shifts are (x, y) there and (dy, dx) here.
+The name map between the official parameters and ours, and the reading of the official code's
+random draws, are in ``benchmarks/official_common.py`` (shared with ``official_behaviour.py``).
 """
 
 import argparse
 import functools
 import json
 import os
-import subprocess
 import sys
-import tempfile
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 
+from benchmarks import official_common as oc
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DRIVER = os.path.join(REPO, "benchmarks", "official_driver.py")
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "official_parity.npz")
 
 # The fixture's settings (also what the test rebuilds ours from).
@@ -74,115 +62,6 @@ FIXTURE_SPEC = {
     "train_plan": [[1, [1.0]], [2, [0.5, 0.75]]],
     "train_mixing": [True, False, True],
 }
-
-
-# --------------------------------------------------------------------------------- name map
-
-
-def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], str]]:
-  """[(model 'g' or 'd', official name, our parameter path, layout)] for every parameter."""
-  out = []
-  for ours, theirs, head in (("background", "generator_bg", "to_rgb"),
-                             ("object", "generator_objects", "to_out")):
-    for k in range(mapping_layers):
-      base = f"{theirs}.style.{1 + 2 * k}.linear"
-      out.append(("g", f"{base}.weight_orig", (f"{ours}_mapping", f"dense_{k}", "kernel"),
-                  "dense"))
-      out.append(("g", f"{base}.bias", (f"{ours}_mapping", f"dense_{k}", "bias"), "bias"))
-    syn = f"{ours}_synthesis"
-    for i in range(len(channels)):
-      base = f"{theirs}.generator.progression.{i}"
-      block = (syn, f"block_{i}")
-      if i == 0:
-        out.append(("g", f"{base}.conv1.input", block + ("const", "const"), "const"))
-      else:
-        out.append(("g", f"{base}.conv1.1.conv.weight_orig", block + ("conv1", "kernel"),
-                    "conv"))
-        out.append(("g", f"{base}.conv1.1.conv.bias", block + ("conv1", "bias"), "bias"))
-      out.append(("g", f"{base}.conv2.conv.weight_orig", block + ("conv2", "kernel"), "conv"))
-      out.append(("g", f"{base}.conv2.conv.bias", block + ("conv2", "bias"), "bias"))
-      for j in (1, 2):
-        out.append(("g", f"{base}.noise{j}.weight_orig", block + (f"noise{j}", "weight"),
-                    "vector"))
-        out.append(("g", f"{base}.adain{j}.style.linear.weight_orig",
-                    block + (f"adain{j}", "style", "kernel"), "dense"))
-        out.append(("g", f"{base}.adain{j}.style.linear.bias",
-                    block + (f"adain{j}", "style", "bias"), "bias"))
-      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.weight_orig",
-                  (syn, f"head_{i}", "kernel"), "conv"))
-      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.bias", (syn, f"head_{i}", "bias"),
-                  "bias"))
-  n = len(channels)
-  for i in range(1, n):
-    base = f"progression.{n - 1 - i}"
-    for mine, theirs in (("conv1", "conv1.0"), ("conv2", "conv2.1")):
-      out.append(("d", f"{base}.{theirs}.conv.weight_orig", (f"block_{i}", mine, "kernel"),
-                  "conv"))
-      out.append(("d", f"{base}.{theirs}.conv.bias", (f"block_{i}", mine, "bias"), "bias"))
-  for mine, theirs in (("final_conv1", "conv1.0"), ("final_conv2", "conv2.0")):
-    out.append(("d", f"progression.{n - 1}.{theirs}.conv.weight_orig", (mine, "kernel"), "conv"))
-    out.append(("d", f"progression.{n - 1}.{theirs}.conv.bias", (mine, "bias"), "bias"))
-  for i in range(n):
-    out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.weight_orig", (f"from_rgb_{i}", "kernel"),
-                "conv"))
-    out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.bias", (f"from_rgb_{i}", "bias"), "bias"))
-  out.append(("d", "linear.linear.weight_orig", ("output", "kernel"), "dense"))
-  out.append(("d", "linear.linear.bias", ("output", "bias"), "bias"))
-  return out
-
-
-# layout -> (axes official -> ours, axes ours -> official); 'vector' and 'bias' reshape only.
-_TRANSPOSES = {"dense": ((1, 0), (1, 0)), "conv": ((2, 3, 1, 0), (3, 2, 0, 1)),
-               "const": ((0, 2, 3, 1), (0, 3, 1, 2))}
-
-
-def official_to_ours(a: np.ndarray, layout: str) -> np.ndarray:
-  a = np.asarray(a)
-  if layout in _TRANSPOSES:
-    return a.transpose(_TRANSPOSES[layout][0])
-  return a.reshape(-1) if layout == "vector" else a
-
-
-def ours_to_official(a: np.ndarray, layout: str) -> np.ndarray:
-  a = np.asarray(a)
-  if layout in _TRANSPOSES:
-    return a.transpose(_TRANSPOSES[layout][1])
-  return a.reshape(1, -1, 1, 1) if layout == "vector" else a
-
-
-def _set(tree: dict, path, value):
-  for p in path[:-1]:
-    tree = tree.setdefault(p, {})
-  tree[path[-1]] = value
-
-
-def _get(tree, path):
-  for p in path:
-    tree = tree[p]
-  return tree
-
-
-def to_ours(arrays: Dict[str, np.ndarray], model: str, channels, mapping_layers,
-            default=None) -> dict:
-  """Official-named arrays of ``model`` ('g' or 'd') -> our nested parameter tree. A parameter
-  missing from ``arrays`` takes ``default(path)`` (an error when ``default`` is None)."""
-  tree = {}
-  for m, theirs, path, layout in name_map(channels, mapping_layers):
-    if m != model:
-      continue
-    if theirs in arrays:
-      _set(tree, path, official_to_ours(arrays[theirs], layout).astype(np.float32))
-    elif default is not None:
-      _set(tree, path, default(path))
-    else:
-      raise KeyError(f"no official array {theirs!r} for our {'/'.join(path)}")
-  return tree
-
-
-def to_official(tree: dict, model: str, channels, mapping_layers) -> Dict[str, np.ndarray]:
-  """Our parameter tree -> official-named arrays."""
-  return {theirs: ours_to_official(_get(tree, path), layout)
-          for m, theirs, path, layout in name_map(channels, mapping_layers) if m == model}
 
 
 # --------------------------------------------------------------------------------- ours
@@ -213,71 +92,6 @@ def _nchw(x):
   return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
 
 
-def _stack_prefix(fx, prefix):
-  """The arrays ``prefix/0000``, ``prefix/0001``, ... in numeric order (past 9999 the names
-  grow a digit, and a plain sort would misplace them)."""
-  keys = sorted((k for k in fx.files if k.startswith(prefix + "/")),
-                key=lambda k: int(k.rsplit("/", 1)[1]))
-  return [fx[k] for k in keys]
-
-
-class _Cursor:
-  """Reads an official draw log kind by kind, in call order."""
-
-  def __init__(self, fx, prefix):
-    self.fx, self.prefix, self.pos, self.values = fx, prefix, {}, {}
-
-  def take(self, kind, n=1):
-    i = self.pos.get(kind, 0)
-    self.pos[kind] = i + n
-    if kind not in self.values:
-      self.values[kind] = (_stack_prefix(self.fx, f"{self.prefix}/{kind}")
-                           if kind in ("noise", "real") else self.fx[f"{self.prefix}/{kind}"])
-    values = self.values[kind]
-    if i + n > len(values):
-      raise IndexError(f"{self.prefix}/{kind}: needs {i + n} draws, the fixture has "
-                       f"{len(values)}")
-    return [values[j] for j in range(i, i + n)]
-
-
-def generator_draws(cur: _Cursor, spec, stage, z, z2, mixing: bool):
-  """One official generator pass's draws (bg noise, [bg crossover], object noise, [object
-  crossover], shift, contrast u) as ``train_gan.generate_from_draws`` takes them."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  noise, crossover = {}, {}
-  for name in ("background", "object"):
-    noise[name] = [jnp.asarray(_nhwc(n)) for n in cur.take("noise", stage + 1)]
-    crossover[name] = jnp.asarray(int(cur.take("crossover")[0]) if mixing else stage)
-  shift_xy = np.asarray(cur.take("shift")[0])
-  u = np.asarray(cur.take("jitter_u")[0], np.float32) if spec["jitter"] else None
-  s = np.float32(spec["jitter"])
-  factors = (np.float32(1) + (np.float32(2) * s * u - s)) if u is not None else None
-  return {"z": jnp.asarray(z), "z2": jnp.asarray(z2 if z2 is not None else np.zeros_like(z)),
-          "crossover": crossover, "noise": noise,
-          "shifts": jnp.asarray(shift_xy[:, ::-1].astype(np.int32)),
-          "factors": (jnp.asarray(factors) if factors is not None
-                      else jnp.ones((z.shape[0], 1, 1, 1), jnp.float32))}
-
-
-def iteration_draws(cur: _Cursor, spec, stage):
-  """One official training iteration's draws (mixing decision, latents, both generator passes,
-  GP coefficients) as ``train_gan.make_update_fn``'s ``draws``."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  mixing = bool(cur.take("mixing")[0])
-  if mixing:
-    zc, z2c, zg, z2g = cur.take("latent4")[0]
-  else:
-    (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
-  d_draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
-  gp = jnp.asarray(cur.take("gp_eps")[0])
-  return {"critic": d_draws, "gp": gp,
-          "generator": generator_draws(cur, spec, stage, zg, z2g, mixing)}
-
-
-def _nhwc(x):
-  return np.asarray(x).transpose(0, 2, 3, 1)
-
-
 def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   """Everything the fixture recorded from the official code, computed by our code from the
   fixture's weights and draws; keys and layouts as in the fixture (NCHW, official names)."""
@@ -292,8 +106,8 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   config = fixture_config(spec, eta, resampling)
   generator, critic = models.build_generator(config), models.build_critic(config)
   init = {k[len("init/"):]: fx[k] for k in fx.files if k.startswith("init/")}
-  g0 = to_ours({k[2:]: v for k, v in init.items() if k.startswith("g/")}, "g", ch, ml)
-  d0 = to_ours({k[2:]: v for k, v in init.items() if k.startswith("d/")}, "d", ch, ml)
+  g0 = oc.to_ours({k[2:]: v for k, v in init.items() if k.startswith("g/")}, "g", ch, ml)
+  d0 = oc.to_ours({k[2:]: v for k, v in init.items() if k.startswith("d/")}, "d", ch, ml)
   g0, d0 = jax.tree.map(jnp.asarray, g0), jax.tree.map(jnp.asarray, d0)
   out = {}
 
@@ -310,13 +124,13 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
     return layers, perturbed, fake, d_real, d_fake, feats
 
   forward_jit = {}
-  cur = _Cursor(fx, "fwd_draws")
+  cur = oc.Cursor(fx, "fwd_draws")
   for case in json.loads(str(fx["fwd_cases"])):
     name, stage, alpha, mix = case["name"], case["stage"], case["alpha"], case["mixing"]
     z = cur.take("z")[0]
     z2 = cur.take("z2")[0] if mix else None
-    draws = generator_draws(cur, spec, stage, z, z2, mix)
-    real = jnp.asarray(_nhwc(cur.take("real")[0] * 2 - 1))
+    draws = oc.generator_draws(cur, spec, stage, z, z2, mix)
+    real = jnp.asarray(oc.nhwc(cur.take("real")[0] * 2 - 1))
     if stage not in forward_jit:
       forward_jit[stage] = jax.jit(functools.partial(forward, stage=stage))
     layers, perturbed, fake, d_real, d_fake, feats = jax.device_get(
@@ -332,9 +146,9 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
 
   # --- the generator's loss terms and gradients at the initial weights ---
   stage, alpha = spec["loss_stage"], spec["loss_alpha"]
-  cur = _Cursor(fx, "gloss_draws")
+  cur = oc.Cursor(fx, "gloss_draws")
   z, z2 = cur.take("z")[0], cur.take("z2")[0]
-  draws = generator_draws(cur, spec, stage, z, z2, True)
+  draws = oc.generator_draws(cur, spec, stage, z, z2, True)
   l = config.loss
 
   def g_terms(g):
@@ -351,15 +165,15 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   values, grads = jax.device_get(jax.jit(lambda g: (g_terms(g), jax.jacrev(g_terms)(g)))(g0))
   for term in ("g_adversarial", "mask_size_loss", "mask_binary_loss", "generator_loss"):
     out[f"gloss/{term}"] = np.asarray(values[term])
-    for theirs, arr in to_official(grads[term], "g", ch, ml).items():
+    for theirs, arr in oc.to_official(grads[term], "g", ch, ml).items():
       out[f"gloss_grad/{term}/{theirs}"] = arr
 
   # --- the critic's loss terms and gradients in one iteration at the loss stage ---
-  cur = _Cursor(fx, "dloss_draws")
-  real = jnp.asarray(_nhwc(cur.take("real")[0] * 2 - 1))
+  cur = oc.Cursor(fx, "dloss_draws")
+  real = jnp.asarray(oc.nhwc(cur.take("real")[0] * 2 - 1))
   mixing = bool(cur.take("mixing")[0])
   zc, z2c, _, _ = cur.take("latent4")[0] if mixing else (cur.take("latent")[0], None, None, None)
-  draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
+  draws = oc.generator_draws(cur, spec, stage, zc, z2c, mixing)
   e = jnp.asarray(cur.take("gp_eps")[0])
   _, _, fake = train_gan.generate_from_draws(generator, config, stage, g0, draws, alpha)
   fake = jax.lax.stop_gradient(fake)
@@ -384,43 +198,43 @@ def our_results(fx, resampling: str = "direct") -> Dict[str, np.ndarray]:
   out["dloss/lossD_real"] = np.asarray(values["real"])
   out["dloss/lossD_fake"] = np.asarray(values["d_fake"])
   for term in ("real", "fake", "gp", "total"):
-    for theirs, arr in to_official(grads[term], "d", ch, ml).items():
+    for theirs, arr in oc.to_official(grads[term], "d", ch, ml).items():
       out[f"dloss_grad/{term}/{theirs}"] = arr
 
   # --- three full iterations ---
-  cur = _Cursor(fx, "train_draws")
+  cur = oc.Cursor(fx, "train_draws")
   adam = optim.make_adam(config.train)
   state = GANState(step=jnp.zeros([], jnp.int32), g_params=g0, d_params=d0,
                    g_opt=adam.init(g0), d_opt=adam.init(d0),
                    ema_params=jax.tree.map(jnp.array, g0), rng=jax.random.PRNGKey(0))
-  reals = [jnp.asarray(_nhwc(r * 2 - 1)) for r in _stack_prefix(fx, "train_draws/real")]
+  reals = [jnp.asarray(oc.nhwc(r * 2 - 1)) for r in oc.stack_prefix(fx, "train_draws/real")]
   updates, metrics_log, it = {}, [], 0
   for stage, alphas in spec["train_plan"]:
     if stage not in updates:
       updates[stage] = jax.jit(train_gan.make_update_fn(generator, critic, config, stage))
     for alpha in alphas:
-      state, m = updates[stage](state, reals[it], iteration_draws(cur, spec, stage),
+      state, m = updates[stage](state, reals[it], oc.iteration_draws(cur, spec, stage),
                                 jnp.float32(alpha), jnp.float32(spec["lr"]))
       metrics_log.append({k: float(v) for k, v in jax.device_get(m).items()})
       it += 1
   state = jax.device_get(state)
   for tag, tree, model in (("g", state.g_params, "g"), ("d", state.d_params, "d"),
                            ("ema", state.ema_params, "g")):
-    for theirs, arr in to_official(tree, model, ch, ml).items():
+    for theirs, arr in oc.to_official(tree, model, ch, ml).items():
       out[f"train/{tag}/{theirs}"] = arr
   for tag, opt, model in (("g_opt", state.g_opt, "g"), ("d_opt", state.d_opt, "d")):
     for part in ("count", "mu", "nu"):
       tree = getattr(opt, part)
-      for m_, theirs, path, layout in name_map(ch, ml):
+      for m_, theirs, path, layout in oc.name_map(ch, ml):
         if m_ != model:
           continue
-        count = int(np.asarray(_get(opt.count, path)))
+        count = int(np.asarray(oc.get_path(opt.count, path)))
         if count == 0:
           continue  # never stepped: no official state either (checked by the caller)
-        value = _get(tree, path)
+        value = oc.get_path(tree, path)
         out[f"train/{tag}/{theirs}/{part}"] = (
             np.asarray(count, np.float32) if part == "count"
-            else ours_to_official(value, layout))
+            else oc.ours_to_official(value, layout))
   l = config.loss
   out["train/metrics"] = [
       {"lossD": m["critic_loss"] - l.gp_weight * m["gradient_penalty"],
@@ -590,7 +404,7 @@ def cmd_faults(args):
                      "first_failed": {g: v[:5] for g, v in by_group.items()}}
     print(f"{name}: {len(failed)} of {len(rows)} arrays fail "
           + ", ".join(f"{g} {len(v)} (e.g. {v[0]})" for g, v in by_group.items()), flush=True)
-  _write_json(args.json, {"command": " ".join(sys.argv), **_provenance(), "faults": results})
+  oc.write_json(args.json, {"command": " ".join(sys.argv), **oc.provenance(), "faults": results})
 
 
 class NpzDict(dict):
@@ -604,25 +418,13 @@ class NpzDict(dict):
 # --------------------------------------------------------------------------------- commands
 
 
-def run_driver(args, mode, spec, out_path):
-  with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-    json.dump(spec, f)
-  cmd = [args.torch_python, DRIVER, f"--mode={mode}", f"--mirror={args.mirror}",
-         f"--spec={f.name}", f"--out={out_path}"]
-  if args.ref_bench:
-    cmd.append(f"--ref_bench={args.ref_bench}")
-  print("running the official code:", " ".join(cmd), flush=True)
-  subprocess.run(cmd, check=True)
-  os.unlink(f.name)
-
-
 def cmd_fixture(args):
   if args.reuse_official:  # compare again against the official numbers already in --out
     with np.load(args.out) as raw:
       data = {k: raw[k] for k in raw.files}
   else:
     tmp = args.out + ".official.npz"
-    run_driver(args, "fixture", FIXTURE_SPEC, tmp)
+    oc.run_driver(args, "fixture", FIXTURE_SPEC, tmp)
     with np.load(tmp) as raw:
       data = {k: raw[k] for k in raw.files}
     os.unlink(tmp)
@@ -640,27 +442,15 @@ def cmd_fixture(args):
         print(f"  {group:9s} {s['arrays']:4d} arrays, {s['failed']} outside tolerance, "
               f"largest normalised difference {s['max_normalized_diff']:.2e} ({s['worst']})")
   if args.json:
-    _write_json(args.json, {"command": " ".join(sys.argv), "tolerances": TOLERANCES,
+    oc.write_json(args.json, {"command": " ".join(sys.argv), "tolerances": TOLERANCES,
                             "rows": "name: [max |ours - official|, normalised by max |official|]",
-                            **_provenance(), "results": results})
+                            **oc.provenance(), "results": results})
 
 
 def _slim(rows):
   """Rows for the results file: name -> [max |ours - official|, that / max |official|]."""
   return {r["name"]: ([float(f"{r['max_abs_diff']:.3g}"), float(f"{r['normalized_diff']:.3g}")]
                       if "max_abs_diff" in r else r.get("error")) for r in rows}
-
-
-def _write_json(path, obj):
-  from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
-  files.write_json(path, obj, indent=1)
-
-
-def _provenance():
-  import datetime  # pylint: disable=g-import-not-at-top
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
-  return {"machine": common.machine(),
-          "date": datetime.date.today().isoformat()}
 
 
 def build_parser():

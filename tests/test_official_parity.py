@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks import official_common as oc
 from benchmarks import official_parity as op
 from layered_gan_jax import models
 from layered_gan_jax.critic import init_critic
@@ -35,7 +36,7 @@ def _spec(fx):
 def test_name_map_covers_every_parameter_once(fx):
   spec = _spec(fx)
   ch, ml = spec["channels"], spec["mapping_layers"]
-  entries = op.name_map(ch, ml)
+  entries = oc.name_map(ch, ml)
   official = {k[len("init/"):] for k in fx if k.startswith("init/")}
   mapped = {f"{m}/{theirs}" for m, theirs, _, _ in entries}
   assert mapped == official  # no official parameter left out, none invented
@@ -50,8 +51,8 @@ def test_name_map_covers_every_parameter_once(fx):
   # The layouts round-trip, and the official shapes come out of our trees.
   for m in ("g", "d"):
     arrays = {k[len(f"init/{m}/"):]: fx[k] for k in fx if k.startswith(f"init/{m}/")}
-    tree = op.to_ours(arrays, m, ch, ml)
-    back = op.to_official(tree, m, ch, ml)
+    tree = oc.to_ours(arrays, m, ch, ml)
+    back = oc.to_official(tree, m, ch, ml)
     assert set(back) == set(arrays)
     for k, v in arrays.items():
       np.testing.assert_array_equal(back[k], v, err_msg=k)
