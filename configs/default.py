@@ -108,6 +108,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every_steps = 2_000
   config.train.keep_checkpoints = 3
   config.train.num_samples = 16  # Latents in the sample grids.
+  # Recompute the critic's activations in the gradient penalty's double backward instead of
+  # keeping them from the forward pass (jax.checkpoint); the same numbers, more compute.
+  config.train.remat_penalty = False
   # Collapse (layered_gan_jax/collapse.py): the masks of the sample latents empty, full or the
   # same for every latent at this many consecutive sample steps -> a warning; with
   # stop_on_collapse the run also stops after a checkpoint (exit status 3).

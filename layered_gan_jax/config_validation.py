@@ -267,6 +267,7 @@ FIELD_RULES: Dict[str, Callable] = {
     "train.checkpoint_every_steps": _int(1),
     "train.keep_checkpoints": _int(1, hint=" (checkpoints kept)"),
     "train.num_samples": _int(1),
+    "train.remat_penalty": _bool,
     "train.collapse_patience": _int(1, hint=" (sample steps)"),
     "train.stop_on_collapse": _bool,
     "train.fid_every_images": _int(0, hint=" (0 = off)"),

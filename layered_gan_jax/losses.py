@@ -18,20 +18,26 @@ def interpolation_coefficients(key: Array, batch: int) -> Array:
   return jax.random.uniform(key, (batch, 1, 1, 1))
 
 
-def gradient_penalty(critic_fn: CriticFn, real: Array, fake: Array, e: Array) -> Array:
+def gradient_penalty(critic_fn: CriticFn, real: Array, fake: Array, e: Array,
+                     remat: bool = False) -> Array:
   """``mean_b (||grad_x D(x_hat)||_2 - 1)^2`` with ``x_hat = e * real + (1 - e) * fake`` and
   per-sample coefficients ``e`` [B, 1, 1, 1] (see ``interpolation_coefficients``). The gradient
   is a nested ``jax.grad`` of ``sum(D(x_hat))``, so the penalty itself can be differentiated
-  with respect to the critic's parameters."""
+  with respect to the critic's parameters. With ``remat``, that gradient's intermediates (the
+  critic's activations and their backward pass) are not kept for the outer derivative but
+  computed again during it (``jax.checkpoint``): the same values."""
   x_hat = e.astype(real.dtype) * real + (1.0 - e.astype(real.dtype)) * fake
-  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(x_hat)
+  input_grad = jax.grad(lambda x: jnp.sum(critic_fn(x)))
+  if remat:
+    input_grad = jax.checkpoint(input_grad)
+  grads = input_grad(x_hat)
   sq = jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1)
   return jnp.mean(jnp.square(jnp.sqrt(sq + GP_NORM_EPS) - 1.0))
 
 
 def critic_loss(critic_fn: CriticFn, real: Array, fake: Array, e: Array, *,
-                gp_weight: float = 10.0, drift_weight: float = 0.001
-                ) -> Tuple[Array, Dict[str, Array]]:
+                gp_weight: float = 10.0, drift_weight: float = 0.001,
+                remat_penalty: bool = False) -> Tuple[Array, Dict[str, Array]]:
   """``mean D(fake) - mean D(real) + drift * mean D(real)^2 + gp_weight * GP``.
 
   ``fake`` must already be the perturbed composite with ``stop_gradient`` applied by the caller;
@@ -40,7 +46,7 @@ def critic_loss(critic_fn: CriticFn, real: Array, fake: Array, e: Array, *,
   d_real = critic_fn(real)
   d_fake = critic_fn(fake)
   drift = jnp.mean(jnp.square(d_real))
-  gp = gradient_penalty(critic_fn, real, fake, e)
+  gp = gradient_penalty(critic_fn, real, fake, e, remat=remat_penalty)
   wasserstein = jnp.mean(d_real) - jnp.mean(d_fake)
   loss = -wasserstein + drift_weight * drift + gp_weight * gp
   return loss, {"critic_loss": loss, "wasserstein": wasserstein, "gradient_penalty": gp,

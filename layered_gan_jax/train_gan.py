@@ -105,7 +105,8 @@ def make_update_fn(generator, critic, config, stage: int):
 
     def d_loss_fn(d_params):
       return losses.critic_loss(critic_fn(d_params, alpha), real, fake, draws["gp"],
-                                gp_weight=l.gp_weight, drift_weight=l.drift_weight)
+                                gp_weight=l.gp_weight, drift_weight=l.drift_weight,
+                                remat_penalty=t.remat_penalty)
 
     d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(state.d_params)
     d_dir, d_opt = adam.update(d_grads, state.d_opt,

@@ -48,6 +48,8 @@ SMALLEST = {
     "benchmarks.fid_reference": ["--help"],
     # Trains a progressive run for minutes.
     "benchmarks.eta": ["--help"],
+    # Compiles the step and its parts twice (45 s on configs/tiny.py; minutes on car.py).
+    "benchmarks.step_memory": ["--help"],
 }
 SUBCOMMANDS = {"benchmarks.official_parity": ("fixture", "behaviour", "faults"),
                "benchmarks.device.scale": ("drive", "summarize")}

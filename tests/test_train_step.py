@@ -180,3 +180,24 @@ def test_ema_and_its_rampup_against_numpy(run):
   assert train_gan.ema_decay(config.train, jnp.asarray(0)) == 0.999
   config.train.ema_rampup = True
   assert float(train_gan.ema_decay(config.train, jnp.asarray(0))) == pytest.approx(0.1)
+
+
+def test_remat_penalty_recomputes_and_changes_no_number(run):
+  """``train.remat_penalty`` puts the penalty's input gradient under ``jax.checkpoint`` (it is
+  in the traced program) and gives the same iterations, bit for bit, as the run without it."""
+  config = _config()
+  config.train.remat_penalty = True
+  generator, critic = run["generator"], run["critic"]
+  step_fn = train_gan.make_train_step(generator, critic, config, STAGE)
+  state = train_gan.init_state(generator, critic, config)
+  args = (jnp.float32(ALPHA), jnp.float32(LR))
+  programs = [str(jax.make_jaxpr(f)(state, run["reals"][0], *args)) for f in
+              (train_gan.make_train_step(generator, critic, run["config"], STAGE), step_fn)]
+  assert "remat" not in programs[0] and "remat" in programs[1]
+  step = jax.jit(step_fn)
+  for i, real in enumerate(run["reals"]):
+    state, m = step(state, real, *args)
+    want = jax.tree.leaves(run["states"][i + 1])
+    got = jax.tree.leaves(jax.device_get(state))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want)), f"iteration {i}"
+    assert all(np.array_equal(m[k], run["metrics"][i][k]) for k in m), f"iteration {i}"

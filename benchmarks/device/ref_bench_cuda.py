@@ -2,7 +2,8 @@
 
 The harness pins the device to the CPU; this loads its source, moves the model to ``cuda:0`` and
 synchronizes the GPU at each iteration boundary, so the per-iteration wall times it records are
-GPU times, then runs it with the same arguments:
+GPU times, then runs it with the same arguments, and prints the allocator's peak at the end
+(``official_peak_bytes``):
 
   python -m benchmarks.device.ref_bench_cuda --harness=../shared/tools/ref_bench.py \
       --mirror GIT_DIR --resolution 64 --batch 32 --steps 10 --warmup 3
@@ -37,7 +38,13 @@ def main():
     source = source.replace(old, new)
   sys.argv = [paths[0]] + args
   namespace = {"__name__": "__main__", "__file__": paths[0]}
-  exec(compile(source, paths[0], "exec"), namespace)  # pylint: disable=exec-used
+  try:
+    exec(compile(source, paths[0], "exec"), namespace)  # pylint: disable=exec-used
+  finally:  # The allocator's peak of the whole run (model, optimizer, activations).
+    import torch  # pylint: disable=g-import-not-at-top
+    if torch.cuda.is_available():
+      print(f"official_peak_bytes {torch.cuda.max_memory_allocated()} "
+            f"(torch.cuda.max_memory_allocated)", flush=True)
 
 
 if __name__ == "__main__":
