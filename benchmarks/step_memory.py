@@ -97,13 +97,7 @@ def measure(config, stage: int, batch: int) -> dict:
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--config", required=True, help="config file with get_config()")
-  p.add_argument("--resolution", type=int, default=0,
-                 help="fixed resolution (default: the config's train.resolution)")
-  p.add_argument("--batch", type=int, default=0,
-                 help="global batch (default: the config's batch at this resolution)")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="",
-                 help="computation dtype (default: the config's model.dtype)")
+  throughput.add_step_arguments(p)
   p.add_argument("--json", default="", help="write the results here")
   args, args.config_overrides = p.parse_known_args(argv)  # --config.FIELD=VALUE ...
   return args

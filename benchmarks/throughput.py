@@ -299,18 +299,23 @@ def _count(tree) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_step_arguments(p: argparse.ArgumentParser) -> None:
+  """The options :func:`prepare_config` reads: the config, the resolution, batch and dtype."""
   p.add_argument("--config", required=True, help="config file with get_config()")
   p.add_argument("--resolution", type=int, default=0,
                  help="fixed training resolution (default: the config's train.resolution)")
   p.add_argument("--batch", type=int, default=0,
                  help="global batch (default: the config's batch at this resolution)")
-  p.add_argument("--steps", type=int, default=20, help="timed iterations")
-  p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="",
                  help="computation dtype (default: the config's model.dtype)")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_step_arguments(p)
+  p.add_argument("--steps", type=int, default=20, help="timed iterations")
+  p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
   p.add_argument("--alpha", type=float, default=1.0, help="fade-in alpha fed to the step")
   p.add_argument("--compare_fp32_steps", type=int, default=0,
                  help="with --dtype=bfloat16: iterations of the bf16 vs fp32 loss comparison")
