@@ -23,19 +23,14 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from layered_gan_jax import console
-from layered_gan_jax.errors import Preempted
+from layered_gan_jax.errors import NonFiniteLossError, Preempted
 from layered_gan_jax.preemption import PreemptionGuard
-
 
 
 def metric_writer(logdir: str) -> metric_writers.MetricWriter:
   """clu's writer of ``logdir``'s event files and log lines; log lines only on processes other
   than the first."""
   return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
-
-class NonFiniteLossError(FloatingPointError):
-  """A logged metric was NaN or Inf: training stopped; the last checkpoint is kept."""
-
 
 class TrainLoop:
   """See the module docstring. ``console_keys`` maps the progress line's labels to metric

@@ -21,7 +21,8 @@ from layered_gan_jax import state as state_lib
 from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.generator import LayeredGenerator
-from layered_gan_jax.loop import NonFiniteLossError, TrainLoop, metric_writer
+from layered_gan_jax.errors import NonFiniteLossError
+from layered_gan_jax.loop import TrainLoop, metric_writer
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState
 

@@ -389,7 +389,7 @@ def test_non_finite_loss_stops_with_a_clear_message(gan_workdir, tmp_path, monke
   real = unet.segmentation_loss
   monkeypatch.setattr(unet, "segmentation_loss",
                       lambda *a, **k: tuple(v * np.nan for v in real(*a, **k)))
-  with pytest.raises(loop.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
+  with pytest.raises(errors.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
     train_segmenter.train_and_evaluate(tiny.get_config(), run)
 
 

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 from configs import tiny
-from layered_gan_jax import loop, optim, restore, train_gan
+from layered_gan_jax import errors, optim, restore, train_gan
 from layered_gan_jax.schedule import Schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,7 +323,7 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, l
   config = _config(max_steps=8, checkpoint_every_steps=2, log_every_steps=log_every)
   config.train.start_resolution = config.train.resolution = 8
   monkeypatch.setattr(train_gan, "make_train_step", _poisoned_after(4))
-  with pytest.raises(loop.NonFiniteLossError,
+  with pytest.raises(errors.NonFiniteLossError,
                      match=r"non-finite .* at step 6.* last good checkpoint is step 4"):
     train_gan.train_and_evaluate(config, str(tmp_path))
   ckpt = restore.gan_checkpointer(str(tmp_path))
