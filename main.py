@@ -9,9 +9,11 @@ evaluate, sample, segment, pipeline (train, train_encoder, train_segmenter, eval
 sequence), fid (FID / KID of a GAN checkpoint: --step, --config.eval.fid_samples). A bad
 flag, config or input (including the data and checkpoints every stage of the mode needs, and
 the first training batch) stops with one line on stderr and exit status 2, before anything
-is compiled or written (layered_gan_jax/preflight.py). A run stopped by
-``train.stop_on_collapse`` exits with status 3. The console shows one progress line per log
-step; ``--library_logs`` adds the INFO lines of Orbax and clu.
+is compiled or written (layered_gan_jax/preflight.py). Every other stop the program decides
+on is one line too, with its own exit status (layered_gan_jax/errors.py): 3 a collapse
+(``train.stop_on_collapse``), 4 a non-finite loss, 5 a write that failed (disk full, no
+permission, an object-store error); 0 after SIGTERM. The console shows one progress line per
+log step; ``--library_logs`` adds the INFO lines (and tracebacks) of Orbax and clu.
 """
 
 import os
@@ -39,11 +41,16 @@ flags.DEFINE_integer("seed", 0, "Seed of the latents for --mode=sample.")
 flags.DEFINE_integer("step", None, "GAN checkpoint step for --mode=fid (default: the latest).")
 flags.DEFINE_bool("library_logs", False, "Also show the INFO lines of Orbax and clu.")
 
+def _stop(line: str, status: int) -> None:
+  """A stop the program decided on: one line on stderr, no traceback, exit ``status``."""
+  logging.flush()
+  print(" ".join(str(line).split()), file=sys.stderr)
+  sys.exit(status)
+
+
 def _refuse(message: str) -> None:
   """One line on stderr, exit status 2."""
-  logging.flush()
-  print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(2)  # errors.EXIT_REFUSED (not imported: a bad flag is refused before the package)
+  _stop("error: " + str(message), 2)  # errors.EXIT_REFUSED (a bad flag: before the package)
 
 
 def _flag_error_line(e: Exception, argv) -> str:
@@ -91,7 +98,7 @@ def _hide_accelerators_from_tensorflow():
 
 
 def preflight(config, workdir: str, mode: str, output=None, input_path=None,
-              num_samples: int = 16) -> None:
+              num_samples: int = 16, step=None) -> None:
   """Every check of the command (layered_gan_jax/preflight.py), before anything is compiled
   or written; raises errors.ConfigError / errors.DataError."""
   from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
@@ -99,6 +106,8 @@ def preflight(config, workdir: str, mode: str, output=None, input_path=None,
   checks.check_flags(mode, workdir, output, input_path, num_samples)
   config_validation.validate_config(config, mode)  # Before jax or TensorFlow start.
   checks.check_workdir(config, workdir, mode)
+  checks.check_step(workdir, mode, step)
+  checks.check_writers(config, workdir, mode)
   checks.check_fid_weights(config, mode)
   _hide_accelerators_from_tensorflow()
   from layered_gan_jax import runtime  # pylint: disable=g-import-not-at-top
@@ -155,7 +164,7 @@ def main(argv):
     # pass, dropped when the command is refused.
     with console.HeldStderr(drop_on=(errors.ConfigError, errors.DataError)):
       preflight(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.output, FLAGS.input,
-                FLAGS.num_samples)
+                FLAGS.num_samples, FLAGS.step)
     from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
     checks.notes(FLAGS.config, FLAGS.mode)  # E.g. which CUB split trains and evaluates.
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, output=FLAGS.output, input_path=FLAGS.input,
@@ -164,9 +173,20 @@ def main(argv):
   except (errors.ConfigError, errors.DataError) as e:
     _refuse(str(e))
   except errors.Collapsed as e:
-    logging.flush()
-    print(f"stopped: {e}", file=sys.stderr)
-    sys.exit(errors.EXIT_COLLAPSED)
+    _stop(f"stopped: {e}", errors.EXIT_COLLAPSED)
+  except errors.NonFiniteLossError as e:
+    _stop(f"stopped: {e}", errors.EXIT_NON_FINITE)
+  except Exception as e:  # pylint: disable=broad-except
+    reason = errors.write_failure_reason(e)
+    if reason is None:
+      raise  # A bug: its traceback is what a report needs.
+    from layered_gan_jax import preflight as checks  # pylint: disable=g-import-not-at-top
+    what, where = ((e.what, e.where) if isinstance(e, errors.WriteFailed) else
+                   ("a file of the run", getattr(e, "filename", None) or FLAGS.workdir))
+    _stop(f"stopped: could not write {what} to {where}: {reason}. Nothing complete was "
+          f"removed; last complete checkpoints: {checks.last_checkpoints(FLAGS.workdir)}. "
+          "Rerun the same command to resume once the cause is fixed", errors.EXIT_WRITE_FAILED)
+
 
 
 if __name__ == "__main__":

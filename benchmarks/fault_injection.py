@@ -86,7 +86,8 @@ def save_finalizing_line(step: int) -> str:
 
 class Run:
   """``python main.py args`` in a subprocess; stdout+stderr are read line by line on a thread,
-  which sends ``signal_on = (regex, signal)`` to the process as soon as a line matches."""
+  which sends ``signal_on = (regex, signal)`` to the process as soon as a line matches (or
+  calls ``signal_on[1](run)`` if it is a function)."""
 
   def __init__(self, args, signal_on=None, env=None):
     self.args = list(args)
@@ -110,6 +111,9 @@ class Run:
       if self._trigger and self.signal_line is None and self._trigger[0].search(line):
         self.signal_line = line
         self.signal_sent_at = time.time() - self._start
+        if callable(self._trigger[1]):  # An action of the caller's (fill the disk, ...).
+          self._trigger[1](self)
+          continue
         try:
           os.kill(self.proc.pid, self._trigger[1])
         except ProcessLookupError:
@@ -245,8 +249,10 @@ class Case:
 
   def run(self, args, signal_on=None, env=None) -> Run:
     r = run(args, signal_on, env)
-    self.commands.append(command_line(args) + (f"  # {signal.Signals(signal_on[1]).name} on "
-                                               f"/{signal_on[0]}/" if signal_on else ""))
+    what = (signal_on[1].__name__ if callable(signal_on[1])
+            else signal.Signals(signal_on[1]).name) if signal_on else ""
+    self.commands.append(command_line(args) + (f"  # {what} on /{signal_on[0]}/"
+                                               if signal_on else ""))
     self.runs.append(r)
     return r
 

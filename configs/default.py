@@ -111,6 +111,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Recompute the critic's activations in the gradient penalty's double backward instead of
   # keeping them from the forward pass (jax.checkpoint); the same numbers, more compute.
   config.train.remat_penalty = False
+  # Training iterations per compiled call (a lax.scan of the step): fewer dispatches for small
+  # models on fast accelerators; the same numbers. Calls end at every log, sample, checkpoint
+  # and FID step. 1 = one iteration per call.
+  config.train.steps_per_call = 1
+  # Batches put on the devices ahead of the step that needs them (0 = when needed).
+  config.train.device_prefetch = 2
   # Collapse (layered_gan_jax/collapse.py): the masks of the sample latents empty, full or the
   # same for every latent at this many consecutive sample steps -> a warning; with
   # stop_on_collapse the run also stops after a checkpoint (exit status 3).
@@ -205,4 +211,7 @@ def get_config() -> ml_collections.ConfigDict:
   # reductions to YNNPACK (faster at the reference widths on CPU); 'xla' keeps XLA's defaults
   # (faster for narrow CPU models). No effect on GPU / TPU. Speed: docs/performance.md.
   config.runtime.xla_cpu_kernels = "ynn"
+  # One training per network and workdir (layered_gan_jax/lease.py): a writer lease of another
+  # host (or on an object store) not renewed for this long is taken for a dead process's.
+  config.runtime.lease_stale_after_s = 1800.0
   return config

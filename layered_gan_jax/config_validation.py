@@ -18,16 +18,14 @@ import math
 from typing import Any, Callable, Dict, List, Optional
 
 from layered_gan_jax.architecture import RESAMPLING, VARIANTS
-from layered_gan_jax.data.config import DATASET_NAMES as DATASETS
-from layered_gan_jax.data.config import MAX_ORG_TO_CROP, sources_problem
+from layered_gan_jax.data.config import DATASET_NAMES as DATASETS, MAX_ORG_TO_CROP, sources_problem
 from layered_gan_jax.errors import ConfigError, DataError
 from layered_gan_jax.schedule import parse_resolution_map
 
 MODES = ("train", "train_encoder", "train_segmenter", "evaluate", "sample", "segment",
          "pipeline", "fid")
 ROUTES = ("distilled", "encoder")
-ENCODER_TARGETS = ("z", "z_per_generator", "w", "w_plus")
-ENCODER_NOISE = ("zero", "fixed")
+ENCODER_TARGETS, ENCODER_NOISE = ("z", "z_per_generator", "w", "w_plus"), ("zero", "fixed")
 # The names of layered_gan_jax/baselines.py's BASELINES (that module imports OpenCV).
 BASELINE_NAMES = ("full_image", "center_prior", "kmeans", "grabcut")
 # Fields of the model that must match a checkpoint being resumed or restored.
@@ -268,6 +266,7 @@ FIELD_RULES: Dict[str, Callable] = {
     "train.keep_checkpoints": _int(1, hint=" (checkpoints kept)"),
     "train.num_samples": _int(1),
     "train.remat_penalty": _bool,
+    "train.steps_per_call": _int(1), "train.device_prefetch": _int(0, hint=" (batches)"),
     "train.collapse_patience": _int(1, hint=" (sample steps)"),
     "train.stop_on_collapse": _bool,
     "train.fid_every_images": _int(0, hint=" (0 = off)"),
@@ -325,6 +324,7 @@ FIELD_RULES: Dict[str, Callable] = {
     "eval.fid_weights": _str,
     # runtime
     "runtime.xla_cpu_kernels": _choice(("xla", "ynn")),
+    "runtime.lease_stale_after_s": _float(1.0, hint=" (seconds)"),
 }
 
 

@@ -1,8 +1,10 @@
 """What a person watching a run reads: one progress line per log step, library chatter hidden.
 
 Orbax logs some twenty INFO lines per checkpoint and clu a line per metric write and per
-progress note; :func:`quiet_library_logs` keeps only their warnings and errors
-(``python main.py --library_logs`` shows everything). TensorBoard still gets every scalar.
+progress note; :func:`quiet_library_logs` keeps only their warnings and errors, without the
+tracebacks their worker threads log when a write fails (the command states the failure in one
+line; ``python main.py --library_logs`` shows everything). TensorBoard still gets every
+scalar.
 """
 
 import logging as std_logging
@@ -13,25 +15,40 @@ from typing import Dict, Optional, Tuple
 
 from absl import logging
 
-LIBRARY_PATHS = ("/orbax/", "/clu/")
+LIBRARY_PATHS = ("/orbax/", "/clu/", "/asyncio/")  # asyncio: Orbax's own event loops.
 
 
 class _LibraryFilter(std_logging.Filter):
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    if record.levelno >= std_logging.WARNING:
-      return True
     path = record.pathname.replace("\\", "/")
-    return not any(p in path for p in LIBRARY_PATHS)
+    if not any(p in path for p in LIBRARY_PATHS):
+      return True
+    # A library's traceback (a worker thread's failed write, say) reaches the command as an
+    # exception, which main.py states in one line.
+    return record.levelno >= std_logging.WARNING and not record.exc_info
 
 
 _FILTER = _LibraryFilter()
 
 
+def _echo_of_an_aborted_save(value) -> bool:
+  """tensorstore's callbacks of an Orbax save that failed reach an event loop Orbax has closed
+  and print this error from their threads (the failure itself is raised to the command)."""
+  return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+
+
+def _quiet_unraisablehook(unraisable):
+  if not _echo_of_an_aborted_save(unraisable.exc_value):
+    sys.__unraisablehook__(unraisable)
+
+
 def quiet_library_logs(verbose: bool) -> None:
-  """Hides the INFO and DEBUG records of Orbax and clu (idempotent); ``verbose`` shows them."""
+  """Hides the INFO and DEBUG records of Orbax and clu, and their worker threads' tracebacks
+  (idempotent); ``verbose`` shows them."""
   handler = logging.get_absl_handler()
   handler.removeFilter(_FILTER)
+  sys.unraisablehook = sys.__unraisablehook__ if verbose else _quiet_unraisablehook
   if not verbose:
     handler.addFilter(_FILTER)
 
@@ -59,6 +76,12 @@ def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float]
           f"ETA {_duration(eta[0])}{note}")
 
 
+# Lines that TensorFlow writes to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says: no news
+# for a user (oneDNN's numerics concern TensorFlow's own ops; the models run in JAX).
+START_UP_NOISE = (b"All log messages before absl::InitializeLog() is called are written to STDERR",
+                  b"] oneDNN custom operations are on.")
+
+
 class HeldStderr:
   """Holds everything written to stderr (file descriptor 2: Python's logs and the C++ logs of
   TensorFlow, XLA and libtpu) while a command is checked, so that a refusal prints one line
@@ -66,6 +89,8 @@ class HeldStderr:
 
   ``with HeldStderr(drop_on=(ConfigError,)):`` on leaving the block the held text is written
   to stderr, unless the block raised one of ``drop_on`` (the caller then prints its one line).
+  The start-up banners of :data:`START_UP_NOISE` (TensorFlow's, written before its log level
+  applies) are dropped in any case, so that a later refusal or stop is one line as well.
   """
 
   def __init__(self, drop_on=()):
@@ -86,7 +111,8 @@ class HeldStderr:
     os.close(self._saved_fd)
     if exc_type is None or not issubclass(exc_type, self._drop_on):
       self._held.seek(0)
-      held = self._held.read()
+      held = b"".join(line for line in self._held.readlines()
+                      if not any(noise in line for noise in START_UP_NOISE))
       if hasattr(sys.stderr, "buffer"):
         sys.stderr.buffer.write(held)
       else:

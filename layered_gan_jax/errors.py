@@ -47,6 +47,13 @@ class NonFiniteLossError(FloatingPointError):
   checkpoint is kept (exit status 4)."""
 
 
+def last_good(step: Optional[int], directory) -> str:
+  """How a stop names the checkpoint a rerun resumes from."""
+  if step is None:
+    return f"There is no checkpoint in {directory} yet; a rerun starts from the beginning"
+  return f"The last good checkpoint is step {step} in {directory}; a rerun resumes from it"
+
+
 class WriteFailed(OSError):
   """Something of the run could not be written. ``what`` names it (``"the checkpoint of step
   8"``, ``"an event file"``), ``where`` its path, ``reason`` the cause in a few words."""

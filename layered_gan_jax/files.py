@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 from etils import epath
 
+from layered_gan_jax import errors
+
 
 def is_uri(path) -> bool:
   """``gs://...``, ``s3://...`` or another scheme (not a local path)."""
@@ -37,8 +39,19 @@ def join(*parts) -> str:
 
 def write_bytes(path, data: bytes) -> None:
   """Writes ``data`` to ``path`` whole or not at all (see the module docstring); makes the
-  folder."""
+  folder. A failed write (disk full, no permission, ...) raises
+  :class:`~layered_gan_jax.errors.WriteFailed`; the previous file, if any, is kept."""
   path = epath.Path(path)
+  try:
+    _write_bytes(path, data)
+  except Exception as e:  # pylint: disable=broad-except
+    reason = errors.write_failure_reason(e)
+    if reason is None:
+      raise
+    raise errors.WriteFailed(f"the file {path.name}", os.fspath(path.parent), reason) from e
+
+
+def _write_bytes(path: epath.Path, data: bytes) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   if is_uri(path):
     path.write_bytes(data)  # One upload: the object appears complete, or not at all.

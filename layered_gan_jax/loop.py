@@ -11,7 +11,8 @@ averaging, the non-finite stop, progress lines and "is it time" for periodic act
   loop.finish()
 
 ``save(step) -> step`` writes one checkpoint of the trainer's own; the loop keeps the step of
-the last one, which every error message names.
+the last one, which every error message names. With ``lease`` (see
+:mod:`layered_gan_jax.lease`) the loop is the one writer of the checkpoint folder while it runs.
 """
 
 import time
@@ -22,15 +23,70 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from layered_gan_jax import console
+from layered_gan_jax import console, errors
 from layered_gan_jax.errors import NonFiniteLossError, Preempted
+from layered_gan_jax.lease import Lease
 from layered_gan_jax.preemption import PreemptionGuard
 
 
 def metric_writer(logdir: str) -> metric_writers.MetricWriter:
   """clu's writer of ``logdir``'s event files and log lines; log lines only on processes other
-  than the first."""
-  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
+  than the first. A failed write raises :class:`~layered_gan_jax.errors.WriteFailed`."""
+  return _WriteFailures(
+      metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0), logdir)
+
+
+class _WriteFailures(metric_writers.MetricWriter):
+  """A clu writer whose failed writes (disk full, no permission, ...) raise WriteFailed."""
+
+  def __init__(self, writer: metric_writers.MetricWriter, logdir: str):
+    self._writer, self._logdir = writer, logdir
+
+  def _call(self, method: str, *args, **kwargs):
+    try:
+      return getattr(self._writer, method)(*args, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      reason = errors.write_failure_reason(e)
+      if reason is None:
+        raise
+      raise errors.WriteFailed("an event file", self._logdir, reason) from e
+
+  def write_summaries(self, *args, **kwargs):
+    return self._call("write_summaries", *args, **kwargs)
+
+  def write_scalars(self, *args, **kwargs):
+    return self._call("write_scalars", *args, **kwargs)
+
+  def write_images(self, *args, **kwargs):
+    return self._call("write_images", *args, **kwargs)
+
+  def write_videos(self, *args, **kwargs):
+    return self._call("write_videos", *args, **kwargs)
+
+  def write_audios(self, *args, **kwargs):
+    return self._call("write_audios", *args, **kwargs)
+
+  def write_texts(self, *args, **kwargs):
+    return self._call("write_texts", *args, **kwargs)
+
+  def write_histograms(self, *args, **kwargs):
+    return self._call("write_histograms", *args, **kwargs)
+
+  def write_hparams(self, *args, **kwargs):
+    return self._call("write_hparams", *args, **kwargs)
+
+  def flush(self):
+    return self._call("flush")
+
+  def close(self):
+    return self._call("close")
+
+def writer_lease(config, directory: str, mode: str) -> Lease:
+  """The writer lease of the checkpoint folder ``directory``, taken now (see
+  :mod:`layered_gan_jax.lease`; the first process holds it for a multi-host job)."""
+  return Lease(directory, mode, config.runtime.lease_stale_after_s,
+               enabled=jax.process_index() == 0).acquire()
+
 
 class TrainLoop:
   """See the module docstring. ``console_keys`` maps the progress line's labels to metric
@@ -38,8 +94,10 @@ class TrainLoop:
 
   def __init__(self, name: str, ckpt, writer, max_steps: int, log_every_steps: int,
                save: Callable[[int], int], console_keys: Mapping[str, str],
-               eta: Optional[Callable[[int, float], Tuple[float, bool]]] = None):
+               eta: Optional[Callable[[int, float], Tuple[float, bool]]] = None,
+               lease: Optional[Lease] = None):
     self.name, self.ckpt, self.writer = name, ckpt, writer
+    self.lease = lease  # Held from __enter__ to __exit__, renewed at log and save steps.
     self.max_steps, self.log_every_steps = int(max_steps), int(log_every_steps)
     self._save, self._console_keys = save, dict(console_keys)
     self._eta = eta  # (step, seconds per step) -> (seconds left, FLOP-scaled); None: linear.
@@ -55,7 +113,17 @@ class TrainLoop:
     return self
 
   def __exit__(self, *exc):
-    return self._guard.__exit__(*exc)
+    try:
+      return self._guard.__exit__(*exc)
+    finally:
+      if self.lease is not None:
+        self.lease.release()
+
+  def renew(self, check: bool = False) -> None:
+    """Renews the writer lease (after a compile, at log and checkpoint steps; see
+    :meth:`Lease.renew`)."""
+    if self.lease is not None:
+      self.lease.renew(check)
 
   def itstime(self, step: int, every: int) -> bool:
     """Whether a periodic action runs after iteration ``step``: every ``every`` steps and at
@@ -66,15 +134,38 @@ class TrainLoop:
     """The iterations ``start .. end - 1`` (``end``: ``max_steps``). Before each, every process
     asks whether to stop; if so, a checkpoint of the step reached is saved and ``Preempted``
     raised."""
+    for step, _ in self.groups(start, end):
+      yield step
+
+  def groups(self, start: int, end: Optional[int] = None, size: int = 1,
+             ends_after: Callable[[int], bool] = lambda step: False
+             ) -> Iterator[Tuple[int, int]]:
+    """The iterations ``start .. end - 1`` in groups ``(first, count)`` of at most ``size``,
+    for steps that run several iterations per call. A group never runs past an iteration after
+    which something happens: a log step (the loop's own) or ``ends_after(step)`` (the caller's
+    samples, checkpoints, FID points), so every such action sees the state of its own step.
+    Every process asks whether to stop before each iteration of a group, in order, before the
+    group runs: a stop agreed for an iteration inside it (a preemption notice; the service
+    agrees on one past the furthest iteration any process has asked about) shortens the group
+    to end there, and the next group saves and raises ``Preempted`` as :meth:`steps` does."""
     end = self.max_steps if end is None else end
-    for step in range(start, end):
-      if self._guard.stop_at(step):
+    step = start
+    while step < end:
+      count = 0
+      while step + count < end and count < size:
+        if self._guard.stop_at(step + count):
+          break
+        count += 1
+        if self.itstime(step + count, self.log_every_steps) or ends_after(step + count):
+          break
+      if count == 0:
         if self.last_saved != step and step > 0:
           self.save(step)
         self.finish()
         raise Preempted(f"{self.name} training stopped at step {step} after SIGTERM "
                         f"(checkpoint {self.last_saved}); rerun the same command to resume")
-      yield step
+      yield step, count
+      step += count
 
   def exclude(self, seconds: float) -> None:
     """Leaves ``seconds`` spent outside the iterations (a stage's compile) out of the step
@@ -82,6 +173,7 @@ class TrainLoop:
     self._timer += seconds
 
   def save(self, step: int) -> int:
+    self.renew(check=True)  # A writer whose lease was taken over stops before writing.
     self.last_saved = self._save(step)
     return self.last_saved
 
@@ -90,28 +182,33 @@ class TrainLoop:
       self.save(step)
 
   def record(self, step: int, metrics, images: int,
-             extra: Optional[Dict[str, float]] = None) -> Optional[Dict[str, float]]:
-    """Adds iteration ``step``'s metrics (device arrays). At a log step, or when a stop is
-    requested, their means over the iterations since the last log step (with ``extra`` and
-    ``images_per_s``) are checked, written and printed, and returned."""
+             extra: Optional[Callable[[], Dict[str, float]]] = None,
+             count: int = 1) -> Optional[Dict[str, float]]:
+    """Adds the metrics (device arrays) of the ``count`` iterations that end with iteration
+    ``step`` (``count`` > 1: each metric stacked, one value per iteration) and their
+    ``images``. At a log step, or when a stop is requested, their means over the iterations
+    since the last log step (with ``extra()`` and ``images_per_s``) are checked, written and
+    printed, and returned."""
     self._pending.append(metrics)
     self._images += images
-    self._steps += 1
+    self._steps += count
     self._report(step)
     if not (self.itstime(step, self.log_every_steps) or self._guard.requested):
       return None
     pending = jax.device_get(self._pending)
     self._pending = []
-    summary = {k: float(np.mean(np.asarray([m[k] for m in pending], np.float64)))
-               for k in pending[0]}
+    summary = {k: float(np.mean(np.concatenate(
+        [np.asarray(m[k], np.float64).reshape(-1) for m in pending]))) for k in pending[0]}
     bad = [k for k, v in summary.items() if not np.isfinite(v)]
     if bad:
       raise NonFiniteLossError(
-          f"non-finite {self.name} loss at step {step} ({', '.join(bad)}); training stopped. "
-          f"The last good checkpoint is step {self.last_saved} in {self.ckpt.directory}")
+          f"non-finite {self.name} loss at step {step} ({', '.join(bad)}); training stopped "
+          "(a lower learning rate, or a higher gradient penalty, may help). "
+          + errors.last_good(self.last_saved, self.ckpt.directory))
     elapsed = time.time() - self._timer
-    summary.update(extra or {})
+    summary.update(extra() if extra is not None else {})
     summary["images_per_s"] = self._images / elapsed
+    self.renew()
     self.writer.write_scalars(step, summary)
     logging.info("%s", console.progress_line(
         self.name, step, self.max_steps,

@@ -6,8 +6,10 @@ gradient all-reduce (and the cross-device reduction of the critic's minibatch-st
 which is computed over the whole global batch, as on one device).
 """
 
+import collections
 import functools
 import os
+from typing import Iterator
 
 import jax
 import numpy as np
@@ -69,6 +71,19 @@ def put_batch(local_batch):
   sharding = batch_sharded()
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def prefetch_to_device(host_batches: Iterator, depth: int) -> Iterator:
+  """``put_batch`` of each element of ``host_batches``, ``depth`` ahead of the one consumed: the
+  transfer of the next batches is under way while the step on the current one runs (0: each
+  put when it is asked for)."""
+  queue = collections.deque()
+  for batch in host_batches:
+    queue.append(put_batch(batch))
+    if len(queue) > depth:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 def put_replicated(tree):

@@ -38,6 +38,11 @@ def check_flags(mode: str, workdir: Optional[str], output: Optional[str],
   if not workdir:
     raise ConfigError("--workdir is missing; give the run's folder (local or gs://...), e.g. "
                       "--workdir=/tmp/run")
+  path = epath.Path(workdir)
+  blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+  if blocking is not None:
+    raise ConfigError(f"--workdir={workdir}: {blocking} is a file, not a folder; give a folder "
+                      "(a new one is made) or the folder of an earlier run")
   if mode in ("sample", "segment") and not output:
     raise ConfigError(f"--mode={mode} needs --output=DIR (a folder for the PNG files)")
   if mode == "sample" and num_samples <= 0:
@@ -66,6 +71,22 @@ def complete_steps(directory) -> List[int]:
   if any(committed for _, committed in steps):
     steps = [(s, c) for s, c in steps if c]
   return sorted(s for s, _ in steps)
+
+
+def last_checkpoints(workdir: str) -> str:
+  """``'GAN step 8 (DIR/checkpoints)'``, one part per trained network of ``workdir`` (what
+  a stop names as what is kept), or ``'none'``."""
+  parts = []
+  for name, sub in (("GAN", GAN_DIR), ("encoder", ENCODER_DIR),
+                    ("distilled segmenter", SEGMENTER_DIR)):
+    directory = epath.Path(workdir) / sub
+    try:
+      steps = complete_steps(directory)
+    except OSError:  # The folder cannot be listed (the cause of the stop, perhaps).
+      steps = []
+    if steps:
+      parts.append(f"{name} step {steps[-1]} ({directory})")
+  return ", ".join(parts) or "none"
 
 
 def read_saved(directory, step: int, item: str) -> Dict:
@@ -103,6 +124,31 @@ def check_workdir(config, workdir: str, mode: str) -> None:
       raise ConfigError(f"segment.route={route!r} has no trained checkpoint in {workdir} "
                         f"(trained: {', '.join(trained) or 'none'}); train it with {fix} or "
                         "choose another --config.segment.route")
+
+
+# The checkpoint folder each training mode writes (pipeline: all three, one after another).
+WRITES = {"train": (GAN_DIR,), "train_encoder": (ENCODER_DIR,),
+          "train_segmenter": (SEGMENTER_DIR,), "pipeline": (GAN_DIR, ENCODER_DIR, SEGMENTER_DIR)}
+
+
+def check_writers(config, workdir: str, mode: str) -> None:
+  """No other live training writes the checkpoint folders ``mode`` trains into (their writer
+  leases, :mod:`layered_gan_jax.lease`; read only)."""
+  from layered_gan_jax import lease  # pylint: disable=g-import-not-at-top
+  for sub in WRITES.get(mode, ()):
+    lease.Lease(epath.Path(workdir) / sub, mode, config.runtime.lease_stale_after_s).check()
+
+
+def check_step(workdir: str, mode: str, step: Optional[int]) -> None:
+  """``--step`` of ``--mode=fid`` names a complete GAN checkpoint."""
+  if mode != "fid" or step is None:
+    return
+  directory = epath.Path(workdir) / GAN_DIR
+  steps = complete_steps(directory)
+  if step not in steps:
+    raise ConfigError(f"--step={step}: no complete GAN checkpoint of that step in {directory} "
+                      f"(steps: {', '.join(map(str, steps)) or 'none'}); give one of them, or "
+                      "leave --step out for the latest")
 
 
 def fid_needed(config, mode: str) -> bool:

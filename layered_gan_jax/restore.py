@@ -6,6 +6,13 @@ inference restore through the loaders (:func:`load_gan`, then :func:`load_encode
 restored GAN, or :func:`load_segmenter`) and import no trainer. A checkpoint whose config
 describes another network is refused by config_validation's ``check_saved_*`` (the same checks
 main.py's preflight runs on the saved JSON before JAX starts).
+
+Every restore here goes through ``Checkpointer.restore_latest`` (or, for an explicit step,
+``Checkpointer.restore``), which verifies the restored arrays against the checksums saved with
+them: a damaged latest step is skipped with one warning line and the previous complete step is
+restored; if every step is damaged, ``errors.ConfigError``; an explicitly requested damaged
+step is a ``ConfigError`` (``checkpointing.DamagedCheckpoint``). The loaders only skip: the
+trainer's first save (``restore_or_init``'s checkpointer) moves a damaged step aside.
 """
 
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -47,17 +54,22 @@ def segmenter_checkpointer(workdir: str, keep: int = 2) -> checkpointing.Checkpo
 def restore_or_init(ckpt: checkpointing.Checkpointer, fresh: Dict[str, Any], name: str,
                     config=None, check: Optional[Callable] = None
                     ) -> Tuple[Dict[str, Any], Optional[int]]:
-  """A trainer's start: the array items of the latest complete checkpoint of ``ckpt``, restored
-  with the shapes, dtypes and shardings of ``fresh`` (freshly initialised items), after
-  ``check(saved_config, config, directory, step)`` has accepted the checkpoint's config; without
-  a checkpoint, ``fresh`` itself. Returns ``(items, step)``, ``step`` None when nothing was
-  restored."""
-  step = ckpt.latest_step()
+  """A trainer's start: the array items of the latest complete and intact checkpoint of
+  ``ckpt``, restored with the shapes, dtypes and shardings of ``fresh`` (freshly initialised
+  items), after ``check(saved_config, config, directory, step)`` has accepted the checkpoint's
+  config; without a checkpoint, ``fresh`` itself. Returns ``(items, step)``, ``step`` None when
+  nothing was restored. A damaged step is skipped (see the module docstring): ``step`` may be
+  older than ``ckpt.latest_step()`` was before the call."""
+  abstract = checkpointing.abstract_like(fresh)
+
+  def restore_step(step: int) -> Dict[str, Any]:
+    if check is not None:
+      check(ckpt.read_json(step, "config"), config, ckpt.directory, step)
+    return ckpt.restore(step, abstract)
+
+  step, restored = ckpt.restore_latest(restore_step)
   if step is None:
     return fresh, None
-  if check is not None:
-    check(ckpt.read_json(step, "config"), config, ckpt.directory, step)
-  restored = ckpt.restore(step, checkpointing.abstract_like(fresh))
   logging.info("Resumed the %s from the checkpoint of step %d in %s", name, step, ckpt.directory)
   return restored, step
 
@@ -104,26 +116,7 @@ class LoadedGAN:
     return resolution_of(self.stage)
 
 
-def load_gan(workdir: str, config=None, with_critic: bool = False,
-             step: Optional[int] = None) -> LoadedGAN:
-  """Restores the GAN checkpoint ``step`` of ``workdir`` (default: the latest): the EMA
-  generator (and the critic if ``with_critic``), built from the checkpoint's own config. If
-  ``config`` is given, its model fields must match the checkpoint's."""
-  directory = files.join(str(files.resolve(workdir)), GAN_DIR)
-  if not epath.Path(directory).is_dir():  # Checked first: Orbax would create the folder.
-    raise errors.ConfigError(
-        f"no GAN checkpoint in {directory}; train one first with --mode=train "
-        "(or point --workdir at a trained run)")
-  ckpt = gan_checkpointer(workdir)
-  if step is None:
-    step = ckpt.latest_step()
-    if step is None:
-      raise errors.ConfigError(
-          f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
-  elif step not in ckpt.all_steps():
-    raise errors.ConfigError(
-        f"no complete GAN checkpoint of step {step} in {directory} (steps: "
-        f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
+def _load_gan_step(ckpt, directory: str, step: int, config, with_critic: bool) -> LoadedGAN:
   saved = ckpt.read_json(step, "config")
   if config is not None:
     config_validation.check_saved_model(saved, config, directory, step)
@@ -136,43 +129,78 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
     ema, d_params = restored.ema_params, restored.d_params
   else:
     ema, d_params = ckpt.restore(step, {"ema": abstract.ema_params})["ema"], None
-  ckpt.close()
   return LoadedGAN(saved_config, generator, critic, ema, d_params, int(meta["stage"]),
                    float(meta["alpha"]), step)
 
 
+def load_gan(workdir: str, config=None, with_critic: bool = False,
+             step: Optional[int] = None) -> LoadedGAN:
+  """Restores the GAN checkpoint ``step`` of ``workdir`` (default: the latest intact one): the
+  EMA generator (and the critic if ``with_critic``), built from the checkpoint's own config. If
+  ``config`` is given, its model fields must match the checkpoint's."""
+  directory = files.join(str(files.resolve(workdir)), GAN_DIR)
+  if not epath.Path(directory).is_dir():  # Checked first: Orbax would create the folder.
+    raise errors.ConfigError(
+        f"no GAN checkpoint in {directory}; train one first with --mode=train "
+        "(or point --workdir at a trained run)")
+  ckpt = gan_checkpointer(workdir)
+  try:
+    if step is None:
+      step, loaded = ckpt.restore_latest(
+          lambda s: _load_gan_step(ckpt, directory, s, config, with_critic))
+      if step is None:
+        raise errors.ConfigError(
+            f"no complete GAN checkpoint in {directory}; train one first with --mode=train")
+      return loaded
+    if step not in ckpt.all_steps():
+      raise errors.ConfigError(
+          f"no complete GAN checkpoint of step {step} in {directory} (steps: "
+          f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
+    return _load_gan_step(ckpt, directory, step, config, with_critic)
+  finally:
+    ckpt.close()
+
+
 def load_encoder(config, workdir: str, gan: LoadedGAN):
-  """The latest encoder of ``workdir`` on its GAN ``gan`` (restored with its critic): returns
-  (setup, encoder params)."""
+  """The latest intact encoder of ``workdir`` on its GAN ``gan`` (restored with its critic):
+  returns (setup, encoder params)."""
   setup = EncoderSetup(config, gan)
   ckpt = encoder_checkpointer(workdir)
-  step = ckpt.latest_step()
+
+  def restore_step(step: int):
+    config_validation.check_saved_encoder(ckpt.read_json(step, "config"), config,
+                                          ckpt.directory, step)
+    return ckpt.restore(step, {"state": _replicated_shapes(setup.init_fn())})["state"]
+
+  try:
+    step, restored = ckpt.restore_latest(restore_step)
+  finally:
+    ckpt.close()
   if step is None:
     raise errors.ConfigError(
         f"no encoder checkpoint in {ckpt.directory}; train one with --mode=train_encoder")
-  try:
-    config_validation.check_saved_encoder(ckpt.read_json(step, "config"), config,
-                                          ckpt.directory, step)
-    restored = ckpt.restore(step, {"state": _replicated_shapes(setup.init_fn())})["state"]
-  finally:
-    ckpt.close()
   return setup, restored.params
 
 
 def load_segmenter(workdir: str):
-  """The selected (``best``) parameters of the distilled segmenter in ``workdir``, without the
-  GAN: returns ``(model, params, meta)``; ``meta['resolution']`` is its input size."""
+  """The selected (``best``) parameters of the latest intact distilled segmenter in
+  ``workdir``, without the GAN: returns ``(model, params, meta)``; ``meta['resolution']`` is
+  its input size."""
   ckpt = segmenter_checkpointer(workdir)
-  step = ckpt.latest_step()
-  if step is None:
+
+  def restore_step(step: int):
+    saved = ckpt.read_json(step, "config")
+    meta = ckpt.read_json(step, "meta")
+    model = models.build_unet(ml_collections.ConfigDict(saved["segmenter"]))
+    abstract = _replicated_shapes(lambda k: models.init_unet(model, meta["resolution"], k))
+    return model, ckpt.restore(step, {"best": abstract})["best"], meta
+
+  try:
+    step, loaded = ckpt.restore_latest(restore_step)
+  finally:
     ckpt.close()
+  if step is None:
     raise errors.ConfigError(
         f"no distilled segmenter checkpoint in {ckpt.directory}; train one with "
         "--mode=train_segmenter (or choose --config.segment.route=encoder)")
-  saved = ckpt.read_json(step, "config")
-  meta = ckpt.read_json(step, "meta")
-  model = models.build_unet(ml_collections.ConfigDict(saved["segmenter"]))
-  abstract = _replicated_shapes(lambda k: models.init_unet(model, meta["resolution"], k))
-  params = ckpt.restore(step, {"best": abstract})["best"]
-  ckpt.close()
-  return model, params, meta
+  return loaded

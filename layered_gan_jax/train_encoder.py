@@ -18,7 +18,7 @@ from layered_gan_jax import (checkpointing, compositing, config_validation, file
 from layered_gan_jax import encoder as encoder_lib
 from layered_gan_jax import generator as generator_lib
 from layered_gan_jax.data import train as train_data
-from layered_gan_jax.loop import TrainLoop, metric_writer
+from layered_gan_jax.loop import TrainLoop, metric_writer, writer_lease
 from layered_gan_jax.state import NetState
 from layered_gan_jax.encoder_setup import EncoderSetup
 
@@ -79,6 +79,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the encoder of the GAN in ``workdir`` (``config`` validated by the caller);
   resumes from its own checkpoints."""
   e = config.encoder
+  lease = writer_lease(config, files.join(workdir, restore.ENCODER_DIR), "train_encoder")
   gan = restore.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   ckpt = restore.encoder_checkpointer(workdir)
@@ -105,7 +106,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
 
   loop = TrainLoop("encoder", ckpt, writer, e.max_steps, e.log_every_steps, save,
                    {"loss": "encoder_loss", "L1": "l1", "feature": "feature_loss",
-                    "coverage": "mask_coverage"})
+                    "coverage": "mask_coverage"}, lease=lease)
   with loop:
     for step in loop.steps(step):
       images = parallel.put_batch(next(iterator)["image"])

@@ -6,7 +6,7 @@ compiled function per stage (the stage is static; alpha and the learning rate ar
 
 import json
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ from layered_gan_jax.data import train as train_data
 from layered_gan_jax.architecture import resolution_of
 from layered_gan_jax.generator import LayeredGenerator
 from layered_gan_jax.errors import NonFiniteLossError
-from layered_gan_jax.loop import TrainLoop, metric_writer
+from layered_gan_jax.loop import TrainLoop, metric_writer, writer_lease
 from layered_gan_jax.schedule import Schedule
 from layered_gan_jax.state import GANState
 
@@ -161,27 +161,53 @@ def make_train_step(generator, critic, config, stage: int):
   return step
 
 
-def lower_train_step(generator, critic, config, stage: int, state, real_shape):
-  """The jitted step of a stage, lowered for ``state`` (arrays or shapes) and a real batch of
-  ``real_shape``: what ``compile_train_step`` compiles, and what ``flops_of`` counts."""
+def make_multi_step(generator, critic, config, stage: int, count: int):
+  """Returns ``steps(state, reals, alphas, lr) -> (state, metrics)``: ``count`` iterations of
+  ``make_train_step`` in one ``lax.scan`` (``reals``: a tuple of ``count`` batches, ``alphas``:
+  ``[count]``; each metric stacked ``[count]``), the same arithmetic as ``count`` calls."""
+  step = make_train_step(generator, critic, config, stage)
+
+  def steps(state: GANState, reals, alphas, lr):
+    def body(carry, inputs):
+      real, alpha = inputs
+      return step(carry, real, alpha, lr)
+
+    return jax.lax.scan(body, state, (jnp.stack(reals), alphas), length=count, unroll=True)
+
+  return steps
+
+
+def lower_train_step(generator, critic, config, stage: int, state, real_shape, count: int = 1):
+  """The jitted step of a stage (``count`` > 1: ``make_multi_step``'s), lowered for ``state``
+  (arrays or shapes) and real batches of ``real_shape``: what ``compile_train_step`` compiles,
+  and what ``flops_of`` counts."""
   repl, data = parallel.replicated(), parallel.batch_sharded()
-  jitted = jax.jit(make_train_step(generator, critic, config, stage),
-                   in_shardings=(repl, data, repl, repl), out_shardings=(repl, repl),
-                   donate_argnums=(0,))
   real = jax.ShapeDtypeStruct(real_shape, jnp.float32, sharding=data)
   scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=repl)
-  return jitted.lower(state, real, scalar, scalar)
+  if count == 1:
+    fn, reals, alphas, real_shardings = (make_train_step(generator, critic, config, stage),
+                                         real, scalar, data)
+  else:
+    fn = make_multi_step(generator, critic, config, stage, count)
+    reals, real_shardings = (real,) * count, (data,) * count
+    alphas = jax.ShapeDtypeStruct((count,), jnp.float32, sharding=repl)
+  jitted = jax.jit(fn, in_shardings=(repl, real_shardings, repl, repl),
+                   out_shardings=(repl, repl), donate_argnums=(0,))
+  return jitted.lower(state, reals, alphas, scalar)
 
 
-def compile_train_step(generator, critic, config, stage: int, state, real_shape):
-  """jit + ahead-of-time compile of the step of a stage; logs the compile time and FLOPs."""
+def compile_train_step(generator, critic, config, stage: int, state, real_shape,
+                       count: int = 1):
+  """jit + ahead-of-time compile of the step of a stage (``count`` iterations per call); logs
+  the compile time and FLOPs."""
   start = time.time()
-  lowered = lower_train_step(generator, critic, config, stage, state, real_shape)
+  lowered = lower_train_step(generator, critic, config, stage, state, real_shape, count)
   compiled = lowered.compile()
   seconds = time.time() - start
-  flops = flops_of(lowered) / jax.device_count()
-  logging.info("Compiled the train step of stage %d (%d px, batch %d) in %.1f s; %.3g FLOP per "
-               "iteration (XLA count)", stage, real_shape[1], real_shape[0], seconds, flops)
+  flops = flops_of(lowered) / jax.device_count() / count
+  logging.info("Compiled the train step of stage %d (%d px, batch %d%s) in %.1f s; %.3g FLOP "
+               "per iteration (XLA count)", stage, real_shape[1], real_shape[0],
+               f", {count} iterations per call" if count > 1 else "", seconds, flops)
   return compiled, seconds, flops
 
 
@@ -250,18 +276,21 @@ def _all_finite(leaves):
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer) -> GANState:
-  items, _ = restore.restore_or_init(ckpt, restore.gan_items(init_state(generator, critic, config)),
-                                     "GAN", config, config_validation.check_saved_model)
-  return restore.gan_state_of(items)
+def restore_or_init(generator, critic, config, ckpt: checkpointing.Checkpointer
+                    ) -> Tuple[GANState, Optional[int]]:
+  """The GAN state of the latest intact checkpoint, or a fresh one; and the step restored."""
+  items, step = restore.restore_or_init(
+      ckpt, restore.gan_items(init_state(generator, critic, config)), "GAN", config,
+      config_validation.check_saved_model)
+  return restore.gan_state_of(items), step
 
 
 def save_checkpoint(ckpt, state, config, schedule, step, last_good: Optional[int],
                     collapse_state: Optional[Dict] = None) -> int:
   if not all_finite((state.g_params, state.d_params, state.ema_params)):
     raise NonFiniteLossError(
-        f"non-finite parameters at step {step}; no checkpoint written. The last good "
-        f"checkpoint is step {last_good} in {ckpt.directory}")
+        f"non-finite parameters at step {step}; no checkpoint written. "
+        + errors.last_good(last_good, ckpt.directory))
   stage, alpha = schedule.at(max(step - 1, 0))
   meta = {"step": step, "stage": stage.stage, "resolution": stage.resolution,
           "alpha": alpha, "images_seen": schedule.images_seen(step)}
@@ -280,13 +309,11 @@ def train_and_evaluate(config, workdir: str) -> GANState:
   workdir = str(files.resolve(workdir))  # Local: absolute; gs://...: as given.
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   t = config.train
+  lease = writer_lease(config, files.join(workdir, restore.GAN_DIR), "train")
   ckpt = restore.gan_checkpointer(workdir, t.keep_checkpoints)
   schedule = Schedule(t, config.model.channels)
   writer = metric_writer(workdir)
-  last = ckpt.latest_step()
-  monitor = collapse.CollapseMonitor(
-      t.collapse_patience, None if last is None else ckpt.read_json(last, "meta").get("collapse"))
-  state = None
+  state = monitor = None
 
   def save(step):
     return save_checkpoint(ckpt, state, config, schedule, step, loop.last_saved, monitor.state())
@@ -296,11 +323,16 @@ def train_and_evaluate(config, workdir: str) -> GANState:
                    {"px": "resolution", "critic": "critic_loss", "W": "wasserstein",
                     "GP": "gradient_penalty", "G": "generator_loss",
                     "coverage": "mask_coverage"},
-                   eta=lambda step, sps: schedule.eta(step, sps, compiled["seconds"]))
+                   eta=lambda step, sps: schedule.eta(step, sps, compiled["seconds"]),
+                   lease=lease)
   with loop:
     # 1. Restore or initialise, 2. per stage: compile, then iterate over its batches.
     generator, critic = models.build_generator(config), models.build_critic(config)
-    state = restore_or_init(generator, critic, config, ckpt)
+    state, restored = restore_or_init(generator, critic, config, ckpt)
+    loop.last_saved = restored  # Not a damaged later step the restore skipped.
+    monitor = collapse.CollapseMonitor(
+        t.collapse_patience,
+        None if restored is None else ckpt.read_json(restored, "meta").get("collapse"))
     step = int(jax.device_get(state.step))
     if step == 0:
       writer.write_hparams(_flatten(checkpointing.config_to_dict(config)))
@@ -320,21 +352,44 @@ def train_and_evaluate(config, workdir: str) -> GANState:
       start = time.time()
       train_step, compiled["seconds"], _ = compile_train_step(generator, critic, config,
                                                               stage.stage, state, shape)
+      per_call = min(t.steps_per_call, end - step)
+      if per_call > 1:
+        group_step, seconds, _ = compile_train_step(generator, critic, config, stage.stage,
+                                                    state, shape, per_call)
+        compiled["seconds"] += seconds
       sample_fn = make_sample_fn(generator, config, stage.stage)
       iterator = train_data.train_iterator(
           config.data, resolution=stage.resolution,
           batch_size=parallel.per_process_batch(stage.batch_size),
           seed=config.seed + 1000 * stage.stage, start_index=step - stage.start_step)
+      reals = parallel.prefetch_to_device((b["image"] for b in iterator), t.device_prefetch)
       loop.exclude(time.time() - start)  # Step time and images/s: iterations only.
+      loop.renew()  # A compile may take minutes.
       lr = np.float32(stage.lr)  # Host scalars: a jnp scalar would be an eager op per step.
-      for step in loop.steps(step, end):
-        alpha = np.float32(stage.alpha(step))
-        real = parallel.put_batch(next(iterator)["image"])
-        state, metrics = train_step(state, real, alpha, lr)
-        step += 1
-        loop.record(step, metrics, stage.batch_size,
-                    {"resolution": stage.resolution, "images_seen": schedule.images_seen(step),
-                     "learning_rate": stage.lr})
+
+      def extras(step, stage=stage):
+        return lambda: {"resolution": stage.resolution,
+                        "images_seen": schedule.images_seen(step), "learning_rate": stage.lr}
+
+      def acts_after(step):  # Groups of iterations end where something happens.
+        return (loop.itstime(step, t.sample_every_steps) or
+                loop.itstime(step, t.checkpoint_every_steps) or
+                fid_due(t.fid_every_images, schedule.images_seen(step - 1),
+                        schedule.images_seen(step)))
+
+      for first, count in loop.groups(step, end, per_call, acts_after):
+        if count == per_call > 1:
+          alphas = np.asarray([stage.alpha(s) for s in range(first, first + count)], np.float32)
+          state, metrics = group_step(state, tuple(next(reals) for _ in range(count)), alphas,
+                                      lr)
+          loop.record(first + count, metrics, count * stage.batch_size,
+                      extras(first + count), count)
+        else:  # One iteration per call; also the shorter groups before an action or a stop.
+          for s in range(first, first + count):
+            state, metrics = train_step(state, next(reals), np.float32(stage.alpha(s)), lr)
+            loop.record(s + 1, metrics, stage.batch_size, extras(s + 1))
+        step = first + count
+        alpha = np.float32(stage.alpha(step - 1))
         if loop.itstime(step, t.sample_every_steps):
           _check_samples(loop, monitor, sample_fn, state, step, alpha, writer, workdir, t)
         if fid_due(t.fid_every_images, schedule.images_seen(step - 1),

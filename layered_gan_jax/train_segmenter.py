@@ -17,7 +17,7 @@ from absl import logging
 
 from layered_gan_jax import (checkpointing, files, models, parallel, recompose, restore, unet,
                              visualization)
-from layered_gan_jax.loop import TrainLoop, metric_writer
+from layered_gan_jax.loop import TrainLoop, metric_writer, writer_lease
 from layered_gan_jax import state as state_lib
 from layered_gan_jax.state import NetState
 
@@ -111,6 +111,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
   """Trains the distilled segmenter of the GAN in ``workdir`` (``config`` validated by the
   caller); resumes from its checkpoints."""
   s = config.segmenter
+  lease = writer_lease(config, files.join(workdir, restore.SEGMENTER_DIR), "train_segmenter")
   gan = restore.load_gan(workdir, config)
   unet.check_resolution(gan.resolution, s.levels)
   model, tx = models.build_unet(s), make_optimizer(s)
@@ -144,7 +145,7 @@ def train_and_evaluate(config, workdir: str) -> NetState:
 
   loop = TrainLoop("segmenter", ckpt, writer, s.max_steps, s.log_every_steps, save,
                    {"loss": "segmenter_loss", "train_iou": "train_fg_iou",
-                    "kept": "kept_fraction"})
+                    "kept": "kept_fraction"}, lease=lease)
   with loop:
     for step in loop.steps(int(jax.device_get(state.step))):
       state, metrics = train_step(state, g_params)

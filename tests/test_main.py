@@ -124,6 +124,9 @@ def scene(tmp_path_factory):
   from configs import tiny  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("refusals")
   _fake_checkpoint(root / "run", tiny.get_config())
+  # A training of this process (alive while the cases run) holds the GAN folder of leased/.
+  from benchmarks.run_folder_faults import plant_lease  # pylint: disable=g-import-not-at-top
+  plant_lease(str(root / "leased"), os.getpid())
   (root / "corrupt").mkdir()
   (root / "corrupt" / "a.jpg").write_bytes(b"\xff\xd8 not a jpeg" * 20)
   for i in range(2):
@@ -217,6 +220,15 @@ REFUSALS = [
     ("CUB list missing", ["--config=configs/cub.py", "--workdir={run}",
                           "--config.data.cub_test_ids_path={root}/ids.txt"],
      "ids.txt: no such file"),
+    ("workdir is a file", ["--config=configs/tiny.py", "--workdir={root}/plain/0.png/run"],
+     "{root}/plain/0.png is a file, not a folder"),
+    ("fid of a step not saved", TINY + ["--mode=fid", "--step=999",
+                                       "--config.eval.fid_samples=8"],
+     "--step=999: no complete GAN checkpoint of that step in {run}/checkpoints (steps: 4)"),
+    ("a second writer", ["--config=configs/tiny.py", "--workdir={root}/leased"],
+     "{root}/leased/checkpoints is being written by another training (--mode=train, process"),
+    ("a second writer in a pipeline", ["--config=configs/tiny.py", "--workdir={root}/leased",
+                                       "--mode=pipeline"], "is being written by another"),
 ]
 
 

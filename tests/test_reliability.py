@@ -18,6 +18,7 @@ from PIL import Image
 import pytest
 
 from benchmarks import fault_injection as fi
+from benchmarks import run_folder_faults as rff
 from configs import tiny
 from layered_gan_jax import checkpointing, config_validation
 from layered_gan_jax.errors import ConfigError
@@ -100,6 +101,36 @@ def test_sigterm_saves_exits_0_and_the_restart_continues(reference, tmp_path):
   _ok(r)
   assert fi.resumed_from(r) == stop
   _assert_identical(reference, workdir)
+
+
+# ------------------------------------------------------------------------------ run folder
+# The cases of benchmarks/run_folder_faults.py: each injects its fault into the real command,
+# checks the stop's one line and exit status, reruns and compares with the reference.
+
+
+def _case(case_fn, tmp_path, reference):
+  case = case_fn(str(tmp_path), {"reference": reference})
+  assert case.ok, "\n".join(case.observed + [r.command + "\n" + r.tail(15) for r in case.runs])
+
+
+@pytest.mark.slow
+def test_a_second_writer_is_refused_and_the_first_ends_as_if_alone(reference, tmp_path):
+  _case(rff.case_second_writer, tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_the_first_checkpoint_stops_in_one_line_and_resumes(reference, tmp_path):
+  _case(rff.case_full_disk_first, tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_later_checkpoint_keeps_the_earlier_one(reference, tmp_path):
+  _case(rff.case_full_disk_later, tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_in_one_line(tmp_path):
+  _case(rff.case_non_finite, tmp_path, None)
 
 
 # ------------------------------------------------------------------------------ checkpointing

@@ -298,6 +298,79 @@ def test_training_leaves_events_samples_and_checkpoints(progressive_run):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_several_iterations_per_call_give_the_same_state(tmp_path):
+  """train.steps_per_call=2 at 8 px: two groups of 2 iterations, each one compiled (unrolled)
+  lax.scan, then the single iteration before the sample and checkpoint step; every array of
+  the state equals the run of one iteration per call, bit for bit (CPU). Then the same compiled
+  group takes each iteration's own alpha (0.3, then 0.7: the fade-in of the 8 px block)."""
+  states, calls = [], []
+  original = train_gan.compile_train_step
+
+  def counting(*args, **kwargs):
+    calls.append(args[6] if len(args) > 6 else kwargs.get("count", 1))
+    return original(*args, **kwargs)
+
+  config = None
+  for per_call in (1, 2):
+    config = _config(max_steps=5, steps_per_call=per_call, log_every_steps=5,
+                     start_resolution=8, resolution=8)
+    train_gan.compile_train_step = counting
+    try:
+      states.append(train_gan.train_and_evaluate(config, str(tmp_path / str(per_call))))
+    finally:
+      train_gan.compile_train_step = original
+  assert calls == [1, 1, 2]
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(states[0])[0],
+                          jax.tree.leaves(states[1])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b),
+                                  err_msg=jax.tree_util.keystr(path))
+
+  from layered_gan_jax import models, parallel  # pylint: disable=g-import-not-at-top
+  generator, critic = models.build_generator(config), models.build_critic(config)
+  shape, lr = (8, 8, 8, 3), np.float32(config.train.lr)
+  single = original(generator, critic, config, 1, states[0], shape)[0]
+  group = original(generator, critic, config, 1, states[0], shape, 2)[0]
+  reals = [parallel.put_batch(np.random.RandomState(i).uniform(-1, 1, shape).astype(np.float32))
+           for i in range(2)]
+  alphas = np.asarray([0.3, 0.7], np.float32)
+  copy = lambda: jax.tree.map(jnp.copy, states[0])  # The steps donate their state.
+  one = copy()
+  for real, alpha in zip(reals, alphas):
+    one, _ = single(one, real, alpha, lr)
+  two, _ = group(copy(), tuple(reals), alphas, lr)
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_groups_of_iterations_end_at_every_action_and_at_an_agreed_stop():
+  """TrainLoop.groups: never past a log step or an action of the caller's; a stop requested
+  for an iteration inside the group ends the group there, then saves and raises Preempted."""
+  from layered_gan_jax import loop as loop_lib  # pylint: disable=g-import-not-at-top
+
+  class Checkpoints:
+    directory, saved = "ckpt", []
+
+    def latest_step(self):
+      return None
+
+    def reached_preemption(self, step):
+      return step == 13
+
+    def close(self):
+      pass
+
+  ckpt = Checkpoints()
+  save = lambda step: ckpt.saved.append(step) or step
+  loop = loop_lib.TrainLoop("GAN", ckpt, None, 20, 6, save, {})
+  loop.finish = lambda: None
+  groups = []
+  with pytest.raises(errors.Preempted, match="stopped at step 13"):
+    for group in loop.groups(0, 20, 4, lambda step: step == 9):
+      groups.append(group)
+  assert groups == [(0, 4), (4, 2), (6, 3), (9, 3), (12, 1)]
+  assert ckpt.saved == [13]
+
+
 def _poisoned_after(n):
   """A make_train_step whose steps turn parameters and losses into NaN after iteration n."""
   original = train_gan.make_train_step

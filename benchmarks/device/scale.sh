@@ -1,6 +1,6 @@
 #!/bin/bash
 # The scale experiment on one GPU machine: benchmarks/device/scale.py drive, in one command of
-# about 8 minutes (SECONDS_BUDGET for the driver, plus the install).
+# about 9 minutes (the loop benchmark, SECONDS_BUDGET for the driver, plus the install).
 #
 # Run from the repository root on a CUDA machine whose Python has jax[cuda], flax, optax,
 # orbax-checkpoint and opencv but no TensorFlow (the image of the team's lent GPU machines).
@@ -38,10 +38,15 @@ if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control > /dev/null; then
 fi
 { echo "== $(date -u) MPS $SCALE_MPS"; nvidia-smi --query-gpu=name,memory.total,driver_version \
   --format=csv,noheader; python3 -c "import jax; print('jax', jax.__version__)"; } >> "$L" 2>&1
+# The training loop against its compiled step at the recipe's shapes, before and after the loop
+# work (no device prefetch / two batches ahead / 8 iterations per call): about 90 s.
+timeout "${LOOP_SECONDS:-120}" python3 -m benchmarks.device.no_tf_launch -m \
+  benchmarks.loop_overhead --preset=scale --iterations=600 --json="$OUT/loop_overhead.json" \
+  >> "$L" 2>&1
 CACHE=()
 [ -d .devrun/reference_segmenter ] && CACHE=(--reference_cache=.devrun/reference_segmenter)
 python3 -m benchmarks.device.no_tf_launch -m benchmarks.device.scale drive --out="$OUT" \
-  --runs_dir="$RUNS" --seconds="${SECONDS_BUDGET:-470}" "${CACHE[@]}" \
+  --runs_dir="$RUNS" --seconds="${SECONDS_BUDGET:-400}" "${CACHE[@]}" \
   --device="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), MPS $SCALE_MPS" \
   "$@"
 [ "$SCALE_MPS" = on ] && echo quit | nvidia-cuda-mps-control
