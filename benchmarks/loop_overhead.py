@@ -46,7 +46,7 @@ PRESETS = {
               {"train.batch_size": 64, "train.lr": 1e-3, "train.log_every_steps": 200,
                "train.start_resolution": 32, "train.resolution": 32}),
     "tiny": ("configs/tiny.py",
-             {"train.start_resolution": 8, "train.resolution": 8, "train.log_every_steps": 2}),
+             {"train.start_resolution": 8, "train.resolution": 8, "train.log_every_steps": 50}),
 }
 
 
@@ -94,7 +94,8 @@ def time_loop(config, iterations: int, steps_per_call: int = 1) -> dict:
   iterations = every * max(1, round(iterations / every))
   config.train.max_steps = warm + iterations
   config.train.checkpoint_every_steps = config.train.sample_every_steps = 10 ** 9
-  config.train.steps_per_call = steps_per_call
+  if "steps_per_call" in config.train:  # (Absent before the loop work: one per call.)
+    config.train.steps_per_call = steps_per_call
   logged = {}
   original = loop_lib.TrainLoop.record
 
@@ -131,10 +132,13 @@ def main(argv=None):
   settings = [("before", 0, 1), ("prefetch", 2, 1)]
   if args.steps_per_call > 1:
     settings.append((f"prefetch + {args.steps_per_call} per call", 2, args.steps_per_call))
+  if "device_prefetch" not in config.train:  # A checkout before the loop work.
+    settings = [("code before the loop work", 0, 1)]
   rows = []
   for name, prefetch, per_call in settings:
     config = build(args)
-    config.train.device_prefetch = prefetch
+    if "device_prefetch" in config.train:
+      config.train.device_prefetch = prefetch
     rows.append(dict(time_loop(config, iterations, per_call), setting=name,
                      device_prefetch=prefetch))
   for row in rows:

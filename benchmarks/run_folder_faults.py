@@ -20,6 +20,7 @@ the same cases.
 import argparse
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -184,8 +185,20 @@ def _full_disk(root, ctx, name, trigger, failed_step, resume):
   disk = os.path.join(root, name)
   with small_disk(disk) as mounted:
     workdir = os.path.join(disk, "run")
-    r = case.run(user_args(workdir), signal_on=(trigger, filler(disk, mounted)))
+    fill = filler(disk, mounted)
+    before = {}
+
+    def hash_then_fill(run):
+      if resume is not None:
+        before[resume] = tree_hash(os.path.join(fi.checkpoint_dir(workdir), str(resume)))
+      fill(run)
+
+    r = case.run(user_args(workdir), signal_on=(trigger, hash_then_fill))
     lines = stop_lines(r)
+    if resume is not None:
+      after = tree_hash(os.path.join(fi.checkpoint_dir(workdir), str(resume)))
+      case.check(after == before[resume], f"checkpoint {resume}: hash {before[resume]} at the "
+                 f"fault, {after} after the stop")
     case.check(r.proc.returncode == 5 and len(lines) == 1 and lines[0] == r.lines[-1] and
                f"could not write the checkpoint of step {failed_step}" in lines[0],
                f"{'tmpfs' if mounted else 'file-size limit 0'}: exit {r.proc.returncode}, "
@@ -219,9 +232,64 @@ def case_non_finite(root, ctx):
   return case
 
 
+def tree_hash(path: str) -> str:
+  """sha256 over the relative paths and bytes of every file under ``path`` (12 hex digits)."""
+  h = hashlib.sha256()
+  for root, dirs, names in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      h.update(os.path.relpath(full, path).encode())
+      with open(full, "rb") as f:
+        h.update(f.read())
+  return h.hexdigest()[:12]
+
+
+def flip_a_byte(step_dir: str) -> str:
+  """Inverts one byte in the middle of the step's largest file (an array data file)."""
+  path = max((os.path.join(r, n) for r, _, names in os.walk(step_dir) for n in names),
+             key=os.path.getsize)
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  return path
+
+
+def case_damaged_latest(root, ctx):
+  """A finished run whose latest checkpoint has one damaged byte: the rerun of the same
+  command skips it with one warning, resumes from the previous one, ends bit-identical, and
+  the damaged step is kept aside."""
+  case = fi.Case("damaged_latest", "a finished run; one byte of step 24's largest file "
+                 "inverted; the same command again",
+                 "one warning, resumed from 12, bit-identical; 24 moved to 24.damaged")
+  workdir = os.path.join(root, "damaged")
+  r = case.run(user_args(workdir))
+  case.check(r.proc.returncode == 0, f"first run: exit {r.proc.returncode}")
+  ckpt_dir = fi.checkpoint_dir(workdir)
+  flip_a_byte(os.path.join(ckpt_dir, str(fi.STEPS)))
+  kept = tree_hash(os.path.join(ckpt_dir, str(fi.STEPS // 2)))
+  damaged = tree_hash(os.path.join(ckpt_dir, str(fi.STEPS)))
+  again = case.run(user_args(workdir))
+  warned = [l for l in again.lines if "Skipping a damaged checkpoint" in l]
+  case.check(again.proc.returncode == 0 and len(warned) == 1 and
+             fi.resumed_from(again) == fi.STEPS // 2,
+             f"rerun: exit {again.proc.returncode}, {len(warned)} warning line(s), resumed "
+             f"from {fi.resumed_from(again)}")
+  aside = os.path.join(ckpt_dir, f"{fi.STEPS}.damaged")
+  case.check(os.path.isdir(aside) and tree_hash(aside) == damaged,
+             f"damaged step kept aside as {os.path.basename(aside)}: hash {damaged} before, "
+             f"{tree_hash(aside) if os.path.isdir(aside) else 'missing'} after")
+  case.check(True, f"step {fi.STEPS // 2} hash {kept} before the rerun")
+  diff = fi.compare(ctx["reference"], fi.final_arrays(workdir)[1])
+  case.check(not diff, diff or "bit-identical")
+  return case
+
+
 CASES = {"second_writer": case_second_writer, "stale_lease": case_stale_lease,
          "full_disk_first": case_full_disk_first, "full_disk_later": case_full_disk_later,
-         "non_finite": case_non_finite}
+         "non_finite": case_non_finite, "damaged_latest": case_damaged_latest}
 
 
 def main():

@@ -35,18 +35,19 @@ other error is re-raised unchanged. Orbax leaves the failed step as a temporary 
 removed.
 """
 
+import contextlib
 import json
 import os
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 import jax
 from absl import logging
 import orbax.checkpoint as ocp
 from etils import epath
 
-from layered_gan_jax import checksums, errors, files
+from layered_gan_jax import checksums, errors, files, lease
 
 CHECKSUMS = "checksums"  # The JSON item every save adds (see the module docstring).
 JSON_ITEMS = ("config", "meta", CHECKSUMS)
@@ -60,6 +61,31 @@ _DATA_LOSS = re.compile(r"DATA_LOSS|OUT_OF_RANGE|corrupt|decompress|zstd|Error (
 _NOT_DAMAGE = re.compile(r"permission|PERMISSION_DENIED|access denied|forbidden|\b40[13]\b",
                          re.IGNORECASE)
 T = TypeVar("T")
+
+
+class StepRemoved(errors.ConfigError):
+  """A step removed by the training that writes its folder (keep-last-N) while a reader was
+  about to read it."""
+
+  def __init__(self, directory: str, step: int):
+    super().__init__(f"the checkpoint of step {step} in {directory} was removed by the training "
+                     "that writes this folder (it keeps its last checkpoints only) before it "
+                     "could be read; give a step it still keeps, or leave --step out for the "
+                     "latest")
+    self.directory, self.step = directory, step
+
+
+class _HeldByReaders:
+  """Orbax's preservation policy for the steps that readers hold (lease.held_steps): the
+  writer's keep-last-N leaves them until they are released."""
+
+  def __init__(self, directory: str):
+    self._directory = directory
+
+  def should_preserve(self, checkpoints, *, context=None) -> List[bool]:
+    del context
+    held = lease.held_steps(self._directory, lease.READ_HOLD_STALE_S)
+    return [info.step in held for info in checkpoints]
 
 
 class DamagedCheckpoint(errors.ConfigError):
@@ -182,7 +208,9 @@ class Checkpointer:
     self._cleaned = False
     self._damaged: Dict[int, DamagedCheckpoint] = {}
     self._warned_unverified = False
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+    keep = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [ocp.checkpoint_managers.LatestN(max_to_keep), _HeldByReaders(self.directory)])
+    options = ocp.CheckpointManagerOptions(preservation_policy=keep, create=True,
                                            enable_async_checkpointing=False)
     names = self.item_names + ((CHECKSUMS,) if self._arrays else ())
     self._manager = ocp.CheckpointManager(orbax_directory(self.directory), options=options,
@@ -304,16 +332,48 @@ class Checkpointer:
                       self.directory, checksums.ALGORITHM)
     return {name: restored[name] for name in targets}
 
+  @contextlib.contextmanager
+  def reading(self, step: int) -> Iterator[None]:
+    """Holds ``step`` for the block (:class:`layered_gan_jax.lease.ReadHold`): a training that
+    writes this folder meanwhile keeps it (see :class:`_HeldByReaders`). If the step was
+    removed before the hold was seen (its folder gone, or going, when a read in the block
+    fails), :class:`StepRemoved`."""
+    folder = epath.Path(self.directory) / str(step)
+    with lease.ReadHold(self.directory, step):
+      marked = (folder / COMMIT_MARKER).exists()
+      if not (folder.exists()):
+        raise StepRemoved(self.directory, step)
+      try:
+        yield
+      except errors.ConfigError:  # Damaged, or another model: not a removal.
+        raise
+      except Exception as exc:  # pylint: disable=broad-except
+        if folder.exists() and (folder / COMMIT_MARKER).exists() == marked:
+          raise
+        raise StepRemoved(self.directory, step) from exc
+
   def restore_latest(self, restore_step: Callable[[int], T]) -> Tuple[Optional[int],
                                                                       Optional[T]]:
     """``(step, restore_step(step))`` for the latest complete step that ``restore_step``
-    (which restores through this checkpointer) restores intact; ``(None, None)`` when there is
-    no complete step. A damaged step is skipped with one warning line; if every step is
-    damaged, ``errors.ConfigError``."""
+    (which restores through this checkpointer) restores intact, each tried under
+    :meth:`reading`; ``(None, None)`` when there is no complete step. A damaged step is
+    skipped with one warning line; if every step is damaged, ``errors.ConfigError``. A step
+    that a training removed before this reader's hold was seen is skipped for the then
+    latest."""
+    for _ in range(3):  # A writer that saves faster than this reads: give up after 3.
+      try:
+        return self._restore_latest_once(restore_step)
+      except StepRemoved as e:
+        logging.warning("%s; reading the latest step again", e)
+        self._manager.reload()
+    return self._restore_latest_once(restore_step)
+
+  def _restore_latest_once(self, restore_step):
     steps = self.all_steps()
     for i in range(len(steps) - 1, -1, -1):
       try:
-        return steps[i], restore_step(steps[i])
+        with self.reading(steps[i]):
+          return steps[i], restore_step(steps[i])
       except DamagedCheckpoint as e:
         if e.directory != self.directory or e.step != steps[i]:
           raise  # Another checkpoint's damage: not this step's.

@@ -46,6 +46,9 @@ from layered_gan_jax.errors import ConfigError
 
 LEASE_FILE = "writer.json"
 READERS = "readers"  # <checkpoint folder>/readers/<token>.json: the steps being read.
+# A hold of another host (or on an object store, seen from another host) not older than this
+# is honoured: a reader (evaluate, fid, sample) may read one step for a long time.
+READ_HOLD_STALE_S = 6 * 3600.0
 
 
 class LeaseHeld(ConfigError):

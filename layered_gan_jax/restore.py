@@ -156,7 +156,8 @@ def load_gan(workdir: str, config=None, with_critic: bool = False,
       raise errors.ConfigError(
           f"no complete GAN checkpoint of step {step} in {directory} (steps: "
           f"{', '.join(map(str, ckpt.all_steps())) or 'none'})")
-    return _load_gan_step(ckpt, directory, step, config, with_critic)
+    with ckpt.reading(step):  # A training writing here keeps the step while it is read.
+      return _load_gan_step(ckpt, directory, step, config, with_critic)
   finally:
     ckpt.close()
 

@@ -300,3 +300,45 @@ def test_a_save_failing_midway_leaves_only_an_incomplete_step(tmp_path, monkeypa
   assert sorted(os.listdir(d)) == ["1", "2"]
   assert [s for s, _ in [_restore_latest(writer)]] == [2]
   writer.close()
+
+
+# ------------------------------------------------------------------ a reader beside a writer
+
+
+def test_a_reader_on_the_oldest_kept_step_keeps_it_from_the_writers_keep_last_n(
+    tmp_path, monkeypatch):
+  """fid / evaluate / sample reading a run while it trains: load_gan of the oldest kept step
+  (4 of 4, 8; the writer keeps 2) while the training saves step 12, which would remove step 4.
+  The reader's hold keeps it until the read is done (its arrays are those saved); the next save
+  removes it, and the reader leaves nothing behind."""
+  config = tiny.get_config()
+  generator, critic = models.build_generator(config), models.build_critic(config)
+  abstract = restore.abstract_gan_state(generator, critic, config)
+  rng = np.random.default_rng(0)
+  writer = restore.gan_checkpointer(str(tmp_path), keep=2)
+  saved = {}
+
+  def save(step):
+    gan = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), abstract)
+    writer.save(step, dict(restore.gan_items(gan), config=checkpointing.config_to_dict(config),
+                           meta={"step": step, "stage": 1, "alpha": 1.0}))
+    saved[step] = gan.ema_params
+
+  for step in (4, 8):
+    save(step)
+  load_step = restore._load_gan_step  # pylint: disable=protected-access
+
+  def load_while_the_writer_saves(ckpt, directory, step, *args):
+    save(12)  # Under keep-last-2 this removes step 4, unless a reader holds it.
+    return load_step(ckpt, directory, step, *args)
+
+  monkeypatch.setattr(restore, "_load_gan_step", load_while_the_writer_saves)
+  loaded = restore.load_gan(str(tmp_path), config, step=4)
+  assert loaded.step == 4
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded.ema_params), saved[4])
+  folder = os.path.join(str(tmp_path), restore.GAN_DIR)
+  assert sorted(int(n) for n in os.listdir(folder) if n.isdigit()) == [4, 8, 12]
+  save(16)
+  assert writer.all_steps() == [12, 16]
+  assert not os.path.exists(os.path.join(folder, "readers"))
+  writer.close()

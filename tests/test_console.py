@@ -28,6 +28,46 @@ def test_library_info_is_hidden_unless_verbose():
     console.quiet_library_logs(verbose=True)
 
 
+def test_a_library_workers_traceback_is_hidden_unless_verbose():
+  """A write that failed in Orbax's or clu's worker thread reaches the command as an exception
+  (one line); the traceback the thread logs is shown with --library_logs only."""
+  import sys  # pylint: disable=g-import-not-at-top
+  handler = logging.get_absl_handler()
+  try:
+    raise OSError(28, "No space left on device")
+  except OSError:
+    exc_info = sys.exc_info()
+  clu_error = std_logging.LogRecord("absl", std_logging.ERROR, "/site-packages/clu/asynclib.py",
+                                    1, "Error in producer thread", (), exc_info)
+  our_error = std_logging.LogRecord("absl", std_logging.ERROR, "/repo/layered_gan_jax/x.py", 1,
+                                    "ours", (), exc_info)
+  try:
+    console.quiet_library_logs(verbose=False)
+    assert [handler.filter(r) for r in (clu_error, our_error)] == [False, True]
+    console.quiet_library_logs(verbose=True)
+    assert handler.filter(clu_error)
+  finally:
+    console.quiet_library_logs(verbose=True)
+
+
+def test_tensorflows_start_up_lines_never_come_with_a_later_refusal():
+  """TensorFlow writes its banners to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says; the
+  held stderr drops them even when the checks pass, so a refusal that comes later (after JAX
+  and TensorFlow started) is still the command's only line."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = ("import sys\n"
+            "from layered_gan_jax import console\n"
+            "with console.HeldStderr():\n"
+            "  import tensorflow\n"
+            "print('error: refused after the checks', file=sys.stderr)\n")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stderr.splitlines() == ["error: refused after the checks"], result.stderr
+
+
 def test_progress_line():
   line = console.progress_line("GAN", 250, 2500, {"critic": -1.5612, "coverage": 0.6123},
                                64.2, 0.25)

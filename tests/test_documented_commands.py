@@ -50,6 +50,13 @@ SMALLEST = {
     "benchmarks.eta": ["--help"],
     # Compiles the step and its parts twice (45 s on configs/tiny.py; minutes on car.py).
     "benchmarks.step_memory": ["--help"],
+    # Trains configs/tiny.py a dozen times (3 minutes); its cases run in test_reliability.py.
+    "benchmarks.run_folder_faults": ["--help"],
+    # Saves car.py's initial state (1.1 GB) several times.
+    "benchmarks.checkpoint_hashing": ["--help"],
+    # Compiles and trains four times (a minute on configs/tiny.py).
+    "benchmarks.loop_overhead": ["--help"],
+    "benchmarks.refusal_table": ["--cases=workdir is a file"],
 }
 SUBCOMMANDS = {"benchmarks.official_parity": ("fixture", "behaviour", "faults"),
                "benchmarks.device.scale": ("drive", "summarize")}
