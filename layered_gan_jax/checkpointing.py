@@ -77,13 +77,18 @@ class StepRemoved(errors.ConfigError):
 
 class _HeldByReaders:
   """Orbax's preservation policy for the steps that readers hold (lease.held_steps): the
-  writer's keep-last-N leaves them until they are released."""
+  writer's keep-last-N leaves them until they are released. One-process jobs only: the
+  processes of a multi-host job would read the holds at different moments and disagree on
+  what to keep, so there no hold is written or honoured (a reader beside such a training may
+  find its step removed: :class:`StepRemoved`, one line)."""
 
   def __init__(self, directory: str):
     self._directory = directory
 
   def should_preserve(self, checkpoints, *, context=None) -> List[bool]:
     del context
+    if jax.process_count() > 1:
+      return [False] * len(checkpoints)
     held = lease.held_steps(self._directory, lease.READ_HOLD_STALE_S)
     return [info.step in held for info in checkpoints]
 
@@ -338,7 +343,10 @@ class Checkpointer:
     writes this folder meanwhile keeps it (see :class:`_HeldByReaders`). If the step was
     removed before the hold was seen (its folder gone, or going, when a read in the block
     fails), :class:`StepRemoved`."""
-    folder = epath.Path(self.directory) / str(step)
+    folder = orbax_directory(self.directory) / str(step)  # Orbax's own files.
+    if jax.process_count() > 1:  # Holds are for one-process jobs (see _HeldByReaders).
+      yield
+      return
     with lease.ReadHold(self.directory, step):
       marked = (folder / COMMIT_MARKER).exists()
       if not (folder.exists()):

@@ -259,24 +259,26 @@ class ReadHold:
   def __exit__(self, *exc):
     try:
       self.path.unlink()
-      self.path.parent.rmdir()  # The last reader leaves no folder behind.
-    except OSError:  # Not there, or other readers' holds are.
+      if not any(True for _ in self.path.parent.iterdir()):
+        self.path.parent.rmdir()  # The last reader leaves no folder behind.
+    except Exception:  # pylint: disable=broad-except  # Not there, or (gfile) another error.
       pass
     return False
 
 
 def held_steps(directory: str, stale_after_s: float) -> set:
-  """The steps of ``directory`` that live readers hold (see :class:`ReadHold`)."""
+  """The steps of ``directory`` that live readers hold (see :class:`ReadHold`); the holds of
+  readers that are gone are removed (the writer's keep-last-N asks)."""
   folder = epath.Path(directory) / READERS
   held = set()
-  try:
-    paths = list(folder.iterdir())
-  except (FileNotFoundError, NotADirectoryError):
+  try:  # (tf.io.gfile's backends raise their own NotFoundError, not an OSError.)
+    paths = list(folder.iterdir()) if folder.exists() else []
+  except Exception:  # pylint: disable=broad-except  # Removed by its last reader meanwhile.
     return held
   for path in paths:
     try:
       hold = json.loads(path.read_text())
-    except (OSError, ValueError):  # Removed meanwhile, or being written.
+    except Exception:  # pylint: disable=broad-except  # Removed meanwhile, or being written.
       continue
     if hold.get("host") == socket.gethostname():
       live = _alive(int(hold.get("pid", 0)), hold.get("pid_start"))
@@ -284,4 +286,9 @@ def held_steps(directory: str, stale_after_s: float) -> set:
       live = time.time() - float(hold.get("renewed", 0.0)) <= stale_after_s
     if live:
       held.add(int(hold["step"]))
+    else:  # A reader killed while it read: its hold is removed, nothing else.
+      try:
+        path.unlink()
+      except OSError:
+        pass
   return held

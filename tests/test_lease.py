@@ -120,3 +120,17 @@ def test_two_writers_racing_for_a_free_folder_one_wins(tmp_path, monkeypatch):
 def test_other_processes_of_a_job_hold_nothing(tmp_path):
   plant_lease(str(tmp_path), os.getppid())
   lease.Lease(os.path.join(tmp_path, restore.GAN_DIR), "train", 60, enabled=False).acquire()
+
+
+def test_holds_of_live_readers_count_and_those_of_dead_ones_are_removed(tmp_path):
+  directory = os.path.join(tmp_path, restore.GAN_DIR)
+  with lease.ReadHold(directory, 4):
+    dead = lease.ReadHold(directory, 8)
+    dead.__enter__()
+    record = json.loads(dead.path.read_text())
+    record["pid"] = _dead_pid()
+    dead.path.write_text(json.dumps(record))
+    assert lease.held_steps(directory, 60) == {4}
+    assert not dead.path.exists()
+  assert lease.held_steps(directory, 60) == set()
+  assert not os.path.exists(os.path.join(directory, lease.READERS))
