@@ -160,17 +160,28 @@ def _move_aside(path: epath.Path, target: epath.Path) -> None:
   if not files.is_uri(path):
     path.rename(target)
     return
-  listing = list(path.walk())  # Whole, before anything is written.
-  for root, _, names in listing:
+  # Listed through iterdir, which keeps the URI's scheme (etils' walk() over gcsfs yields
+  # paths without "gs://"); whole, before anything is written.
+  listing = []  # (folder, [file names]), parents first.
+
+  def scan(folder: epath.Path) -> None:
+    children = list(folder.iterdir())
+    listing.append((folder, [c.name for c in children if not c.is_dir()]))
+    for child in children:
+      if child.is_dir():
+        scan(child)
+
+  scan(path)
+  for root, names in listing:
     relative = os.fspath(root)[len(os.fspath(path)):].strip("/")
     folder = target / relative if relative else target
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
       (root / name).copy(folder / name)
-  for root, _, names in listing:  # Then the originals: each object, then the folders.
+  for root, names in listing:  # Then the originals: each object, then the folders.
     for name in names:
       (root / name).unlink()
-  for root, _, _ in reversed(listing):
+  for root, _ in reversed(listing):
     try:
       root.rmdir()
     except (OSError, ValueError):  # Gone with its last object; or a store's quirk: empty.

@@ -86,6 +86,9 @@ _TEXT_REASONS = (
     (r"\b404\b.*bucket|bucket.*(does not exist|not found)|NoSuchBucket",
      "the bucket does not exist"),
     (r"input/output error|\bEIO\b", "input/output error of the device"),
+    # The object store's server went away (gcsfs / aiohttp, TensorFlow's libcurl client).
+    (r"ServerDisconnected|Cannot connect to host|Connection refused|libcurl code (7|52|56)\b",
+     "the storage server cannot be reached"),
 )
 
 
@@ -100,7 +103,7 @@ def write_failure_reason(exc: BaseException) -> Optional[str]:
       return exc.reason
     if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
       return _ERRNO_REASONS[exc.errno]
-    text = str(exc)
+    text = f"{type(exc).__name__}: {exc}"
     for pattern, reason in _TEXT_REASONS:
       if re.search(pattern, text, re.IGNORECASE):
         return reason
