@@ -134,35 +134,38 @@ def main(argv=None):
     settings.append((f"prefetch + {args.steps_per_call} per call", 2, args.steps_per_call))
   if "device_prefetch" not in config.train:  # A checkout before the loop work.
     settings = [("code before the loop work", 0, 1)]
-  rows = []
-  for name, prefetch, per_call in settings:
-    config = build(args)
-    if "device_prefetch" in config.train:
-      config.train.device_prefetch = prefetch
-    rows.append(dict(time_loop(config, iterations, per_call), setting=name,
-                     device_prefetch=prefetch))
-  for row in rows:
-    row["host_overhead_s"] = row["seconds_per_iteration"] - step
-    row["host_overhead_vs_step"] = row["host_overhead_s"] / step
   result = {"command": command_line("benchmarks.loop_overhead", argv), "machine": machine(),
             "date": datetime.date.today().isoformat(), "preset": args.preset,
             "batch": int(config.train.batch_size), "resolution": int(config.train.resolution),
-            "step_seconds": step, "loops": rows}
-  print(f"{args.preset}: step {step * 1e3:.2f} ms")
-  for row in rows:
+            "step_seconds": step, "loops": []}
+  print(f"{args.preset}: step {step * 1e3:.2f} ms", flush=True)
+  _write(args, result)
+  for name, prefetch, per_call in settings:  # Written after each: a time limit keeps the rest.
+    config = build(args)
+    if "device_prefetch" in config.train:
+      config.train.device_prefetch = prefetch
+    row = dict(time_loop(config, iterations, per_call), setting=name, device_prefetch=prefetch)
+    row["host_overhead_s"] = row["seconds_per_iteration"] - step
+    row["host_overhead_vs_step"] = row["host_overhead_s"] / step
+    result["loops"].append(row)
     print(f"  loop, {row['setting']}: "
           f"{row['seconds_per_iteration'] * 1e3:.2f} ms per iteration, host overhead "
           f"{row['host_overhead_s'] * 1e3:+.2f} ms = {row['host_overhead_vs_step']:+.1%} of the "
-          "step")
-  if args.json:
-    results = {}
-    if os.path.exists(args.json):
-      with open(args.json) as f:
-        results = json.load(f)
-    results[args.preset] = result
-    with open(args.json, "w") as f:
-      json.dump(results, f, indent=2)
+          "step", flush=True)
+    _write(args, result)
   return result
+
+
+def _write(args, result) -> None:
+  if not args.json:
+    return
+  results = {}
+  if os.path.exists(args.json):
+    with open(args.json) as f:
+      results = json.load(f)
+  results[args.preset] = result
+  with open(args.json, "w") as f:
+    json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
