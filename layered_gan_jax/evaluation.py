@@ -286,7 +286,7 @@ def read_metrics(workdir: str) -> Dict:
 
 def fid_of_checkpoint(config, workdir: str, step: Optional[int] = None) -> Dict:
   """``--mode=fid``: FID and KID of the GAN checkpoint ``step`` (default: the latest) on
-  ``config.eval.fid_samples`` samples; written to ``eval/fid_step_<step>.json``."""
+  ``config.eval.fid_samples`` samples; written to ``eval/fid_step_<step, 7 digits>.json``."""
   gan = restore.load_gan(workdir, config, step=step)
   scores = fid.generator_scores(config, gan, config.eval.fid_samples,
                                 config.seed + FID_SEED_OFFSET)
