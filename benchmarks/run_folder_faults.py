@@ -201,7 +201,7 @@ def _full_disk(root, ctx, name, trigger, failed_step, resume):
                  f"fault, {after} after the stop")
     case.check(r.proc.returncode == 5 and len(lines) == 1 and lines[0] == r.lines[-1] and
                f"could not write the checkpoint of step {failed_step}" in lines[0],
-               f"{'tmpfs' if mounted else 'file-size limit 0'}: exit {r.proc.returncode}, "
+               f"{'tmpfs' if mounted else 'file-size limit 100 KB'}: exit {r.proc.returncode}, "
                f"stop lines {lines}")
     free_space(disk)
     again = case.run(user_args(workdir))
