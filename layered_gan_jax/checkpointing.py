@@ -287,17 +287,14 @@ class Checkpointer:
     args = {name: (ocp.args.JsonSave(value) if name in JSON_ITEMS
                    else ocp.args.StandardSave(value)) for name, value in items.items()}
     try:
-      self._manager.save(step, args=ocp.args.Composite(**args), force=True)
-      self._manager.wait_until_finished()
-    except Exception as exc:  # pylint: disable=broad-except
-      reason = errors.write_failure_reason(exc)
-      if reason is None:
-        raise
+      with errors.writing(f"the checkpoint of step {step}", self.directory):
+        self._manager.save(step, args=ocp.args.Composite(**args), force=True)
+        self._manager.wait_until_finished()
+    except errors.WriteFailed:
       # Orbax leaves the other arrays' writes of this save unawaited; Python would report
       # each at exit, after the one line that says why the run stopped.
       warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
-      raise errors.WriteFailed(f"the checkpoint of step {step}", self.directory,
-                               reason) from exc
+      raise
 
   def reached_preemption(self, step: int) -> bool:
     """Whether ``step`` is the step at which every process stops after a preemption notice

@@ -14,9 +14,10 @@ main.py maps each to one line on stderr and its exit status (README, "Exit statu
 ====  ==========================  ======================================================
 """
 
+import contextlib
 import errno
 import re
-from typing import Optional
+from typing import Iterator, Optional
 
 EXIT_REFUSED = 2
 EXIT_COLLAPSED = 3
@@ -109,3 +110,19 @@ def write_failure_reason(exc: BaseException) -> Optional[str]:
         return reason
     exc = exc.__cause__ or exc.__context__
   return None
+
+
+@contextlib.contextmanager
+def writing(what: str, where: str) -> Iterator[None]:
+  """Raises :class:`WriteFailed` ``(what, where, reason)`` from a failed write inside the block
+  (see :func:`write_failure_reason`); any other error, and a WriteFailed raised inside, pass
+  unchanged."""
+  try:
+    yield
+  except WriteFailed:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    reason = write_failure_reason(e)
+    if reason is None:
+      raise
+    raise WriteFailed(what, where, reason) from e

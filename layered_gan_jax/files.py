@@ -42,13 +42,8 @@ def write_bytes(path, data: bytes) -> None:
   folder. A failed write (disk full, no permission, ...) raises
   :class:`~layered_gan_jax.errors.WriteFailed`; the previous file, if any, is kept."""
   path = epath.Path(path)
-  try:
+  with errors.writing(f"the file {path.name}", os.fspath(path.parent)):
     _write_bytes(path, data)
-  except Exception as e:  # pylint: disable=broad-except
-    reason = errors.write_failure_reason(e)
-    if reason is None:
-      raise
-    raise errors.WriteFailed(f"the file {path.name}", os.fspath(path.parent), reason) from e
 
 
 def _write_bytes(path: epath.Path, data: bytes) -> None:

@@ -36,50 +36,21 @@ def metric_writer(logdir: str) -> metric_writers.MetricWriter:
       metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0), logdir)
 
 
-class _WriteFailures(metric_writers.MetricWriter):
-  """A clu writer whose failed writes (disk full, no permission, ...) raise WriteFailed."""
+class _WriteFailures:
+  """A clu writer whose failed writes (disk full, no permission, ...) raise WriteFailed: each
+  of its methods is the wrapped writer's, called under ``errors.writing``."""
 
   def __init__(self, writer: metric_writers.MetricWriter, logdir: str):
     self._writer, self._logdir = writer, logdir
 
-  def _call(self, method: str, *args, **kwargs):
-    try:
-      return getattr(self._writer, method)(*args, **kwargs)
-    except Exception as e:  # pylint: disable=broad-except
-      reason = errors.write_failure_reason(e)
-      if reason is None:
-        raise
-      raise errors.WriteFailed("an event file", self._logdir, reason) from e
+  def __getattr__(self, name: str):
+    method = getattr(self._writer, name)
+    return lambda *args, **kwargs: self._call(method, *args, **kwargs)
 
-  def write_summaries(self, *args, **kwargs):
-    return self._call("write_summaries", *args, **kwargs)
+  def _call(self, method, *args, **kwargs):
+    with errors.writing("an event file", self._logdir):
+      return method(*args, **kwargs)
 
-  def write_scalars(self, *args, **kwargs):
-    return self._call("write_scalars", *args, **kwargs)
-
-  def write_images(self, *args, **kwargs):
-    return self._call("write_images", *args, **kwargs)
-
-  def write_videos(self, *args, **kwargs):
-    return self._call("write_videos", *args, **kwargs)
-
-  def write_audios(self, *args, **kwargs):
-    return self._call("write_audios", *args, **kwargs)
-
-  def write_texts(self, *args, **kwargs):
-    return self._call("write_texts", *args, **kwargs)
-
-  def write_histograms(self, *args, **kwargs):
-    return self._call("write_histograms", *args, **kwargs)
-
-  def write_hparams(self, *args, **kwargs):
-    return self._call("write_hparams", *args, **kwargs)
-
-  def flush(self):
-    return self._call("flush")
-
-  def close(self):
-    return self._call("close")
 
 def writer_lease(config, directory: str, mode: str) -> Lease:
   """The writer lease of the checkpoint folder ``directory``, taken now (see
