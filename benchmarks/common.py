@@ -30,8 +30,9 @@ def machine() -> str:
       devices = f" | JAX devices: {jax.device_count()} x {jax.devices()[0].device_kind}"
     except Exception:  # pylint: disable=broad-except
       devices = " | JAX devices: ?"
-  return (f"{platform.node()} | {cpu_model()} | {os.cpu_count()} CPUs{devices} | "
-          f"{platform.platform()}")
+  return (
+    f"{platform.node()} | {cpu_model()} | {os.cpu_count()} CPUs{devices} | {platform.platform()}"
+  )
 
 
 def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
@@ -48,17 +49,21 @@ def load_config(path: str, overrides: Sequence[str] = ()):
   parsed value (for the results files)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   path = os.path.abspath(path)
   if not os.path.isfile(path):
     raise SystemExit(f"error: config file {path}: no such file")
   bad = [a for a in overrides if not a.startswith("--config.") or "=" not in a]
   if bad:
-    raise SystemExit(f"error: unrecognised arguments {' '.join(bad)}; config overrides are "
-                     "--config.FIELD=VALUE, as for main.py")
+    raise SystemExit(
+      f"error: unrecognised arguments {' '.join(bad)}; config overrides are "
+      "--config.FIELD=VALUE, as for main.py"
+    )
   argv = ["benchmark", f"--config={path}", *overrides]
   flag_values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True,
-                                  sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    "config", None, flag_values=flag_values, lock_config=True, sys_argv=argv
+  )
   try:
     flag_values(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
@@ -66,7 +71,7 @@ def load_config(path: str, overrides: Sequence[str] = ()):
   config = flag_values.config
   applied = {}
   for arg in overrides:
-    field = arg[len("--config."):].split("=", 1)[0]
+    field = arg[len("--config.") :].split("=", 1)[0]
     node = config
     for name in field.split("."):
       node = node[name]
@@ -104,6 +109,8 @@ def gan_checkpoints(gan_workdir: str) -> str:
   """The checkpoints/ folder of a trained GAN's workdir; exits with a one-line error if none."""
   path = os.path.join(os.path.abspath(gan_workdir), "checkpoints")
   if not os.path.isdir(path):
-    raise SystemExit(f"error: {gan_workdir} has no checkpoints/ folder: train a GAN there "
-                     "first (python main.py --config=configs/synthetic.py --workdir=DIR)")
+    raise SystemExit(
+      f"error: {gan_workdir} has no checkpoints/ folder: train a GAN there "
+      "first (python main.py --config=configs/synthetic.py --workdir=DIR)"
+    )
   return path

@@ -32,24 +32,49 @@ REF_BENCH = os.path.join(os.path.dirname(REPO), "shared", "tools", "ref_bench.py
 def run_ours(resolution, batch, steps, warmup, dtype):
   with tempfile.NamedTemporaryFile(suffix=".json") as f:
     # As a module from the repository root: benchmarks.throughput imports benchmarks.common.
-    cmd = [sys.executable, "-m", "benchmarks.throughput", "--config=configs/car.py",
-           f"--resolution={resolution}", f"--batch={batch}", f"--steps={steps}",
-           f"--warmup={warmup}", f"--dtype={dtype}", f"--json={f.name}"]
+    cmd = [
+      sys.executable,
+      "-m",
+      "benchmarks.throughput",
+      "--config=configs/car.py",
+      f"--resolution={resolution}",
+      f"--batch={batch}",
+      f"--steps={steps}",
+      f"--warmup={warmup}",
+      f"--dtype={dtype}",
+      f"--json={f.name}",
+    ]
     subprocess.run(cmd, cwd=REPO, check=True)
     with open(f.name) as g:
       return json.load(g), " ".join(cmd[1:])
 
 
 def run_theirs(torch_python, ref_bench, mirror, resolution, batch, steps, warmup):
-  cmd = [torch_python, ref_bench, "--mirror", mirror, "--resolution", str(resolution),
-         "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup), "--gemm"]
+  cmd = [
+    torch_python,
+    ref_bench,
+    "--mirror",
+    mirror,
+    "--resolution",
+    str(resolution),
+    "--batch",
+    str(batch),
+    "--steps",
+    str(steps),
+    "--warmup",
+    str(warmup),
+    "--gemm",
+  ]
   out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
   last = [l for l in out.splitlines() if l.startswith("ref_img_per_s=")][-1]
   fields = dict(kv.split("=") for kv in last.split())
   gemm = re.findall(r"gemm[^\n]*", out)
-  return {"images_per_s": float(fields["ref_img_per_s"]),
-          "median_step_s": float(fields["median_step_s"]), "gemm_lines": gemm,
-          "tail": out.splitlines()[-12:]}, " ".join(cmd[1:])
+  return {
+    "images_per_s": float(fields["ref_img_per_s"]),
+    "median_step_s": float(fields["median_step_s"]),
+    "gemm_lines": gemm,
+    "tail": out.splitlines()[-12:],
+  }, " ".join(cmd[1:])
 
 
 def main():
@@ -71,23 +96,36 @@ def main():
   for setting in args.setting or ["32:16", "64:8"]:
     r, b = (int(x) for x in setting.split(":"))
     ours, ours_cmd = run_ours(r, b, args.steps, args.warmup, "float32")
-    theirs, theirs_cmd = run_theirs(args.torch_python, args.ref_bench, args.mirror, r, b,
-                                    args.steps, args.warmup)
-    row = {"resolution": r, "batch": b, "ours_images_per_s": ours["images_per_s"],
-           "theirs_images_per_s": theirs["images_per_s"],
-           "ratio_ours_over_theirs": ours["images_per_s"] / theirs["images_per_s"],
-           "ours_utilization": ours.get("utilization"),
-           "ours_flops_per_iteration": ours.get("flops_per_iteration"),
-           "ours_matmul_flops_per_s": ours.get("matmul_flops_per_s"),
-           "ours_command": ours_cmd, "theirs_command": theirs_cmd, "theirs": theirs}
-    print(f"{r} px batch {b}: ours {row['ours_images_per_s']:.3f} img/s, official "
-          f"{row['theirs_images_per_s']:.3f} img/s, ratio {row['ratio_ours_over_theirs']:.2f}x "
-          f"(our utilization {row['ours_utilization']:.2f} of matmul FLOP/s)", flush=True)
+    theirs, theirs_cmd = run_theirs(
+      args.torch_python, args.ref_bench, args.mirror, r, b, args.steps, args.warmup
+    )
+    row = {
+      "resolution": r,
+      "batch": b,
+      "ours_images_per_s": ours["images_per_s"],
+      "theirs_images_per_s": theirs["images_per_s"],
+      "ratio_ours_over_theirs": ours["images_per_s"] / theirs["images_per_s"],
+      "ours_utilization": ours.get("utilization"),
+      "ours_flops_per_iteration": ours.get("flops_per_iteration"),
+      "ours_matmul_flops_per_s": ours.get("matmul_flops_per_s"),
+      "ours_command": ours_cmd,
+      "theirs_command": theirs_cmd,
+      "theirs": theirs,
+    }
+    print(
+      f"{r} px batch {b}: ours {row['ours_images_per_s']:.3f} img/s, official "
+      f"{row['theirs_images_per_s']:.3f} img/s, ratio {row['ratio_ours_over_theirs']:.2f}x "
+      f"(our utilization {row['ours_utilization']:.2f} of matmul FLOP/s)",
+      flush=True,
+    )
     results.append(row)
-  out = {"results": results, "command": " ".join(sys.argv),
-         "machine": f"{platform.node()} {platform.processor() or platform.machine()} "
-                    f"{os.cpu_count()} CPUs",
-         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+  out = {
+    "results": results,
+    "command": " ".join(sys.argv),
+    "machine": f"{platform.node()} {platform.processor() or platform.machine()} "
+    f"{os.cpu_count()} CPUs",
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
   os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
   with open(args.json, "w") as f:
     json.dump(out, f, indent=2)

@@ -38,17 +38,26 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, command_line, gan_checkpoints,  # noqa: E402
-                               load_config, machine, selected)
+from benchmarks.common import (  # noqa: E402
+  apply_overrides,
+  command_line,
+  gan_checkpoints,
+  load_config,
+  machine,
+  selected,
+)
 
 VARIANTS = {
-    "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
-    "w": {"encoder.target": "w", "encoder.noise": "zero"},
-    "z": {"encoder.target": "z", "encoder.noise": "zero"},
-    "z_per_generator": {"encoder.target": "z_per_generator", "encoder.noise": "zero"},
-    "w_plus_fixed_noise": {"encoder.target": "w_plus", "encoder.noise": "fixed"},
-    "w_plus_latent": {"encoder.target": "w_plus", "encoder.noise": "zero",
-                      "encoder.latent_weight": 1.0},
+  "w_plus": {"encoder.target": "w_plus", "encoder.noise": "zero"},
+  "w": {"encoder.target": "w", "encoder.noise": "zero"},
+  "z": {"encoder.target": "z", "encoder.noise": "zero"},
+  "z_per_generator": {"encoder.target": "z_per_generator", "encoder.noise": "zero"},
+  "w_plus_fixed_noise": {"encoder.target": "w_plus", "encoder.noise": "fixed"},
+  "w_plus_latent": {
+    "encoder.target": "w_plus",
+    "encoder.noise": "zero",
+    "encoder.latent_weight": 1.0,
+  },
 }
 METRICS = ("fg_iou", "miou", "pixel_accuracy", "max_fbeta")
 LOSSES = ("encoder_loss", "l1", "feature_loss", "mask_coverage")
@@ -57,7 +66,9 @@ LOSSES = ("encoder_loss", "l1", "feature_loss", "mask_coverage")
 def final_losses(workdir, last=3):
   """Means of the last ``last`` logged values of the encoder's training scalars (clu events)."""
   import glob  # pylint: disable=g-import-not-at-top
+
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   values = {}
   for path in sorted(glob.glob(os.path.join(workdir, "encoder", "events.out.tfevents.*"))):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -98,12 +109,14 @@ def main(argv=None):
     config.eval.baselines = ()
     config.segment.route = "encoder"  # The subject here; the figures are the encoder's.
     config.eval.num_generated = 64  # Mask statistics only (cheap); not the subject here.
-    from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
-    config_validation.validate_config(config, "pipeline")
+    from layered_gan_jax.checks import validate  # pylint: disable=g-import-not-at-top
+
+    validate.validate_config(config, "pipeline")
     configs[name] = config
 
   import main as entry  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import evaluation, restore  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import loading  # pylint: disable=g-import-not-at-top
 
   root = args.workdir_root or tempfile.mkdtemp(prefix="encoder_choices_")
   start = time.time()
@@ -117,40 +130,43 @@ def main(argv=None):
     t = time.time()
     if not entry.run(configs[name], workdir, "train_encoder"):
       sys.exit(f"error: {name}: stopped by SIGTERM (a checkpoint is saved); rerun to resume")
-    ckpt = restore.encoder_checkpointer(workdir)
+    ckpt = loading.encoder_checkpointer(workdir)
     encoder_steps = ckpt.latest_step()
     ckpt.close()
-    metrics = evaluation.evaluate(configs[name], workdir)
+    metrics = evaluate.evaluate(configs[name], workdir)
     results[name] = {
-        "overrides": VARIANTS[name],
-        **{k: float(metrics[k]) for k in METRICS},
-        "encoder_steps": int(encoder_steps),
-        "final_train": final_losses(workdir),
-        "seconds": time.time() - t,
+      "overrides": VARIANTS[name],
+      **{k: float(metrics[k]) for k in METRICS},
+      "encoder_steps": int(encoder_steps),
+      "final_train": final_losses(workdir),
+      "seconds": time.time() - t,
     }
     r = results[name]
-    print(f"{name:20s} fg_iou {r['fg_iou']:.3f}  miou {r['miou']:.3f}  pixel acc "
-          f"{r['pixel_accuracy']:.3f}  train L1 {r['final_train'].get('l1', float('nan')):.4f}  "
-          f"feature {r['final_train'].get('feature_loss', float('nan')):.4f}  "
-          f"({r['seconds']:.0f} s)", flush=True)
+    print(
+      f"{name:20s} fg_iou {r['fg_iou']:.3f}  miou {r['miou']:.3f}  pixel acc "
+      f"{r['pixel_accuracy']:.3f}  train L1 {r['final_train'].get('l1', float('nan')):.4f}  "
+      f"feature {r['final_train'].get('feature_loss', float('nan')):.4f}  "
+      f"({r['seconds']:.0f} s)",
+      flush=True,
+    )
 
   best = max(results, key=lambda k: results[k]["fg_iou"])
   best_recon = min(results, key=lambda k: results[k]["final_train"].get("l1", float("inf")))
   out = {
-      "variants": results,
-      "best_by_fg_iou": best,
-      "best_by_reconstruction_l1": best_recon,
-      "final_train_note": "final_train: means of the last 3 logged training values (batch "
-                          "means of L1, critic-feature loss, total, mask coverage)",
-      "gan_workdir": os.path.abspath(args.gan_workdir),
-      "config": os.path.relpath(args.config, REPO),
-      "overrides": overrides,
-      "encoder_steps": configs[variants[0]].encoder.max_steps,
-      "eval_images": configs[variants[0]].eval.max_examples,
-      "command": command_line("benchmarks.encoder_choices"),
-      "machine": machine(),
-      "date": datetime.date.today().isoformat(),
-      "seconds": time.time() - start,
+    "variants": results,
+    "best_by_fg_iou": best,
+    "best_by_reconstruction_l1": best_recon,
+    "final_train_note": "final_train: means of the last 3 logged training values (batch "
+    "means of L1, critic-feature loss, total, mask coverage)",
+    "gan_workdir": os.path.abspath(args.gan_workdir),
+    "config": os.path.relpath(args.config, REPO),
+    "overrides": overrides,
+    "encoder_steps": configs[variants[0]].encoder.max_steps,
+    "eval_images": configs[variants[0]].eval.max_examples,
+    "command": command_line("benchmarks.encoder_choices"),
+    "machine": machine(),
+    "date": datetime.date.today().isoformat(),
+    "seconds": time.time() - start,
   }
   os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
   with open(args.json, "w") as f:

@@ -42,26 +42,48 @@ def main(argv=None):
   p.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results", "eta.json"))
   args = p.parse_args(argv)
   from benchmarks.common import machine  # pylint: disable=g-import-not-at-top
+
   workdir = tempfile.mkdtemp(prefix="eta_")
-  command = [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/tiny.py",
-             f"--workdir={workdir}", "--config.train.start_resolution=8",
-             "--config.train.resolution=32", "--config.model.channels=(16,16,8,8)",
-             f"--config.train.phase_images={args.phase_images}",
-             f"--config.train.max_steps={args.max_steps}", "--config.train.log_every_steps=50",
-             f"--config.train.batch_size={args.batch}", "--config.train.batch_sizes=",
-             "--config.train.sample_every_steps=100000",
-             "--config.train.checkpoint_every_steps=100000"]
+  command = [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--config.train.start_resolution=8",
+    "--config.train.resolution=32",
+    "--config.model.channels=(16,16,8,8)",
+    f"--config.train.phase_images={args.phase_images}",
+    f"--config.train.max_steps={args.max_steps}",
+    "--config.train.log_every_steps=50",
+    f"--config.train.batch_size={args.batch}",
+    "--config.train.batch_sizes=",
+    "--config.train.sample_every_steps=100000",
+    "--config.train.checkpoint_every_steps=100000",
+  ]
   start = time.time()
-  proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+  proc = subprocess.Popen(
+    command,
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    env=dict(os.environ, PYTHONUNBUFFERED="1"),
+  )
   points = []
   for line in proc.stdout:
     m = LINE.search(line)
     if m:
       step, total, px, img_s, eta = m.groups()
-      points.append({"t": time.time() - start, "step": int(step), "px": int(px),
-                     "eta": seconds(eta), "scaled": "FLOP-scaled" in line,
-                     "naive": (int(total) - int(step)) * args.batch / float(img_s)})
+      points.append(
+        {
+          "t": time.time() - start,
+          "step": int(step),
+          "px": int(px),
+          "eta": seconds(eta),
+          "scaled": "FLOP-scaled" in line,
+          "naive": (int(total) - int(step)) * args.batch / float(img_s),
+        }
+      )
   if proc.wait():
     raise SystemExit(f"the run failed with exit status {proc.returncode}")
   end = points[-1]["t"]
@@ -70,17 +92,23 @@ def main(argv=None):
   stage_rows = []
   for px in sorted({pt["px"] for pt in points}):
     first = next(pt for pt in points if pt["px"] == px)  # The first line of each stage.
-    stage_rows.append({k: round(first[k], 1) if isinstance(first[k], float) else first[k]
-                       for k in ("px", "step", "t", "eta", "naive", "real", "scaled")})
+    stage_rows.append(
+      {
+        k: round(first[k], 1) if isinstance(first[k], float) else first[k]
+        for k in ("px", "step", "t", "eta", "naive", "real", "scaled")
+      }
+    )
   result = {
-      "stages": stage_rows,
-      "points": [{k: round(v, 2) if isinstance(v, float) else v for k, v in pt.items()}
-                 for pt in points],
-      "total_seconds": round(end, 1),
-      "command": " ".join(["python -m benchmarks.eta"] + list(argv or sys.argv[1:])),
-      "run": " ".join(command[1:]).replace(workdir, "TMP"),
-      "machine": machine(),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    "stages": stage_rows,
+    "points": [
+      {k: round(v, 2) if isinstance(v, float) else v for k, v in pt.items()} for pt in points
+    ],
+    "total_seconds": round(end, 1),
+    "command": " ".join(["python -m benchmarks.eta"] + list(argv or sys.argv[1:])),
+    "run": " ".join(command[1:]).replace(workdir, "TMP"),
+    "machine": machine(),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
   os.makedirs(os.path.dirname(args.json), exist_ok=True)
   with open(args.json, "w") as f:
     json.dump(result, f, indent=1)

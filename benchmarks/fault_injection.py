@@ -56,12 +56,18 @@ STEPS = 24  # N; a checkpoint every N / 2.
 def train_args(workdir: str, steps: int = STEPS, *extra: str):
   """The command line of every case (tiny config, one 8 px stage, a log line per iteration;
   Orbax's and clu's lines shown: the signals are timed on them)."""
-  return ["--config=configs/tiny.py", f"--workdir={workdir}", "--library_logs",
-          "--config.train.start_resolution=8", "--config.train.resolution=8",
-          f"--config.train.max_steps={steps}",
-          f"--config.train.checkpoint_every_steps={steps // 2}",
-          "--config.train.log_every_steps=1", "--config.train.sample_every_steps=1000",
-          *extra]
+  return [
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--library_logs",
+    "--config.train.start_resolution=8",
+    "--config.train.resolution=8",
+    f"--config.train.max_steps={steps}",
+    f"--config.train.checkpoint_every_steps={steps // 2}",
+    "--config.train.log_every_steps=1",
+    "--config.train.sample_every_steps=1000",
+    *extra,
+  ]
 
 
 def command_line(args) -> str:
@@ -76,8 +82,10 @@ def metrics_line(step: int) -> str:
 def save_started_line(step: int) -> str:
   """Orbax starts writing the 'state' item of ``step`` (the step's temporary folder exists: the
   line about that folder itself is logged just before it is created)."""
-  return (rf"Creating tmp directory \S*/checkpoints/{step}\.orbax-checkpoint-tmp/"
-          rf"state\.orbax-checkpoint-tmp$")
+  return (
+    rf"Creating tmp directory \S*/checkpoints/{step}\.orbax-checkpoint-tmp/"
+    rf"state\.orbax-checkpoint-tmp$"
+  )
 
 
 def save_finalizing_line(step: int) -> str:
@@ -98,9 +106,15 @@ class Run:
     self._trigger = (re.compile(signal_on[0]), signal_on[1]) if signal_on else None
     self._start = time.time()
     self.seconds = None
-    self.proc = subprocess.Popen([sys.executable, "-u", MAIN] + self.args, cwd=REPO,
-                                 env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
+    self.proc = subprocess.Popen(
+      [sys.executable, "-u", MAIN] + self.args,
+      cwd=REPO,
+      env=dict(os.environ, **(env or {})),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      bufsize=1,
+    )
     self._thread = threading.Thread(target=self._read, daemon=True)
     self._thread.start()
 
@@ -158,14 +172,16 @@ def stopped_at(r: Run):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  from layered_gan_jax import restore  # pylint: disable=g-import-not-at-top
-  return os.path.join(workdir, restore.GAN_DIR)
+  from layered_gan_jax.run import layout  # pylint: disable=g-import-not-at-top
+
+  return os.path.join(workdir, layout.GAN_DIR)
 
 
 def complete_steps(workdir: str):
   """The complete checkpoint steps of a workdir (as train_gan sees them)."""
-  from layered_gan_jax import restore  # pylint: disable=g-import-not-at-top
-  ckpt = restore.gan_checkpointer(workdir)
+  from layered_gan_jax.training import loading  # pylint: disable=g-import-not-at-top
+
+  ckpt = loading.gan_checkpointer(workdir)
   steps = ckpt.all_steps()
   ckpt.close()
   return steps
@@ -173,9 +189,9 @@ def complete_steps(workdir: str):
 
 def leftovers(workdir: str):
   """Names in checkpoints/ that are not complete steps (temporary or uncommitted folders)."""
-  from layered_gan_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  return sorted(os.path.basename(p) for _, p, _ in
-                checkpointing.incomplete_steps(checkpoint_dir(workdir)))
+  from layered_gan_jax.run import layout  # pylint: disable=g-import-not-at-top
+
+  return sorted(os.path.basename(p) for _, p, _ in layout.incomplete_steps(checkpoint_dir(workdir)))
 
 
 def final_arrays(workdir: str, step=None):
@@ -184,13 +200,17 @@ def final_arrays(workdir: str, step=None):
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import models, restore  # pylint: disable=g-import-not-at-top
-  ckpt = restore.gan_checkpointer(workdir)
+
+  from layered_gan_jax.nets import build  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import loading  # pylint: disable=g-import-not-at-top
+
+  ckpt = loading.gan_checkpointer(workdir)
   step = ckpt.latest_step() if step is None else step
   config = ml_collections.ConfigDict(ckpt.read_json(step, "config"))
-  generator, critic = models.build_generator(config), models.build_critic(config)
-  state = restore.restore_gan_state(ckpt, step,
-                                    restore.abstract_gan_state(generator, critic, config))
+  generator, critic = build.build_generator(config), build.build_critic(config)
+  state = loading.restore_gan_state(
+    ckpt, step, loading.abstract_gan_state(generator, critic, config)
+  )
   ckpt.close()
   leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
   return step, {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
@@ -199,14 +219,18 @@ def final_arrays(workdir: str, step=None):
 def compare(a, b) -> str:
   """'' if the two array dicts are bit-identical, else a description of the differences."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   if a.keys() != b.keys():
     return f"different arrays: {sorted(set(a) ^ set(b))[:5]}"
   bad = []
   for k in a:
     x, y = a[k], b[k]
     if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-      diff = (float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))))
-              if x.shape == y.shape and x.size else float("nan"))
+      diff = (
+        float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64))))
+        if x.shape == y.shape and x.size
+        else float("nan")
+      )
       bad.append(f"{k} (max |diff| {diff:.3g})")
   return "" if not bad else f"{len(bad)} of {len(a)} arrays differ: " + ", ".join(bad[:4])
 
@@ -224,8 +248,9 @@ def plant_incomplete_steps(workdir: str, complete: int, steps=(18, 24)):
   half = os.path.join(d, str(a))
   shutil.copytree(src, half)
   os.remove(os.path.join(half, "commit_success.txt"))
-  data = sorted(os.path.join(root, f) for root, _, files in os.walk(os.path.join(half, "state"))
-                for f in files)
+  data = sorted(
+    os.path.join(root, f) for root, _, files in os.walk(os.path.join(half, "state")) for f in files
+  )
   for f in data[::2]:
     os.remove(f)
   os.makedirs(os.path.join(d, str(b)))
@@ -249,10 +274,14 @@ class Case:
 
   def run(self, args, signal_on=None, env=None) -> Run:
     r = run(args, signal_on, env)
-    what = (signal_on[1].__name__ if callable(signal_on[1])
-            else signal.Signals(signal_on[1]).name) if signal_on else ""
-    self.commands.append(command_line(args) + (f"  # {what} on /{signal_on[0]}/"
-                                               if signal_on else ""))
+    what = (
+      (signal_on[1].__name__ if callable(signal_on[1]) else signal.Signals(signal_on[1]).name)
+      if signal_on
+      else ""
+    )
+    self.commands.append(
+      command_line(args) + (f"  # {what} on /{signal_on[0]}/" if signal_on else "")
+    )
     self.runs.append(r)
     return r
 
@@ -262,10 +291,17 @@ class Case:
     return cond
 
   def result(self):
-    return {"case": self.name, "done": self.done, "expected": self.expected,
-            "observed": "; ".join(self.observed), "pass": self.ok,
-            "seconds": round(time.time() - self.start, 1), "commands": self.commands,
-            "machine": machine(), "date": self.date}
+    return {
+      "case": self.name,
+      "done": self.done,
+      "expected": self.expected,
+      "observed": "; ".join(self.observed),
+      "pass": self.ok,
+      "seconds": round(time.time() - self.start, 1),
+      "commands": self.commands,
+      "machine": machine(),
+      "date": self.date,
+    }
 
 
 def _restart_and_compare(case, workdir, reference, want_resume):
@@ -277,15 +313,17 @@ def _restart_and_compare(case, workdir, reference, want_resume):
     return r
   step, arrays = final_arrays(workdir)
   diff = compare(reference, arrays)
-  case.check(step == STEPS and not diff,
-             f"final step {step}, " + ("bit-identical to the straight run" if not diff
-                                       else diff))
+  case.check(
+    step == STEPS and not diff,
+    f"final step {step}, " + ("bit-identical to the straight run" if not diff else diff),
+  )
   return r
 
 
 def case_straight(root, ctx):
-  case = Case("straight", f"{STEPS} iterations in one run", "exit 0; checkpoints "
-              f"[{STEPS // 2}, {STEPS}]")
+  case = Case(
+    "straight", f"{STEPS} iterations in one run", f"exit 0; checkpoints [{STEPS // 2}, {STEPS}]"
+  )
   workdir = os.path.join(root, "straight")
   r = case.run(train_args(workdir))
   case.check(r.proc.returncode == 0, f"exit {r.proc.returncode}")
@@ -299,14 +337,18 @@ def case_straight(root, ctx):
 def case_kill9_after_checkpoint(root, ctx):
   half = STEPS // 2
   k = ctx["rng"].randrange(half + 1, STEPS)
-  case = Case("kill9_after_checkpoint",
-              f"kill -9 when iteration {k} is logged (checkpoint at {half}); rerun",
-              f"killed (-9) with checkpoint {half} only; restart resumes from {half}, "
-              f"bit-identical at {STEPS}")
+  case = Case(
+    "kill9_after_checkpoint",
+    f"kill -9 when iteration {k} is logged (checkpoint at {half}); rerun",
+    f"killed (-9) with checkpoint {half} only; restart resumes from {half}, "
+    f"bit-identical at {STEPS}",
+  )
   workdir = os.path.join(root, "kill9_after_checkpoint")
   r = case.run(train_args(workdir), (metrics_line(k), signal.SIGKILL))
-  case.check(r.proc.returncode == -signal.SIGKILL,
-             f"exit {r.proc.returncode} ({r.signal_sent_at or 0:.1f} s after start)")
+  case.check(
+    r.proc.returncode == -signal.SIGKILL,
+    f"exit {r.proc.returncode} ({r.signal_sent_at or 0:.1f} s after start)",
+  )
   case.check(complete_steps(workdir) == [half], f"checkpoints after kill {complete_steps(workdir)}")
   _restart_and_compare(case, workdir, ctx["reference"], half)
   return case
@@ -314,47 +356,72 @@ def case_kill9_after_checkpoint(root, ctx):
 
 def _case_kill9_in_save(root, ctx, name, pattern, where):
   half = STEPS // 2
-  case = Case(name, f"kill -9 {where} of step {STEPS}; rerun",
-              f"temporary folder left, checkpoint {half} intact and used; restart bit-identical "
-              "and leaves no temporary folder")
+  case = Case(
+    name,
+    f"kill -9 {where} of step {STEPS}; rerun",
+    f"temporary folder left, checkpoint {half} intact and used; restart bit-identical "
+    "and leaves no temporary folder",
+  )
   workdir = os.path.join(root, name)
   r = case.run(train_args(workdir), (pattern, signal.SIGKILL))
   case.check(r.proc.returncode == -signal.SIGKILL, f"exit {r.proc.returncode}")
   left = leftovers(workdir)
-  case.check(complete_steps(workdir) == [half] and bool(left),
-             f"checkpoints after kill {complete_steps(workdir)}, incomplete {left}")
+  case.check(
+    complete_steps(workdir) == [half] and bool(left),
+    f"checkpoints after kill {complete_steps(workdir)}, incomplete {left}",
+  )
   _restart_and_compare(case, workdir, ctx["reference"], half)
-  case.check(not leftovers(workdir) and complete_steps(workdir) == [half, STEPS],
-             f"after restart: checkpoints {complete_steps(workdir)}, incomplete "
-             f"{leftovers(workdir)}")
+  case.check(
+    not leftovers(workdir) and complete_steps(workdir) == [half, STEPS],
+    f"after restart: checkpoints {complete_steps(workdir)}, incomplete {leftovers(workdir)}",
+  )
   return case
 
 
 def case_kill9_early_in_save(root, ctx):
-  return _case_kill9_in_save(root, ctx, "kill9_early_in_save", save_started_line(STEPS),
-                             "when orbax starts writing the 'state' item")
+  return _case_kill9_in_save(
+    root,
+    ctx,
+    "kill9_early_in_save",
+    save_started_line(STEPS),
+    "when orbax starts writing the 'state' item",
+  )
 
 
 def case_kill9_late_in_save(root, ctx):
-  return _case_kill9_in_save(root, ctx, "kill9_late_in_save", save_finalizing_line(STEPS),
-                             "when orbax starts renaming the written items")
+  return _case_kill9_in_save(
+    root,
+    ctx,
+    "kill9_late_in_save",
+    save_finalizing_line(STEPS),
+    "when orbax starts renaming the written items",
+  )
 
 
 def case_planted_incomplete_steps(root, ctx):
   half = STEPS // 2
-  case = Case("planted_incomplete_steps",
-              f"finished run minus step {STEPS}, plus: step {half + 6} without commit marker "
-              f"and half its files, step {STEPS} holding only the step metadata, a stray "
-              f"{half + 8}.orbax-checkpoint-tmp-1234; rerun",
-              f"restart logs and removes all three, resumes from {half}, bit-identical")
+  case = Case(
+    "planted_incomplete_steps",
+    f"finished run minus step {STEPS}, plus: step {half + 6} without commit marker "
+    f"and half its files, step {STEPS} holding only the step metadata, a stray "
+    f"{half + 8}.orbax-checkpoint-tmp-1234; rerun",
+    f"restart logs and removes all three, resumes from {half}, bit-identical",
+  )
   workdir = os.path.join(root, "planted_incomplete_steps")
   shutil.copytree(ctx["straight_workdir"], workdir)
   shutil.rmtree(os.path.join(checkpoint_dir(workdir), str(STEPS)))
   planted = plant_incomplete_steps(workdir, half, (half + 6, STEPS))
   case.check(complete_steps(workdir) == [half], f"complete steps before {complete_steps(workdir)}")
   r = _restart_and_compare(case, workdir, ctx["reference"], half)
-  logged = [n for n in planted if re.search(rf"Removing the incomplete checkpoint step \d+ at "
-                                            rf"\S*/{re.escape(n)} ", r.output)]
+  logged = [
+    n
+    for n in planted
+    if re.search(
+      rf"Removing the incomplete checkpoint step \d+ at "
+      rf"\S*/{re.escape(n)} ",
+      r.output,
+    )
+  ]
   case.check(logged == planted, f"removal logged for {logged}")
   case.check(not leftovers(workdir), f"incomplete after restart {leftovers(workdir)}")
   return case
@@ -363,60 +430,73 @@ def case_planted_incomplete_steps(root, ctx):
 def case_sigterm_mid_run(root, ctx):
   half = STEPS // 2
   k = ctx["rng"].randrange(2, half)
-  case = Case("sigterm_mid_run", f"SIGTERM when iteration {k} is logged; rerun",
-              "exit 0, latest checkpoint = step reached; restart continues, bit-identical")
+  case = Case(
+    "sigterm_mid_run",
+    f"SIGTERM when iteration {k} is logged; rerun",
+    "exit 0, latest checkpoint = step reached; restart continues, bit-identical",
+  )
   workdir = os.path.join(root, "sigterm_mid_run")
   r = case.run(train_args(workdir), (metrics_line(k), signal.SIGTERM))
   stop = stopped_at(r)
   steps = complete_steps(workdir)
   case.check(r.proc.returncode == 0, f"exit {r.proc.returncode}")
-  case.check(stop is not None and stop < STEPS and steps and steps[-1] == stop,
-             f"stopped at step {stop}, checkpoints {steps}")
+  case.check(
+    stop is not None and stop < STEPS and steps and steps[-1] == stop,
+    f"stopped at step {stop}, checkpoints {steps}",
+  )
   _restart_and_compare(case, workdir, ctx["reference"], stop)
   return case
 
 
 def case_sigterm_during_startup(root, ctx):
-  case = Case("sigterm_during_startup",
-              "SIGTERM when the parameter overview is logged (before the step is compiled and "
-              "the loop starts); rerun",
-              "exit 0 (nothing to save yet); restart trains from 0, bit-identical")
+  case = Case(
+    "sigterm_during_startup",
+    "SIGTERM when the parameter overview is logged (before the step is compiled and "
+    "the loop starts); rerun",
+    "exit 0 (nothing to save yet); restart trains from 0, bit-identical",
+  )
   workdir = os.path.join(root, "sigterm_during_startup")
   r = case.run(train_args(workdir), (r"train_gan.py:\d+\] Critic parameters", signal.SIGTERM))
-  case.check(r.proc.returncode == 0, f"exit {r.proc.returncode}, checkpoints "
-             f"{complete_steps(workdir)}")
+  case.check(
+    r.proc.returncode == 0, f"exit {r.proc.returncode}, checkpoints {complete_steps(workdir)}"
+  )
   _restart_and_compare(case, workdir, ctx["reference"], None)
   return case
 
 
 def case_sigterm_in_pipeline(root, ctx):
-  case = Case("sigterm_in_pipeline",
-              "--mode=pipeline, SIGTERM when GAN iteration 3 is logged",
-              "exit 0 after the GAN checkpoint, without starting the encoder training")
+  case = Case(
+    "sigterm_in_pipeline",
+    "--mode=pipeline, SIGTERM when GAN iteration 3 is logged",
+    "exit 0 after the GAN checkpoint, without starting the encoder training",
+  )
   workdir = os.path.join(root, "sigterm_in_pipeline")
   r = case.run(train_args(workdir, STEPS, "--mode=pipeline"), (metrics_line(3), signal.SIGTERM))
   case.check(r.proc.returncode == 0, f"exit {r.proc.returncode}")
   case.check(stopped_at(r) is not None, f"GAN stopped at step {stopped_at(r)}")
   encoder = r.find(r"Training the \w+ encoder")
-  case.check(encoder is None, "encoder training " + ("started after the SIGTERM" if encoder
-                                                     else "not started"))
+  case.check(
+    encoder is None,
+    "encoder training " + ("started after the SIGTERM" if encoder else "not started"),
+  )
   return case
 
 
 CASES = {
-    "straight": case_straight,
-    "kill9_after_checkpoint": case_kill9_after_checkpoint,
-    "kill9_early_in_save": case_kill9_early_in_save,
-    "kill9_late_in_save": case_kill9_late_in_save,
-    "planted_incomplete_steps": case_planted_incomplete_steps,
-    "sigterm_mid_run": case_sigterm_mid_run,
-    "sigterm_during_startup": case_sigterm_during_startup,
-    "sigterm_in_pipeline": case_sigterm_in_pipeline,
+  "straight": case_straight,
+  "kill9_after_checkpoint": case_kill9_after_checkpoint,
+  "kill9_early_in_save": case_kill9_early_in_save,
+  "kill9_late_in_save": case_kill9_late_in_save,
+  "planted_incomplete_steps": case_planted_incomplete_steps,
+  "sigterm_mid_run": case_sigterm_mid_run,
+  "sigterm_during_startup": case_sigterm_during_startup,
+  "sigterm_in_pipeline": case_sigterm_in_pipeline,
 }
 
 
 def versions():
   from importlib import metadata  # pylint: disable=g-import-not-at-top
+
   out = {"python": platform.python_version()}
   for name in ("jax", "jaxlib", "flax", "orbax-checkpoint"):
     try:
@@ -428,8 +508,9 @@ def versions():
 
 def print_table(results):
   rows = [("case", "pass", "s", "observed")] + [
-      (r["case"], "PASS" if r["pass"] else "FAIL", f"{r['seconds']:.0f}", r["observed"])
-      for r in results]
+    (r["case"], "PASS" if r["pass"] else "FAIL", f"{r['seconds']:.0f}", r["observed"])
+    for r in results
+  ]
   widths = [max(len(row[i]) for row in rows) for i in range(3)]
   for row in rows:
     print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3])
@@ -437,8 +518,9 @@ def print_table(results):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results",
-                                                     "fault_injection.json"))
+  parser.add_argument(
+    "--json", default=os.path.join(REPO, "benchmarks", "results", "fault_injection.json")
+  )
   parser.add_argument("--seed", type=int, default=0, help="picks the iterations signalled")
   parser.add_argument("--cases", default=",".join(CASES))
   parser.add_argument("--keep", action="store_true", help="keep the run folders")
@@ -477,18 +559,22 @@ def main():
   print()
   print_table(results)
   out = {
-      "what": "kill -9 / SIGTERM / half-written checkpoints against python main.py; final "
-              "training state compared bit for bit with an uninterrupted run (CPU)",
-      "steps": STEPS, "checkpoint_every_steps": STEPS // 2, "seed": args.seed,
-      "cases": results,
-      "passed": sum(r["pass"] for r in results), "failed": sum(not r["pass"] for r in results),
-      "total_seconds": round(time.time() - start, 1),
-      "command": " ".join(["python -m benchmarks.fault_injection"]
-                          + [shlex.quote(a) for a in sys.argv[1:]]),
-      "machine": machine(),
-      "versions": versions(),
-      "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "what": "kill -9 / SIGTERM / half-written checkpoints against python main.py; final "
+    "training state compared bit for bit with an uninterrupted run (CPU)",
+    "steps": STEPS,
+    "checkpoint_every_steps": STEPS // 2,
+    "seed": args.seed,
+    "cases": results,
+    "passed": sum(r["pass"] for r in results),
+    "failed": sum(not r["pass"] for r in results),
+    "total_seconds": round(time.time() - start, 1),
+    "command": " ".join(
+      ["python -m benchmarks.fault_injection"] + [shlex.quote(a) for a in sys.argv[1:]]
+    ),
+    "machine": machine(),
+    "versions": versions(),
+    "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
   if args.json:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -37,15 +37,22 @@ def _env(extra=None):
   # A persistent compilation cache across runs: the same programs, compiled once.
   env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "fp_jax_cache"))
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-  env["XLA_FLAGS"] = " ".join([env.get("XLA_FLAGS", ""),
-                               "--xla_backend_optimization_level=0"]).strip()
+  env["XLA_FLAGS"] = " ".join(
+    [env.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
+  ).strip()
   env.update(extra or {})
   return env
 
 
 def _main(args, extra_env=None, timeout=900):
-  return subprocess.run([sys.executable, os.path.join(REPO, "main.py")] + args, cwd=REPO,
-                        env=_env(extra_env), capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, os.path.join(REPO, "main.py")] + args,
+    cwd=REPO,
+    env=_env(extra_env),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _sha(data: bytes) -> str:
@@ -55,6 +62,7 @@ def _sha(data: bytes) -> str:
 def _tree_sha(tree) -> str:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   h = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     a = np.asarray(leaf)
@@ -66,6 +74,7 @@ def _tree_sha(tree) -> str:
 
 def _checkpoints(workdir, out, prefix):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
   checkpointer = ocp.PyTreeCheckpointer()
   for sub in sorted(os.listdir(workdir)):
     if not sub.endswith("checkpoints"):
@@ -76,7 +85,8 @@ def _checkpoints(workdir, out, prefix):
         if not os.path.isdir(path):
           continue
         if os.path.exists(os.path.join(path, "metadata")) and not os.path.exists(
-            os.path.join(path, "_METADATA")):  # A JSON item.
+          os.path.join(path, "_METADATA")
+        ):  # A JSON item.
           with open(os.path.join(path, "metadata"), "rb") as f:
             out[f"{prefix}/ckpt/{sub}/{step}/{item}"] = _sha(f.read())
         else:
@@ -88,6 +98,7 @@ _TIMINGS = ("images_per_s", "steps_per_sec", "uptime")
 
 def _scalars(workdir, out, prefix):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   for dirpath, _, filenames in os.walk(workdir):
     for name in sorted(filenames):
       if "tfevents" not in name:
@@ -136,13 +147,25 @@ def modes(root, out):
   _run(out, "train_encoder", base + ["--mode=train_encoder"])
   _run(out, "train_segmenter", base + ["--mode=train_segmenter"])
   _run(out, "evaluate", base + ["--mode=evaluate"])
-  _run(out, "sample", base + ["--mode=sample", f"--output={root}/samples", "--num_samples=4",
-                              "--truncation=0.7", "--seed=3"])
+  _run(
+    out,
+    "sample",
+    base
+    + [
+      "--mode=sample",
+      f"--output={root}/samples",
+      "--num_samples=4",
+      "--truncation=0.7",
+      "--seed=3",
+    ],
+  )
   images = os.path.join(root, "images")
   os.makedirs(images)
   for path in sorted(glob.glob(os.path.join(root, "samples", "*", "*.png")))[:3]:
-    shutil.copy(path, os.path.join(images, os.path.basename(os.path.dirname(path)) + "_" +
-                                   os.path.basename(path)))
+    shutil.copy(
+      path,
+      os.path.join(images, os.path.basename(os.path.dirname(path)) + "_" + os.path.basename(path)),
+    )
   _run(out, "segment", base + ["--mode=segment", f"--input={images}", f"--output={root}/seg"])
   _checkpoints(work, out, "run")
   _scalars(work, out, "run")
@@ -151,8 +174,16 @@ def modes(root, out):
   _results(os.path.join(root, "seg"), out, "segment", root)
   # The pipeline from scratch on another workdir (train, encoder, segmenter, evaluate).
   pipe = os.path.join(root, "pipe")
-  _run(out, "pipeline", ["--config=configs/tiny.py", f"--workdir={pipe}", "--mode=pipeline",
-                         "--config.train.max_steps=5"])
+  _run(
+    out,
+    "pipeline",
+    [
+      "--config=configs/tiny.py",
+      f"--workdir={pipe}",
+      "--mode=pipeline",
+      "--config.train.max_steps=5",
+    ],
+  )
   _checkpoints(pipe, out, "pipe")
   _scalars(pipe, out, "pipe")
   _results(pipe, out, "pipe", root)
@@ -160,19 +191,32 @@ def modes(root, out):
 
 def refusals(root, out):
   import test_main  # pylint: disable=g-import-not-at-top
+
   scene = getattr(test_main.scene, "__wrapped__", None)
   if scene is None:
     scene = test_main.scene.__pytest_wrapped__.obj
-  scene_root = scene(type("F", (), {"mktemp": staticmethod(
-      lambda name: __import__("pathlib").Path(tempfile.mkdtemp(dir=root, prefix=name)))})())
+  scene_root = scene(
+    type(
+      "F",
+      (),
+      {
+        "mktemp": staticmethod(
+          lambda name: __import__("pathlib").Path(tempfile.mkdtemp(dir=root, prefix=name))
+        )
+      },
+    )()
+  )
   for case, args, _ in test_main.REFUSALS:
     fill = lambda text: text.format(run=scene_root / "run", root=scene_root)
     env = test_main.FOUR_DEVICES if case == "batch vs devices" else None
     result = _main([fill(a) for a in args], env)
     stderr = result.stderr.replace(str(scene_root), "{root}")
     # A writer lease names its holder: this process, this host, the seconds since it renewed.
-    stderr = re.sub(r"process \d+ on host \S+ since (\S+), renewed \d+ s ago",
-                    r"process PID on host HOST since \1, renewed N s ago", stderr)
+    stderr = re.sub(
+      r"process \d+ on host \S+ since (\S+), renewed \d+ s ago",
+      r"process PID on host HOST since \1, renewed N s ago",
+      stderr,
+    )
     out[f"refusal/{case}"] = {"exit": result.returncode, "stderr": stderr}
 
 

@@ -20,9 +20,10 @@ through grain: MapDataset(shuffle, the same decode and crop per record, batch, t
 read by --num_workers threads (ReadOptions) and by --num_workers processes (mp_prefetch): the
 measurement that decides whether the data package moves onto grain.
 """
-import functools
+
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -30,14 +31,15 @@ import sys
 import tempfile
 import time
 
-
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from layered_gan_jax import image_io  # pylint: disable=wrong-import-position
-from layered_gan_jax.data import train as train_data  # pylint: disable=wrong-import-position
-from layered_gan_jax.data import transforms  # pylint: disable=wrong-import-position
-from layered_gan_jax.data import synthetic  # pylint: disable=wrong-import-position
+from layered_gan_jax.data import (
+  image_io,  # pylint: disable=wrong-import-position
+  synthetic,  # pylint: disable=wrong-import-position
+  train_input,  # pylint: disable=wrong-import-position
+  transforms,  # pylint: disable=wrong-import-position
+)
 
 
 def _time_batches(it, n: int, batch: int) -> float:
@@ -49,8 +51,9 @@ def _time_batches(it, n: int, batch: int) -> float:
 
 def _time_source(cfg, args) -> float:
   """Steady images/s of train_iterator(cfg) after the warm-up batches."""
-  it = train_data.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
-                                 seed=0, process_index=0, process_count=1)
+  it = train_input.train_iterator(
+    cfg, resolution=args.resolution, batch_size=args.batch, seed=0, process_index=0, process_count=1
+  )
   _time_batches(it, args.warmup, args.batch)
   rate = _time_batches(it, args.steps, args.batch)
   it.close()
@@ -59,40 +62,51 @@ def _time_source(cfg, args) -> float:
 
 def bench_synthetic(args) -> dict:
   n = args.synthetic_examples
-  cfg = dict(name='synthetic', num_train_examples=n, num_workers=args.num_workers,
-             synthetic_seed=1234)  # A seed of its own: nothing cached by earlier runs.
-  it = train_data.train_iterator(cfg, resolution=args.resolution, batch_size=args.batch,
-                                 seed=0, process_index=0, process_count=1)
+  cfg = dict(
+    name="synthetic", num_train_examples=n, num_workers=args.num_workers, synthetic_seed=1234
+  )  # A seed of its own: nothing cached by earlier runs.
+  it = train_input.train_iterator(
+    cfg, resolution=args.resolution, batch_size=args.batch, seed=0, process_index=0, process_count=1
+  )
   first_pass_batches = n // args.batch
   first = _time_batches(it, first_pass_batches, args.batch)
   _time_batches(it, args.warmup, args.batch)
   steady = _time_batches(it, args.steps, args.batch)
   it.close()
-  return {'images_per_s': round(steady, 1), 'first_pass_images_per_s': round(first, 1),
-          'examples': n}
+  return {
+    "images_per_s": round(steady, 1),
+    "first_pass_images_per_s": round(first, 1),
+    "examples": n,
+  }
 
 
 def bench_folder(args) -> dict:
   r = args.resolution
   size = 2 * r
-  render = min(size, synthetic.RESOLUTIONS[-1]) if hasattr(synthetic, 'RESOLUTIONS') else min(
-      size, 128)
+  render = (
+    min(size, synthetic.RESOLUTIONS[-1]) if hasattr(synthetic, "RESOLUTIONS") else min(size, 128)
+  )
   with tempfile.TemporaryDirectory() as tmp:
     for i in range(args.folder_images):
-      image, _ = synthetic.render_example('train', i, render)
+      image, _ = synthetic.render_example("train", i, render)
       pil = Image.fromarray(np.asarray(image))
       if render != size:
         pil = pil.resize((size, size), Image.Resampling.BICUBIC)
-      pil.save(os.path.join(tmp, f'{i:05d}.jpg'), quality=90)
-    rate = _time_source(dict(name='folder', path=tmp, num_workers=args.num_workers), args)
-  return {'images_per_s': round(rate, 1), 'files': args.folder_images,
-          'file_size': f'{size}x{size} JPEG q90'}
+      pil.save(os.path.join(tmp, f"{i:05d}.jpg"), quality=90)
+    rate = _time_source(dict(name="folder", path=tmp, num_workers=args.num_workers), args)
+  return {
+    "images_per_s": round(rate, 1),
+    "files": args.folder_images,
+    "file_size": f"{size}x{size} JPEG q90",
+  }
 
 
 def _grain_record(files, resolution: int, size: int, index: int) -> np.ndarray:
   """One training image as our stream makes it: decode, square-resize, seeded random crop."""
   image = image_io.load_image(files[index])
-  offset = transforms.crop_offsets(0, np.zeros(1, np.int64), np.array([index]), size - resolution)[0]
+  offset = transforms.crop_offsets(0, np.zeros(1, np.int64), np.array([index]), size - resolution)[
+    0
+  ]
   return transforms.train_transform(image, resolution, size, offset)
 
 
@@ -100,6 +114,7 @@ def bench_grain_folder(args) -> dict:
   """The folder_jpeg workload through grain, with threads and with worker processes."""
   import grain  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   flags.FLAGS.mark_as_parsed()  # grain reads its absl flags; this script has none.
   r = args.resolution
   size = 2 * r
@@ -107,87 +122,109 @@ def bench_grain_folder(args) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     files = []
     for i in range(args.folder_images):
-      image, _ = synthetic.render_example('train', i, min(size, 128))
+      image, _ = synthetic.render_example("train", i, min(size, 128))
       pil = Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BICUBIC)
-      files.append(os.path.join(tmp, f'{i:05d}.jpg'))
+      files.append(os.path.join(tmp, f"{i:05d}.jpg"))
       pil.save(files[-1], quality=90)
     record = functools.partial(_grain_record, files, r, transforms.crop_size(r))
-    dataset = (grain.MapDataset.range(len(files)).shuffle(seed=0).repeat(None)
-               .map(record).batch(args.batch, drop_remainder=True).map(transforms.to_float))
-    threads = dataset.to_iter_dataset(grain.ReadOptions(num_threads=args.num_workers,
-                                                        prefetch_buffer_size=2 * args.batch))
+    dataset = (
+      grain.MapDataset.range(len(files))
+      .shuffle(seed=0)
+      .repeat(None)
+      .map(record)
+      .batch(args.batch, drop_remainder=True)
+      .map(transforms.to_float)
+    )
+    threads = dataset.to_iter_dataset(
+      grain.ReadOptions(num_threads=args.num_workers, prefetch_buffer_size=2 * args.batch)
+    )
     it = iter(threads)
     _time_batches(it, args.warmup, args.batch)
-    out['threads_images_per_s'] = round(_time_batches(it, args.steps, args.batch), 1)
+    out["threads_images_per_s"] = round(_time_batches(it, args.steps, args.batch), 1)
     processes = dataset.to_iter_dataset().mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=args.num_workers))
+      grain.MultiprocessingOptions(num_workers=args.num_workers)
+    )
     it = iter(processes)
     _time_batches(it, args.warmup, args.batch)
-    out['processes_images_per_s'] = round(_time_batches(it, args.steps, args.batch), 1)
+    out["processes_images_per_s"] = round(_time_batches(it, args.steps, args.batch), 1)
     del it
-    ours = _time_source(dict(name='folder', path=tmp, num_workers=args.num_workers), args)
-    out['ours_images_per_s'] = round(ours, 1)
-  out.update(files=args.folder_images, file_size=f'{size}x{size} JPEG q90',
-             grain_version=grain.__version__)
+    ours = _time_source(dict(name="folder", path=tmp, num_workers=args.num_workers), args)
+    out["ours_images_per_s"] = round(ours, 1)
+  out.update(
+    files=args.folder_images, file_size=f"{size}x{size} JPEG q90", grain_version=grain.__version__
+  )
   return out
 
 
 def bench_lmdb(args) -> dict:
   import io  # pylint: disable=g-import-not-at-top
+
   import lmdb  # pylint: disable=g-import-not-at-top
+
   r = args.resolution
   size = 2 * r
   with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, 'bench_lmdb')
+    path = os.path.join(tmp, "bench_lmdb")
     env = lmdb.open(path, map_size=1 << 30)
     with env.begin(write=True) as txn:
       for i in range(args.folder_images):
-        image, _ = synthetic.render_example('train', i, min(size, 128))
+        image, _ = synthetic.render_example("train", i, min(size, 128))
         pil = Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BICUBIC)
         buf = io.BytesIO()
-        pil.save(buf, format='WEBP', quality=90)
-        txn.put(f'{i:08d}'.encode(), buf.getvalue())
+        pil.save(buf, format="WEBP", quality=90)
+        txn.put(f"{i:08d}".encode(), buf.getvalue())
     env.close()
-    rate = _time_source(dict(name='lsun_lmdb', path=path, num_workers=args.num_workers), args)
-  return {'images_per_s': round(rate, 1), 'records': args.folder_images,
-          'value': f'{size}x{size} WebP q90'}
+    rate = _time_source(dict(name="lsun_lmdb", path=path, num_workers=args.num_workers), args)
+  return {
+    "images_per_s": round(rate, 1),
+    "records": args.folder_images,
+    "value": f"{size}x{size} WebP q90",
+  }
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--resolution', type=int, default=64)
-  p.add_argument('--batch', type=int, default=32)
-  p.add_argument('--steps', type=int, default=40, help='timed batches per source')
-  p.add_argument('--warmup', type=int, default=3)
-  p.add_argument('--num_workers', type=int, default=os.cpu_count() or 1)
-  p.add_argument('--synthetic_examples', type=int, default=1024)
-  p.add_argument('--folder_images', type=int, default=300)
-  p.add_argument('--grain', action='store_true',
-                 help='only the folder_jpeg workload, ours against grain (threads, processes)')
-  p.add_argument('--json', default='')
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--resolution", type=int, default=64)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--steps", type=int, default=40, help="timed batches per source")
+  p.add_argument("--warmup", type=int, default=3)
+  p.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+  p.add_argument("--synthetic_examples", type=int, default=1024)
+  p.add_argument("--folder_images", type=int, default=300)
+  p.add_argument(
+    "--grain",
+    action="store_true",
+    help="only the folder_jpeg workload, ours against grain (threads, processes)",
+  )
+  p.add_argument("--json", default="")
   args = p.parse_args()
   if args.grain:
-    result = {'grain_folder_jpeg': bench_grain_folder(args)}
+    result = {"grain_folder_jpeg": bench_grain_folder(args)}
   else:
-    result = {'synthetic': bench_synthetic(args), 'folder_jpeg': bench_folder(args),
-              'lsun_lmdb': bench_lmdb(args)}
-  result.update({
-      'resolution': args.resolution,
-      'batch': args.batch,
-      'num_workers': args.num_workers,
-      'command': 'python -m benchmarks.input_pipeline ' + ' '.join(sys.argv[1:]),
-      'machine': f'{platform.machine()}, {os.cpu_count()} CPU cores visible '
-                 f'({platform.processor() or platform.platform()}), shared with other jobs',
-      'load_average_1min_at_end': round(os.getloadavg()[0], 2),
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  })
+    result = {
+      "synthetic": bench_synthetic(args),
+      "folder_jpeg": bench_folder(args),
+      "lsun_lmdb": bench_lmdb(args),
+    }
+  result.update(
+    {
+      "resolution": args.resolution,
+      "batch": args.batch,
+      "num_workers": args.num_workers,
+      "command": "python -m benchmarks.input_pipeline " + " ".join(sys.argv[1:]),
+      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible "
+      f"({platform.processor() or platform.platform()}), shared with other jobs",
+      "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+  )
   text = json.dumps(result, indent=2)
   print(text)
   if args.json:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, 'w') as f:
-      f.write(text + '\n')
+    with open(args.json, "w") as f:
+      f.write(text + "\n")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   main()

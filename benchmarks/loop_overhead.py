@@ -6,7 +6,7 @@ overlap the device's work?
 
 In one process, at the same shapes:
 
-* ``step``: the compiled step (``train_gan.compile_train_step``) called ``N`` times on one batch
+* ``step``: the compiled step (``gan_steps.compile_train_step``) called ``N`` times on one batch
   already on the device, the state fed back; wall time from a synchronised start to the last
   state ready, divided by ``N``.
 * ``loop``: ``train_gan.train_and_evaluate`` itself, one progressive stage, ``warm + N``
@@ -42,11 +42,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from benchmarks.common import apply_overrides, command_line, load_config, machine  # noqa: E402
 
 PRESETS = {
-    "scale": ("configs/synthetic.py",
-              {"train.batch_size": 64, "train.lr": 1e-3, "train.log_every_steps": 200,
-               "train.start_resolution": 32, "train.resolution": 32}),
-    "tiny": ("configs/tiny.py",
-             {"train.start_resolution": 8, "train.resolution": 8, "train.log_every_steps": 50}),
+  "scale": (
+    "configs/synthetic.py",
+    {
+      "train.batch_size": 64,
+      "train.lr": 1e-3,
+      "train.log_every_steps": 200,
+      "train.start_resolution": 32,
+      "train.resolution": 32,
+    },
+  ),
+  "tiny": (
+    "configs/tiny.py",
+    {"train.start_resolution": 8, "train.resolution": 8, "train.log_every_steps": 50},
+  ),
 }
 
 
@@ -62,17 +71,24 @@ def time_step(config, iterations: int) -> float:
   """Seconds per call of the compiled step on one device batch (see the module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import models, parallel, train_gan  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.data import train as train_data  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top
+
+  from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.data import train_input  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import build  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import gan_steps, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training.schedule import Schedule  # pylint: disable=g-import-not-at-top
+
   stage = Schedule(config.train, config.model.channels).stages[0]
-  generator, critic = models.build_generator(config), models.build_critic(config)
+  generator, critic = build.build_generator(config), build.build_critic(config)
   state = train_gan.init_state(generator, critic, config)
   shape = (stage.batch_size, stage.resolution, stage.resolution, 3)
-  step, _, _ = train_gan.compile_train_step(generator, critic, config, stage.stage, state, shape)
-  with train_data.train_iterator(config.data, resolution=stage.resolution,
-                                 batch_size=parallel.per_process_batch(stage.batch_size),
-                                 seed=config.seed) as it:
+  step, _, _ = gan_steps.compile_train_step(generator, critic, config, stage.stage, state, shape)
+  with train_input.train_iterator(
+    config.data,
+    resolution=stage.resolution,
+    batch_size=parallel.per_process_batch(stage.batch_size),
+    seed=config.seed,
+  ) as it:
     real = parallel.put_batch(next(it)["image"])
   alpha, lr = np.float32(stage.alpha(0)), np.float32(stage.lr)
   for _ in range(3):
@@ -87,13 +103,14 @@ def time_step(config, iterations: int) -> float:
 
 def time_loop(config, iterations: int, steps_per_call: int = 1) -> dict:
   """Seconds per iteration of train_gan's loop between two synchronised log steps."""
-  from layered_gan_jax import loop as loop_lib  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import loop as loop_lib  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import train_gan  # pylint: disable=g-import-not-at-top
+
   every = int(config.train.log_every_steps)
   warm = every * max(1, -(-8 // every))  # A log step after >= 8 iterations.
   iterations = every * max(1, round(iterations / every))
   config.train.max_steps = warm + iterations
-  config.train.checkpoint_every_steps = config.train.sample_every_steps = 10 ** 9
+  config.train.checkpoint_every_steps = config.train.sample_every_steps = 10**9
   if "steps_per_call" in config.train:  # (Absent before the loop work: one per call.)
     config.train.steps_per_call = steps_per_call
   logged = {}
@@ -112,21 +129,28 @@ def time_loop(config, iterations: int, steps_per_call: int = 1) -> dict:
   finally:
     loop_lib.TrainLoop.record = original
   seconds = (logged[warm + iterations] - logged[warm]) / iterations
-  return {"seconds_per_iteration": seconds, "iterations": iterations, "warmup": warm,
-          "log_every_steps": every, "steps_per_call": steps_per_call}
+  return {
+    "seconds_per_iteration": seconds,
+    "iterations": iterations,
+    "warmup": warm,
+    "log_every_steps": every,
+    "steps_per_call": steps_per_call,
+  }
 
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--preset", choices=sorted(PRESETS), default="scale")
   p.add_argument("--iterations", type=int, default=0, help="0: 400 (scale) / 200 (tiny)")
-  p.add_argument("--steps_per_call", type=int, default=8,
-                 help="K of the third setting (1: no third setting)")
+  p.add_argument(
+    "--steps_per_call", type=int, default=8, help="K of the third setting (1: no third setting)"
+  )
   p.add_argument("--json", default="")
   args, args.overrides = p.parse_known_args(argv)
   iterations = args.iterations or (400 if args.preset == "scale" else 200)
   config = build(args)
   from layered_gan_jax import runtime  # pylint: disable=g-import-not-at-top
+
   runtime.configure_xla_cpu(config.runtime.xla_cpu_kernels)
   step = time_step(config, min(iterations, 200))
   settings = [("before", 0, 1), ("prefetch", 2, 1)]
@@ -134,10 +158,16 @@ def main(argv=None):
     settings.append((f"prefetch + {args.steps_per_call} per call", 2, args.steps_per_call))
   if "device_prefetch" not in config.train:  # A checkout before the loop work.
     settings = [("code before the loop work", 0, 1)]
-  result = {"command": command_line("benchmarks.loop_overhead", argv), "machine": machine(),
-            "date": datetime.date.today().isoformat(), "preset": args.preset,
-            "batch": int(config.train.batch_size), "resolution": int(config.train.resolution),
-            "step_seconds": step, "loops": []}
+  result = {
+    "command": command_line("benchmarks.loop_overhead", argv),
+    "machine": machine(),
+    "date": datetime.date.today().isoformat(),
+    "preset": args.preset,
+    "batch": int(config.train.batch_size),
+    "resolution": int(config.train.resolution),
+    "step_seconds": step,
+    "loops": [],
+  }
   print(f"{args.preset}: step {step * 1e3:.2f} ms", flush=True)
   _write(args, result)
   for name, prefetch, per_call in settings:  # Written after each: a time limit keeps the rest.
@@ -148,10 +178,13 @@ def main(argv=None):
     row["host_overhead_s"] = row["seconds_per_iteration"] - step
     row["host_overhead_vs_step"] = row["host_overhead_s"] / step
     result["loops"].append(row)
-    print(f"  loop, {row['setting']}: "
-          f"{row['seconds_per_iteration'] * 1e3:.2f} ms per iteration, host overhead "
-          f"{row['host_overhead_s'] * 1e3:+.2f} ms = {row['host_overhead_vs_step']:+.1%} of the "
-          "step", flush=True)
+    print(
+      f"  loop, {row['setting']}: "
+      f"{row['seconds_per_iteration'] * 1e3:.2f} ms per iteration, host overhead "
+      f"{row['host_overhead_s'] * 1e3:+.2f} ms = {row['host_overhead_vs_step']:+.1%} of the "
+      "step",
+      flush=True,
+    )
     _write(args, result)
   return result
 

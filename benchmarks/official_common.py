@@ -32,12 +32,13 @@ DRIVER = os.path.join(REPO, "benchmarks", "official_driver.py")
 def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], str]]:
   """[(model 'g' or 'd', official name, our parameter path, layout)] for every parameter."""
   out = []
-  for ours, theirs, head in (("background", "generator_bg", "to_rgb"),
-                             ("object", "generator_objects", "to_out")):
+  for ours, theirs, head in (
+    ("background", "generator_bg", "to_rgb"),
+    ("object", "generator_objects", "to_out"),
+  ):
     for k in range(mapping_layers):
       base = f"{theirs}.style.{1 + 2 * k}.linear"
-      out.append(("g", f"{base}.weight_orig", (f"{ours}_mapping", f"dense_{k}", "kernel"),
-                  "dense"))
+      out.append(("g", f"{base}.weight_orig", (f"{ours}_mapping", f"dense_{k}", "kernel"), "dense"))
       out.append(("g", f"{base}.bias", (f"{ours}_mapping", f"dense_{k}", "bias"), "bias"))
     syn = f"{ours}_synthesis"
     for i in range(len(channels)):
@@ -46,35 +47,52 @@ def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], 
       if i == 0:
         out.append(("g", f"{base}.conv1.input", block + ("const", "const"), "const"))
       else:
-        out.append(("g", f"{base}.conv1.1.conv.weight_orig", block + ("conv1", "kernel"),
-                    "conv"))
+        out.append(("g", f"{base}.conv1.1.conv.weight_orig", block + ("conv1", "kernel"), "conv"))
         out.append(("g", f"{base}.conv1.1.conv.bias", block + ("conv1", "bias"), "bias"))
       out.append(("g", f"{base}.conv2.conv.weight_orig", block + ("conv2", "kernel"), "conv"))
       out.append(("g", f"{base}.conv2.conv.bias", block + ("conv2", "bias"), "bias"))
       for j in (1, 2):
-        out.append(("g", f"{base}.noise{j}.weight_orig", block + (f"noise{j}", "weight"),
-                    "vector"))
-        out.append(("g", f"{base}.adain{j}.style.linear.weight_orig",
-                    block + (f"adain{j}", "style", "kernel"), "dense"))
-        out.append(("g", f"{base}.adain{j}.style.linear.bias",
-                    block + (f"adain{j}", "style", "bias"), "bias"))
-      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.weight_orig",
-                  (syn, f"head_{i}", "kernel"), "conv"))
-      out.append(("g", f"{theirs}.generator.{head}.{i}.conv.bias", (syn, f"head_{i}", "bias"),
-                  "bias"))
+        out.append(("g", f"{base}.noise{j}.weight_orig", block + (f"noise{j}", "weight"), "vector"))
+        out.append(
+          (
+            "g",
+            f"{base}.adain{j}.style.linear.weight_orig",
+            block + (f"adain{j}", "style", "kernel"),
+            "dense",
+          )
+        )
+        out.append(
+          (
+            "g",
+            f"{base}.adain{j}.style.linear.bias",
+            block + (f"adain{j}", "style", "bias"),
+            "bias",
+          )
+        )
+      out.append(
+        (
+          "g",
+          f"{theirs}.generator.{head}.{i}.conv.weight_orig",
+          (syn, f"head_{i}", "kernel"),
+          "conv",
+        )
+      )
+      out.append(
+        ("g", f"{theirs}.generator.{head}.{i}.conv.bias", (syn, f"head_{i}", "bias"), "bias")
+      )
   n = len(channels)
   for i in range(1, n):
     base = f"progression.{n - 1 - i}"
     for mine, theirs in (("conv1", "conv1.0"), ("conv2", "conv2.1")):
-      out.append(("d", f"{base}.{theirs}.conv.weight_orig", (f"block_{i}", mine, "kernel"),
-                  "conv"))
+      out.append(("d", f"{base}.{theirs}.conv.weight_orig", (f"block_{i}", mine, "kernel"), "conv"))
       out.append(("d", f"{base}.{theirs}.conv.bias", (f"block_{i}", mine, "bias"), "bias"))
   for mine, theirs in (("final_conv1", "conv1.0"), ("final_conv2", "conv2.0")):
     out.append(("d", f"progression.{n - 1}.{theirs}.conv.weight_orig", (mine, "kernel"), "conv"))
     out.append(("d", f"progression.{n - 1}.{theirs}.conv.bias", (mine, "bias"), "bias"))
   for i in range(n):
-    out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.weight_orig", (f"from_rgb_{i}", "kernel"),
-                "conv"))
+    out.append(
+      ("d", f"from_rgb.{n - 1 - i}.0.conv.weight_orig", (f"from_rgb_{i}", "kernel"), "conv")
+    )
     out.append(("d", f"from_rgb.{n - 1 - i}.0.conv.bias", (f"from_rgb_{i}", "bias"), "bias"))
   out.append(("d", "linear.linear.weight_orig", ("output", "kernel"), "dense"))
   out.append(("d", "linear.linear.bias", ("output", "bias"), "bias"))
@@ -82,8 +100,11 @@ def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], 
 
 
 # layout -> (axes official -> ours, axes ours -> official); 'vector' and 'bias' reshape only.
-_TRANSPOSES = {"dense": ((1, 0), (1, 0)), "conv": ((2, 3, 1, 0), (3, 2, 0, 1)),
-               "const": ((0, 2, 3, 1), (0, 3, 1, 2))}
+_TRANSPOSES = {
+  "dense": ((1, 0), (1, 0)),
+  "conv": ((2, 3, 1, 0), (3, 2, 0, 1)),
+  "const": ((0, 2, 3, 1), (0, 3, 1, 2)),
+}
 
 
 def official_to_ours(a: np.ndarray, layout: str) -> np.ndarray:
@@ -112,8 +133,9 @@ def get_path(tree, path):
   return tree
 
 
-def to_ours(arrays: Dict[str, np.ndarray], model: str, channels, mapping_layers,
-            default=None) -> dict:
+def to_ours(
+  arrays: Dict[str, np.ndarray], model: str, channels, mapping_layers, default=None
+) -> dict:
   """Official-named arrays of ``model`` ('g' or 'd') -> our nested parameter tree. A parameter
   missing from ``arrays`` takes ``default(path)`` (an error when ``default`` is None)."""
   tree = {}
@@ -131,15 +153,19 @@ def to_ours(arrays: Dict[str, np.ndarray], model: str, channels, mapping_layers,
 
 def to_official(tree: dict, model: str, channels, mapping_layers) -> Dict[str, np.ndarray]:
   """Our parameter tree -> official-named arrays."""
-  return {theirs: ours_to_official(get_path(tree, path), layout)
-          for m, theirs, path, layout in name_map(channels, mapping_layers) if m == model}
+  return {
+    theirs: ours_to_official(get_path(tree, path), layout)
+    for m, theirs, path, layout in name_map(channels, mapping_layers)
+    if m == model
+  }
 
 
 def stack_prefix(fx, prefix):
   """The arrays ``prefix/0000``, ``prefix/0001``, ... in numeric order (past 9999 the names
   grow a digit, and a plain sort would misplace them)."""
-  keys = sorted((k for k in fx.files if k.startswith(prefix + "/")),
-                key=lambda k: int(k.rsplit("/", 1)[1]))
+  keys = sorted(
+    (k for k in fx.files if k.startswith(prefix + "/")), key=lambda k: int(k.rsplit("/", 1)[1])
+  )
   return [fx[k] for k in keys]
 
 
@@ -153,12 +179,14 @@ class Cursor:
     i = self.pos.get(kind, 0)
     self.pos[kind] = i + n
     if kind not in self.values:
-      self.values[kind] = (stack_prefix(self.fx, f"{self.prefix}/{kind}")
-                           if kind in ("noise", "real") else self.fx[f"{self.prefix}/{kind}"])
+      self.values[kind] = (
+        stack_prefix(self.fx, f"{self.prefix}/{kind}")
+        if kind in ("noise", "real")
+        else self.fx[f"{self.prefix}/{kind}"]
+      )
     values = self.values[kind]
     if i + n > len(values):
-      raise IndexError(f"{self.prefix}/{kind}: needs {i + n} draws, the fixture has "
-                       f"{len(values)}")
+      raise IndexError(f"{self.prefix}/{kind}: needs {i + n} draws, the fixture has {len(values)}")
     return [values[j] for j in range(i, i + n)]
 
 
@@ -166,6 +194,7 @@ def generator_draws(cur: Cursor, spec, stage, z, z2, mixing: bool):
   """One official generator pass's draws (bg noise, [bg crossover], object noise, [object
   crossover], shift, contrast u) as ``train_gan.generate_from_draws`` takes them."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   noise, crossover = {}, {}
   for name in ("background", "object"):
     noise[name] = [jnp.asarray(nhwc(n)) for n in cur.take("noise", stage + 1)]
@@ -174,17 +203,23 @@ def generator_draws(cur: Cursor, spec, stage, z, z2, mixing: bool):
   u = np.asarray(cur.take("jitter_u")[0], np.float32) if spec["jitter"] else None
   s = np.float32(spec["jitter"])
   factors = (np.float32(1) + (np.float32(2) * s * u - s)) if u is not None else None
-  return {"z": jnp.asarray(z), "z2": jnp.asarray(z2 if z2 is not None else np.zeros_like(z)),
-          "crossover": crossover, "noise": noise,
-          "shifts": jnp.asarray(shift_xy[:, ::-1].astype(np.int32)),
-          "factors": (jnp.asarray(factors) if factors is not None
-                      else jnp.ones((z.shape[0], 1, 1, 1), jnp.float32))}
+  return {
+    "z": jnp.asarray(z),
+    "z2": jnp.asarray(z2 if z2 is not None else np.zeros_like(z)),
+    "crossover": crossover,
+    "noise": noise,
+    "shifts": jnp.asarray(shift_xy[:, ::-1].astype(np.int32)),
+    "factors": (
+      jnp.asarray(factors) if factors is not None else jnp.ones((z.shape[0], 1, 1, 1), jnp.float32)
+    ),
+  }
 
 
 def iteration_draws(cur: Cursor, spec, stage):
   """One official training iteration's draws (mixing decision, latents, both generator passes,
-  GP coefficients) as ``train_gan.make_update_fn``'s ``draws``."""
+  GP coefficients) as ``gan_steps.make_update_fn``'s ``draws``."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   mixing = bool(cur.take("mixing")[0])
   if mixing:
     zc, z2c, zg, z2g = cur.take("latent4")[0]
@@ -192,8 +227,11 @@ def iteration_draws(cur: Cursor, spec, stage):
     (zc, zg), z2c, z2g = cur.take("latent", 2), None, None
   d_draws = generator_draws(cur, spec, stage, zc, z2c, mixing)
   gp = jnp.asarray(cur.take("gp_eps")[0])
-  return {"critic": d_draws, "gp": gp,
-          "generator": generator_draws(cur, spec, stage, zg, z2g, mixing)}
+  return {
+    "critic": d_draws,
+    "gp": gp,
+    "generator": generator_draws(cur, spec, stage, zg, z2g, mixing),
+  }
 
 
 def nhwc(x):
@@ -203,8 +241,14 @@ def nhwc(x):
 def run_driver(args, mode, spec, out_path):
   with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
     json.dump(spec, f)
-  cmd = [args.torch_python, DRIVER, f"--mode={mode}", f"--mirror={args.mirror}",
-         f"--spec={f.name}", f"--out={out_path}"]
+  cmd = [
+    args.torch_python,
+    DRIVER,
+    f"--mode={mode}",
+    f"--mirror={args.mirror}",
+    f"--spec={f.name}",
+    f"--out={out_path}",
+  ]
   if args.ref_bench:
     cmd.append(f"--ref_bench={args.ref_bench}")
   print("running the official code:", " ".join(cmd), flush=True)
@@ -214,11 +258,13 @@ def run_driver(args, mode, spec, out_path):
 
 def write_json(path, obj):
   from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
+
   files.write_json(path, obj, indent=1)
 
 
 def provenance():
   import datetime  # pylint: disable=g-import-not-at-top
+
   from benchmarks import common  # pylint: disable=g-import-not-at-top
-  return {"machine": common.machine(),
-          "date": datetime.date.today().isoformat()}
+
+  return {"machine": common.machine(), "date": datetime.date.today().isoformat()}

@@ -43,8 +43,9 @@ import types
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_REF_BENCH = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "tools",
-                                 "ref_bench.py")
+DEFAULT_REF_BENCH = os.path.join(
+  os.path.dirname(os.path.dirname(HERE)), "shared", "tools", "ref_bench.py"
+)
 
 
 # ----------------------------------------------------------------------------------- draws
@@ -90,26 +91,30 @@ class Draws:
   def torch_for_train(self):
     """``torch`` as train.py sees it: ``randn(4, B, D)`` draws the four mixing latents,
     ``randn(8, D)`` the logging latents (kept out of the record), ``rand`` the GP's e."""
+
     def randn(*s, **k):
       shape = _shape(s)
       if len(shape) == 3:
         return self.normal("latent4", shape)
       return self.torch.randn(*shape)
-    return _Proxy(self.torch, randn=randn,
-                  rand=lambda *s, **k: self.uniform("gp_eps", _shape(s)))
+
+    return _Proxy(self.torch, randn=randn, rand=lambda *s, **k: self.uniform("gp_eps", _shape(s)))
 
   def random_for_stylegan(self):
     """``random`` as stylegan.py sees it: ``sample(range(step), 1)`` draws a crossover."""
+
     def sample(population, k):
       population = list(population)
       assert k == 1, k
       c = int(self.rng.integers(len(population)))
       self._keep("crossover", c)
       return [population[c]]
+
     return types.SimpleNamespace(sample=sample)
 
   def random_for_train(self):
     """``random`` as train.py sees it: ``random()`` decides style mixing (``< 0.9``)."""
+
     def rand():
       if self.mixing is not None:
         mix = bool(self.mixing.pop(0))
@@ -117,6 +122,7 @@ class Draws:
         mix = bool(self.rng.random() < 0.9)
       self._keep("mixing", mix)
       return 0.0 if mix else 0.95
+
     return types.SimpleNamespace(random=rand, sample=None)
 
   def noise_sampler(self):
@@ -132,12 +138,14 @@ class Draws:
   def location_noise_fn(self):
     """The shift sampler train.py's __main__ builds, fed by this generator; records the
     rounded integer shifts (x, y) the official RandomShift then applies."""
+
     def fn(*size, resolution, device=None):
       u = self.rng.random(_shape(size), dtype=np.float32)
       j = self.shift_fraction
       raw = self.torch.from_numpy(u.copy()) * (2 * j * resolution) - j * resolution
       self._keep("shift", self.torch.round(raw).long().numpy())
       return raw
+
     return fn
 
 
@@ -173,10 +181,13 @@ def build_models(ref, torch, channels, style_dim, mapping_layers):
   def synthesis(cls, out_dims):
     g = cls.__new__(cls)
     nn.Module.__init__(g)
-    blocks = [sg.StyledConvBlock(channels[0], channels[0], 3, 1, style_dim=style_dim,
-                                 initial=True)]
-    blocks += [sg.StyledConvBlock(channels[i - 1], channels[i], 3, 1, style_dim=style_dim,
-                                  upsample=True, fused=False) for i in range(1, len(channels))]
+    blocks = [sg.StyledConvBlock(channels[0], channels[0], 3, 1, style_dim=style_dim, initial=True)]
+    blocks += [
+      sg.StyledConvBlock(
+        channels[i - 1], channels[i], 3, 1, style_dim=style_dim, upsample=True, fused=False
+      )
+      for i in range(1, len(channels))
+    ]
     g.progression = nn.ModuleList(blocks)
     heads = nn.ModuleList([sg.EqualConv2d(c, int(sum(out_dims)), 1) for c in channels])
     if cls is sg.Generator:
@@ -188,21 +199,29 @@ def build_models(ref, torch, channels, style_dim, mapping_layers):
 
   gen = model.BgFgMask.__new__(model.BgFgMask)
   nn.Module.__init__(gen)
-  gen.generator_bg = sg.StyledGenerator(synthesis(sg.Generator, (3,)), style_dim,
-                                        mapping_layers, style_dim)
-  gen.generator_objects = sg.StyledGenerator(synthesis(sg.GeneratorNOutputs, (3, 1)), style_dim,
-                                             mapping_layers, style_dim)
+  gen.generator_bg = sg.StyledGenerator(
+    synthesis(sg.Generator, (3,)), style_dim, mapping_layers, style_dim
+  )
+  gen.generator_objects = sg.StyledGenerator(
+    synthesis(sg.GeneratorNOutputs, (3, 1)), style_dim, mapping_layers, style_dim
+  )
 
   n = len(channels)
   disc = sg.Discriminator.__new__(sg.Discriminator)
   nn.Module.__init__(disc)
   # Official indexing: progression[n - 1 - i] reads resolution 4 * 2**i; the last is the 4x4 end.
-  blocks = [sg.ConvBlock(channels[i], channels[i - 1], 3, 1, downsample=True, fused=False)
-            for i in range(n - 1, 0, -1)]
+  blocks = [
+    sg.ConvBlock(channels[i], channels[i - 1], 3, 1, downsample=True, fused=False)
+    for i in range(n - 1, 0, -1)
+  ]
   blocks.append(sg.ConvBlock(channels[0] + 1, channels[0], 3, 1, 4, 0))
   disc.progression = nn.ModuleList(blocks)
-  disc.from_rgb = nn.ModuleList([nn.Sequential(sg.EqualConv2d(3, channels[i], 1),
-                                               nn.LeakyReLU(0.2)) for i in range(n - 1, -1, -1)])
+  disc.from_rgb = nn.ModuleList(
+    [
+      nn.Sequential(sg.EqualConv2d(3, channels[i], 1), nn.LeakyReLU(0.2))
+      for i in range(n - 1, -1, -1)
+    ]
+  )
   disc.n_layer = n
   disc.linear = sg.EqualLinear(channels[0], 1)
   return gen, disc
@@ -237,9 +256,16 @@ class Harness:
   def route(self, draws: Draws):
     ref = self.ref
     self._saved = getattr(self, "_saved", None) or {
-        (m, attr): getattr(ref[m], attr) for m, attr in (
-            ("stylegan", "torch"), ("stylegan", "random"), ("perturber_utils", "torch"),
-            ("train", "torch"), ("train", "random"), ("train", "NormalNoiseSampler"))}
+      (m, attr): getattr(ref[m], attr)
+      for m, attr in (
+        ("stylegan", "torch"),
+        ("stylegan", "random"),
+        ("perturber_utils", "torch"),
+        ("train", "torch"),
+        ("train", "random"),
+        ("train", "NormalNoiseSampler"),
+      )
+    }
     ref["stylegan"].torch = draws.torch_for_stylegan()
     ref["stylegan"].random = draws.random_for_stylegan()
     ref["perturber_utils"].torch = draws.torch_for_perturber_utils()
@@ -267,13 +293,27 @@ class Harness:
     optim = self.torch.optim
     groups = generator.parameter_groups()
     g_opt = optim.Adam(groups["generator"], lr=lr, betas=(0.0, 0.99))
-    g_opt.add_param_group({"params": groups["style"], "lr": lr * mapping_lr_mult,
-                           "mult": mapping_lr_mult})
+    g_opt.add_param_group(
+      {"params": groups["style"], "lr": lr * mapping_lr_mult, "mult": mapping_lr_mult}
+    )
     d_opt = optim.Adam(disc.parameters(), lr=lr, betas=(0.0, 0.99))
     return g_opt, d_opt
 
-  def run_train(self, args_ns, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss,
-                loader, iterations, step, logger, code_size):
+  def run_train(
+    self,
+    args_ns,
+    gen_dp,
+    g_running_wrapped,
+    disc_dp,
+    g_opt,
+    d_opt,
+    mask_loss,
+    loader,
+    iterations,
+    step,
+    logger,
+    code_size,
+  ):
     """One call of the official ``train.train()`` for ``iterations`` iterations."""
     tm, rb = self.ref["train"], self.rb
     tm.device = self.torch.device("cpu")
@@ -283,8 +323,18 @@ class Harness:
     tm.sample_data = lambda *a, **k: loader
     tm.tqdm = lambda *a, **k: _Range(iterations)
     tm.save = lambda *a, **k: None
-    tm.train(args_ns, None, gen_dp, g_running_wrapped, disc_dp, mask_loss_fn=mask_loss,
-             logger=logger, log_dir=self.src, step=step, gen_every=rb.NeverDivides())
+    tm.train(
+      args_ns,
+      None,
+      gen_dp,
+      g_running_wrapped,
+      disc_dp,
+      mask_loss_fn=mask_loss,
+      logger=logger,
+      log_dir=self.src,
+      step=step,
+      gen_every=rb.NeverDivides(),
+    )
 
 
 class _Range:
@@ -344,11 +394,23 @@ class RecordingLogger:
 
 
 def train_args(init_size, batch, lr, phase, used_sample, max_size):
-  return argparse.Namespace(init_size=init_size, max_size=max_size, batch=dict(batch),
-                            batch_default=32, num_workers=0, org_to_crop=1.0,
-                            lr=dict(lr), lr_disc_mult=1.0, phase=phase, used_sample=used_sample,
-                            mixing=True, same_mixing=False, loss="wgan-gp", real_penalty=0.001,
-                            n_critic=1)
+  return argparse.Namespace(
+    init_size=init_size,
+    max_size=max_size,
+    batch=dict(batch),
+    batch_default=32,
+    num_workers=0,
+    org_to_crop=1.0,
+    lr=dict(lr),
+    lr_disc_mult=1.0,
+    phase=phase,
+    used_sample=used_sample,
+    mixing=True,
+    same_mixing=False,
+    loss="wgan-gp",
+    real_penalty=0.001,
+    n_critic=1,
+  )
 
 
 def setup(torch, harness, a, init=None, seed=None):
@@ -356,8 +418,7 @@ def setup(torch, harness, a, init=None, seed=None):
   harness.unroute()  # the official init draws from torch's own generator
   if seed is not None:
     torch.manual_seed(seed)
-  gen, disc = build_models(harness.ref, torch, a["channels"], a["style_dim"],
-                           a["mapping_layers"])
+  gen, disc = build_models(harness.ref, torch, a["channels"], a["style_dim"], a["mapping_layers"])
   if init is not None:
     load_named(gen, {k[2:]: v for k, v in init.items() if k.startswith("g/")}, torch)
     load_named(disc, {k[2:]: v for k, v in init.items() if k.startswith("d/")}, torch)
@@ -378,6 +439,7 @@ def adam_state(optimizer, module):
 
 def ema_model(gen, torch):
   import copy  # pylint: disable=g-import-not-at-top
+
   g_running = copy.deepcopy(gen)
   g_running.train(False)
   return g_running
@@ -391,8 +453,10 @@ def fixture(h: Harness, a) -> dict:
   out = {}
   batch, seed = a["batch"], a["seed"]
   gen, disc = setup(torch, h, a, seed=seed)
-  init = {**{f"g/{k}": v for k, v in named(gen).items()},
-          **{f"d/{k}": v for k, v in named(disc).items()}}
+  init = {
+    **{f"g/{k}": v for k, v in named(gen).items()},
+    **{f"d/{k}": v for k, v in named(disc).items()},
+  }
   out.update({f"init/{k}": v for k, v in init.items()})
 
   # --- forward: generator layers, perturbed composites, critic scores and features ----------
@@ -404,7 +468,7 @@ def fixture(h: Harness, a) -> dict:
   cases = []
   with torch.no_grad():
     for stage in a["forward_stages"]:
-      res = 4 * 2 ** stage
+      res = 4 * 2**stage
       for alpha in a["forward_alphas"]:
         for mix in (False, True):
           name = f"fwd/s{stage}_a{alpha}_m{int(mix)}"
@@ -423,8 +487,9 @@ def fixture(h: Harness, a) -> dict:
           out[f"{name}/composite"] = rendered.numpy()
           out[f"{name}/d_real"] = disc(real, step=stage, alpha=alpha).numpy()
           out[f"{name}/d_fake"] = disc(rendered, step=stage, alpha=alpha).numpy()
-          out[f"{name}/features_real"] = disc(real, step=stage, alpha=alpha,
-                                              features_only=1).numpy()
+          out[f"{name}/features_real"] = disc(
+            real, step=stage, alpha=alpha, features_only=1
+          ).numpy()
           cases.append(dict(name=name, stage=stage, alpha=alpha, mixing=mix))
   hook.remove()
   _store_draws(out, "fwd_draws", draws)
@@ -432,7 +497,7 @@ def fixture(h: Harness, a) -> dict:
 
   # --- the generator's loss terms and their gradients at the initial weights ----------------
   stage, alpha = a["loss_stage"], a["loss_alpha"]
-  res = 4 * 2 ** stage
+  res = 4 * 2**stage
   draws = Draws(torch, seed + 2, a["shift"], a["jitter"])
   h.route(draws)
   wrapper = h.wrapped(gen, draws, a["shift"], a["jitter"])
@@ -450,8 +515,9 @@ def fixture(h: Harness, a) -> dict:
   g_params = list(gen.named_parameters())
   for term, value in terms.items():
     out[f"gloss/{term}"] = np.asarray(value.item(), np.float32)
-    grads = torch.autograd.grad(value, [p for _, p in g_params], retain_graph=True,
-                                allow_unused=True)
+    grads = torch.autograd.grad(
+      value, [p for _, p in g_params], retain_graph=True, allow_unused=True
+    )
     for (pname, _), g in zip(g_params, grads):
       if g is not None:
         out[f"gloss_grad/{term}/{pname}"] = g.numpy().copy()
@@ -485,9 +551,10 @@ def fixture(h: Harness, a) -> dict:
   h.route(draws)
   plan = []
   for stage, alphas in a["train_plan"]:
-    res = 4 * 2 ** stage
-    plan.append((stage, alphas, [draws.uniform("real", (batch, 3, res, res)).numpy() * 2 - 1
-                                 for _ in alphas]))
+    res = 4 * 2**stage
+    plan.append(
+      (stage, alphas, [draws.uniform("real", (batch, 3, res, res)).numpy() * 2 - 1 for _ in alphas])
+    )
   logger = RecordingLogger()
   g_opt, d_opt, g_running = _iterations(h, a, gen, disc, draws, logger, plan, eta)
   out.update({f"train/g/{k}": v for k, v in named(gen).items()})
@@ -527,6 +594,7 @@ class _CriticGradients:
       for n, p in params:
         if before[n] is not None:
           p.grad = before[n] if p.grad is None else before[n] + p.grad
+
     torch.Tensor.backward = backward
     return self
 
@@ -553,23 +621,38 @@ def _iterations(h, a, gen, disc, draws, logger, plan, eta):
   consecutive calls of train.train() share the optimizers and the EMA generator."""
   torch = h.torch
   g_running, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss = _training_objects(
-      h, a, gen, disc, draws, eta)
+    h, a, gen, disc, draws, eta
+  )
   batch = a["batch"]
   seen = []
-  hook = disc.register_forward_pre_hook(lambda m, args, kw: seen.append(kw.get("alpha")),
-                                        with_kwargs=True)
+  hook = disc.register_forward_pre_hook(
+    lambda m, args, kw: seen.append(kw.get("alpha")), with_kwargs=True
+  )
   for stage, alphas, reals in plan:
-    res = 4 * 2 ** stage
+    res = 4 * 2**stage
     init_size = 4 * 2 ** a["train_plan"][0][0]
     # train.train() sets alpha = 1 at init_size and min(1, (used_sample + 1) / phase) above
     # it; the used_sample below gives the planned alphas (checked after the iterations).
     phase = a["phase"]
     used = 0 if res == init_size else int(round(alphas[0] * phase)) - 1
-    args_ns = train_args(init_size, {res: batch}, {res: a["lr"]}, phase, used,
-                         max_size=4 * 2 ** plan[-1][0])
+    args_ns = train_args(
+      init_size, {res: batch}, {res: a["lr"]}, phase, used, max_size=4 * 2 ** plan[-1][0]
+    )
     n_before = len(logger.metrics)
-    h.run_train(args_ns, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss,
-                Loader(torch, reals), len(alphas), stage, logger, a["style_dim"])
+    h.run_train(
+      args_ns,
+      gen_dp,
+      g_running_wrapped,
+      disc_dp,
+      g_opt,
+      d_opt,
+      mask_loss,
+      Loader(torch, reals),
+      len(alphas),
+      stage,
+      logger,
+      a["style_dim"],
+    )
     assert len(logger.metrics) - n_before == len(alphas)
   hook.remove()
   # Four critic calls per iteration (real, fake, interpolates; the generator step's fake).
@@ -600,7 +683,8 @@ def train(h: Harness, a) -> dict:
   draws = Draws(torch, a["seed"] + 100, a["shift"], a["jitter"])
   h.route(draws)
   g_running, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss = _training_objects(
-      h, a, gen, disc, draws, a["eta"])
+    h, a, gen, disc, draws, a["eta"]
+  )
   tm = h.ref["train"]
   if a.get("ema_rampup"):
     _ramped_accumulate(tm)
@@ -623,18 +707,37 @@ def train(h: Harness, a) -> dict:
     res = 4 * 2 ** st["stage"]
     batch = stream.shape[1]
     first = st is a["stages"][0]
-    args_ns = train_args(4 * 2 ** a["stages"][0]["stage"], {res: batch}, {res: a["lr"]},
-                         max(st["fade_images"], 1), 0, max_size=4 * 2 ** a["stages"][-1]["stage"])
+    args_ns = train_args(
+      4 * 2 ** a["stages"][0]["stage"],
+      {res: batch},
+      {res: a["lr"]},
+      max(st["fade_images"], 1),
+      0,
+      max_size=4 * 2 ** a["stages"][-1]["stage"],
+    )
     if first:
-      args_ns.phase = 10 ** 12  # one stage at a time: never grow inside train()
+      args_ns.phase = 10**12  # one stage at a time: never grow inside train()
     else:
       args_ns.phase = st["fade_images"]
-    h.run_train(args_ns, gen_dp, g_running_wrapped, disc_dp, g_opt, d_opt, mask_loss,
-                MemmapLoader(torch, stream, 0, st["iterations"]), st["iterations"],
-                st["stage"], logger, a["style_dim"])
+    h.run_train(
+      args_ns,
+      gen_dp,
+      g_running_wrapped,
+      disc_dp,
+      g_opt,
+      d_opt,
+      mask_loss,
+      MemmapLoader(torch, stream, 0, st["iterations"]),
+      st["iterations"],
+      st["stage"],
+      logger,
+      a["style_dim"],
+    )
     done += st["iterations"]
-    print(f"official: stage {st['stage']} done, {done} iterations, "
-          f"{time.time() - start:.0f} s", flush=True)
+    print(
+      f"official: stage {st['stage']} done, {done} iterations, {time.time() - start:.0f} s",
+      flush=True,
+    )
   out = {"seconds": np.asarray(time.time() - start), **snapshots}
   if a.get("record_draws"):
     _store_draws(out, "train_draws", draws)  # before the sampling below adds its noise
@@ -647,7 +750,7 @@ def train(h: Harness, a) -> dict:
   layers = {"background": [], "foreground": [], "mask": []}
   with torch.no_grad():
     for i in range(0, z.shape[0], 64):
-      bg, (fg, mask) = g_running(z[i:i + 64], step=stage, alpha=1.0)
+      bg, (fg, mask) = g_running(z[i : i + 64], step=stage, alpha=1.0)
       layers["background"].append(bg.numpy())
       layers["foreground"].append(fg.numpy())
       layers["mask"].append(mask.numpy())
@@ -684,6 +787,7 @@ def main():
   p.add_argument("--threads", type=int, default=2)
   args = p.parse_args()
   import torch  # pylint: disable=g-import-not-at-top
+
   torch.set_num_threads(args.threads)
   if not os.path.isfile(args.ref_bench):
     sys.exit(f"error: {args.ref_bench} not found; pass --ref_bench=PATH of ref_bench.py")

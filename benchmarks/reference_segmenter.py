@@ -43,9 +43,11 @@ from absl import logging
 from flax import traverse_util
 from PIL import Image
 
-from layered_gan_jax import files, metrics, unet
+from layered_gan_jax import files
 from layered_gan_jax.data import synthetic
-from layered_gan_jax.unet import UNet, segmentation_loss
+from layered_gan_jax.metrics import segmentation
+from layered_gan_jax.nets import unet
+from layered_gan_jax.nets.unet import UNet, segmentation_loss
 
 MIN_FRACTION = 0.01  # Below this predicted-foreground share of the pixels: "no object".
 _META_KEY = "__meta__"
@@ -84,19 +86,25 @@ class ReferenceSegmenter:
     n, h, w = x.shape[:3]
     r = self.resolution
     if (h, w) != (r, r):
-      x = np.stack([np.asarray(Image.fromarray(im).resize((r, r), Image.BILINEAR))
-                    for im in x]) if n else np.zeros((0, r, r, 3), np.uint8)
+      x = (
+        np.stack([np.asarray(Image.fromarray(im).resize((r, r), Image.BILINEAR)) for im in x])
+        if n
+        else np.zeros((0, r, r, 3), np.uint8)
+      )
     out = np.zeros((n, r, r), np.float32)
     b = self.batch_size
     for start in range(0, n, b):  # Fixed batch shape: one compile.
-      chunk = _to_float(x[start:start + b])
+      chunk = _to_float(x[start : start + b])
       m = len(chunk)
       if m < b:
         chunk = np.concatenate([chunk, np.zeros((b - m,) + chunk.shape[1:], np.float32)])
-      out[start:start + m] = np.asarray(jax.device_get(self._apply(self.params, chunk)))[:m]
+      out[start : start + m] = np.asarray(jax.device_get(self._apply(self.params, chunk)))[:m]
     if (h, w) != (r, r):
-      out = np.stack([np.asarray(Image.fromarray(p).resize((w, h), Image.BILINEAR))
-                      for p in out]) if n else np.zeros((0, h, w), np.float32)
+      out = (
+        np.stack([np.asarray(Image.fromarray(p).resize((w, h), Image.BILINEAR)) for p in out])
+        if n
+        else np.zeros((0, h, w), np.float32)
+      )
     return out
 
   def predict_masks(self, images) -> np.ndarray:
@@ -109,9 +117,13 @@ class ReferenceSegmenter:
 
   # ------------------------------------------------------------------------- evaluation
 
-  def evaluate_on_test(self, num_examples: int = 1000, resolution: Optional[int] = None,
-                       dataset_seed: int = 0,
-                       layout: synthetic.Layout = synthetic.LAYOUT) -> Dict[str, float]:
+  def evaluate_on_test(
+    self,
+    num_examples: int = 1000,
+    resolution: Optional[int] = None,
+    dataset_seed: int = 0,
+    layout: synthetic.Layout = synthetic.LAYOUT,
+  ) -> Dict[str, float]:
     """Metrics on the first ``num_examples`` images of the synthetic TEST split rendered at
     ``resolution`` (default: the training resolution): the supervised upper bound.
 
@@ -124,9 +136,10 @@ class ReferenceSegmenter:
     data = synthetic.generate("test", 0, n, r, dataset_seed, layout)
     gt = data["mask"].astype(bool)
     proba = self.predict_proba(data["image"])
-    result = metrics.segmentation_metrics(proba >= 0.5, gt, scores=proba)
-    result["detected_fraction"] = float(np.mean((proba >= 0.5).mean(axis=(1, 2))
-                                                >= self.min_fraction))
+    result = segmentation.segmentation_metrics(proba >= 0.5, gt, scores=proba)
+    result["detected_fraction"] = float(
+      np.mean((proba >= 0.5).mean(axis=(1, 2)) >= self.min_fraction)
+    )
     result["num_images"] = int(n)
     result["resolution"] = r
     return result
@@ -156,8 +169,14 @@ def load(path: str) -> ReferenceSegmenter:
 # --------------------------------------------------------------------------------- training
 
 
-def _train_batch(step: int, batch_size: int, resolution: int, seed: int, dataset_seed: int,
-                 layout: synthetic.Layout):
+def _train_batch(
+  step: int,
+  batch_size: int,
+  resolution: int,
+  seed: int,
+  dataset_seed: int,
+  layout: synthetic.Layout,
+):
   """Synthetic train examples [k B, (k + 1) B) mod the split, random left-right flips."""
   n = synthetic.SPLIT_SIZES["train"]
   start = (step * batch_size) % n
@@ -172,13 +191,21 @@ def _train_batch(step: int, batch_size: int, resolution: int, seed: int, dataset
   return _to_float(images), masks
 
 
-def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int = 0,
-                              batch_size: int = 32, width: int = 16, levels: int = 4,
-                              lr: float = 2e-3, dice_weight: float = 0.5,
-                              min_fraction: float = MIN_FRACTION, dataset_seed: int = 0,
-                              layout: synthetic.Layout = synthetic.LAYOUT,
-                              log_every: int = 200,
-                              loss_history: Optional[list] = None) -> ReferenceSegmenter:
+def train_reference_segmenter(
+  resolution: int = 32,
+  steps: int = 2000,
+  seed: int = 0,
+  batch_size: int = 32,
+  width: int = 16,
+  levels: int = 4,
+  lr: float = 2e-3,
+  dice_weight: float = 0.5,
+  min_fraction: float = MIN_FRACTION,
+  dataset_seed: int = 0,
+  layout: synthetic.Layout = synthetic.LAYOUT,
+  log_every: int = 200,
+  loss_history: Optional[list] = None,
+) -> ReferenceSegmenter:
   """Trains the U-Net on the synthetic train split at ``resolution`` (16, 32, 64 or 128) for
   ``steps`` Adam steps (cosine decay from ``lr``). If ``loss_history`` is a list, the total loss
   of every step is appended to it. Returns the trained :class:`ReferenceSegmenter`."""
@@ -200,6 +227,7 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
   def train_step(params, opt_state, images, masks):
     def loss_fn(p):
       return segmentation_loss(model.apply({"params": p}, images), masks, dice_weight)
+
     (loss, bce), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss, bce
@@ -207,8 +235,9 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
   t0 = time.time()
   losses = []
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    make = lambda k: pool.submit(_train_batch, k, batch_size, resolution, seed, dataset_seed,
-                                 layout)
+    make = lambda k: pool.submit(
+      _train_batch, k, batch_size, resolution, seed, dataset_seed, layout
+    )
     pending = make(0)
     for step in range(steps):
       images, masks = pending.result()
@@ -218,16 +247,32 @@ def train_reference_segmenter(resolution: int = 32, steps: int = 2000, seed: int
       losses.append(loss)
       if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
         recent = float(np.mean(jax.device_get(losses[-log_every:])))
-        logging.info("reference segmenter step %d/%d: loss %.4f (bce %.4f), %.1f s", step + 1,
-                     steps, recent, float(bce), time.time() - t0)
+        logging.info(
+          "reference segmenter step %d/%d: loss %.4f (bce %.4f), %.1f s",
+          step + 1,
+          steps,
+          recent,
+          float(bce),
+          time.time() - t0,
+        )
   losses = [float(v) for v in jax.device_get(losses)]
   if loss_history is not None:
     loss_history.extend(losses)
   tail = max(1, min(100, steps // 10))
-  meta = {"resolution": resolution, "width": width, "levels": levels, "steps": steps,
-          "seed": seed, "batch_size": batch_size, "lr": lr, "dice_weight": dice_weight,
-          "min_fraction": min_fraction, "dataset_seed": dataset_seed,
-          "layout": json.loads(json.dumps(dataclasses.asdict(layout))),
-          "final_loss": float(np.mean(losses[-tail:])), "train_seconds": time.time() - t0,
-          "predict_batch_size": 64}
+  meta = {
+    "resolution": resolution,
+    "width": width,
+    "levels": levels,
+    "steps": steps,
+    "seed": seed,
+    "batch_size": batch_size,
+    "lr": lr,
+    "dice_weight": dice_weight,
+    "min_fraction": min_fraction,
+    "dataset_seed": dataset_seed,
+    "layout": json.loads(json.dumps(dataclasses.asdict(layout))),
+    "final_loss": float(np.mean(losses[-tail:])),
+    "train_seconds": time.time() - t0,
+    "predict_batch_size": 64,
+  }
   return ReferenceSegmenter(params, meta)

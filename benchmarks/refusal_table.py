@@ -47,8 +47,10 @@ def main(argv=None):
   wanted = [c for c in args.cases.split(",") if c]
   with tempfile.TemporaryDirectory() as tmp:
     root = test_main.scene.__wrapped__(_TmpPaths(tmp))
-    print("| # | input | arguments | exit | s | stderr lines | the line printed | files, sha256 "
-          "before = after |")
+    print(
+      "| # | input | arguments | exit | s | stderr lines | the line printed | files, sha256 "
+      "before = after |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for i, (case, case_args, _) in enumerate(test_main.REFUSALS, 1):
       if wanted and case not in wanted:
@@ -57,15 +59,19 @@ def main(argv=None):
       env = dict(os.environ, **(test_main.FOUR_DEVICES if case == "batch vs devices" else {}))
       files, before = _hash(root)
       start = time.time()
-      result = subprocess.run([sys.executable, "main.py", *filled], capture_output=True,
-                              text=True, cwd=REPO, env=env)
+      result = subprocess.run(
+        [sys.executable, "main.py", *filled], capture_output=True, text=True, cwd=REPO, env=env
+      )
       seconds = time.time() - start
       _, after = _hash(root)
       shown = lambda text: text.replace(str(root), "S")
       line = shown(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
-      print(f"| {i} | {case} | `{shown(' '.join(filled))}` | {result.returncode} | "
-            f"{seconds:.2f} | {len(result.stderr.splitlines())} | {line} | {files} files, "
-            f"{before} = {after} |", flush=True)
+      print(
+        f"| {i} | {case} | `{shown(' '.join(filled))}` | {result.returncode} | "
+        f"{seconds:.2f} | {len(result.stderr.splitlines())} | {line} | {files} files, "
+        f"{before} = {after} |",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -25,27 +25,38 @@ import copy  # noqa: E402
 import datetime  # noqa: E402
 import time  # noqa: E402
 
-from benchmarks.common import (apply_overrides, command_line, gan_checkpoints,  # noqa: E402
-                               load_config, machine, selected)
+from benchmarks.common import (  # noqa: E402
+  apply_overrides,
+  command_line,
+  gan_checkpoints,
+  load_config,
+  machine,
+  selected,
+)
 
 # name -> (route, overrides, the choice whose trained network it reuses, or None)
 CHOICES = {
-    "default": ("distilled", {}, None),
-    "no_mirror_average": ("distilled", {"segment.mirror_average": False}, "default"),
-    "no_recompose": ("distilled", {"segmenter.recompose": False}, None),
-    "no_scale": ("distilled", {"segmenter.scale_range": (1.0, 1.0)}, None),
-    "no_translate": ("distilled", {"segmenter.translate": False}, None),
-    "no_flip": ("distilled", {"segmenter.flip_prob": 0.0}, None),
-    "no_background_swap": ("distilled", {"segmenter.swap_background_prob": 0.0}, None),
-    "color_jitter": ("distilled", {"segmenter.color_jitter": 0.2}, None),
-    "no_filter": ("distilled", {"segmenter.min_area": 0.0, "segmenter.max_area": 1.0,
-                                "segmenter.max_uncertainty": 0.5}, None),
-    "encoder": ("encoder", {}, None),
-    "encoder_placement": ("encoder", {"encoder.predict_placement": True}, None),
-    "encoder_refine_20": ("encoder", {"encoder.refine_steps": 20}, "encoder"),
-    "encoder_placement_refine_20": ("encoder", {"encoder.predict_placement": True,
-                                                "encoder.refine_steps": 20},
-                                    "encoder_placement"),
+  "default": ("distilled", {}, None),
+  "no_mirror_average": ("distilled", {"segment.mirror_average": False}, "default"),
+  "no_recompose": ("distilled", {"segmenter.recompose": False}, None),
+  "no_scale": ("distilled", {"segmenter.scale_range": (1.0, 1.0)}, None),
+  "no_translate": ("distilled", {"segmenter.translate": False}, None),
+  "no_flip": ("distilled", {"segmenter.flip_prob": 0.0}, None),
+  "no_background_swap": ("distilled", {"segmenter.swap_background_prob": 0.0}, None),
+  "color_jitter": ("distilled", {"segmenter.color_jitter": 0.2}, None),
+  "no_filter": (
+    "distilled",
+    {"segmenter.min_area": 0.0, "segmenter.max_area": 1.0, "segmenter.max_uncertainty": 0.5},
+    None,
+  ),
+  "encoder": ("encoder", {}, None),
+  "encoder_placement": ("encoder", {"encoder.predict_placement": True}, None),
+  "encoder_refine_20": ("encoder", {"encoder.refine_steps": 20}, "encoder"),
+  "encoder_placement_refine_20": (
+    "encoder",
+    {"encoder.predict_placement": True, "encoder.refine_steps": 20},
+    "encoder_placement",
+  ),
 }
 METRICS = ("fg_iou", "miou", "pixel_accuracy", "max_fbeta")
 
@@ -72,11 +83,14 @@ def main(argv=None):
   for i, name in enumerate(choices):
     reuse = CHOICES[name][2]
     if reuse and reuse not in choices[:i]:
-      sys.exit(f"error: choice {name!r} reuses the network of {reuse!r}; list {reuse!r} before "
-               "it in --choices")
+      sys.exit(
+        f"error: choice {name!r} reuses the network of {reuse!r}; list {reuse!r} before "
+        "it in --choices"
+      )
   gan_ckpt = gan_checkpoints(args.gan_workdir)
   import main as entry  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.checks import validate  # pylint: disable=g-import-not-at-top
+
   base, overrides = load_config(args.config, args.config_overrides)
   configs = {}
   for name in choices:  # Validate every config before anything runs.
@@ -86,9 +100,10 @@ def main(argv=None):
     config.eval.num_generated = 64  # Mask statistics are not the subject here.
     if configs:  # The baselines do not depend on the choice: computed once.
       config.eval.baselines = ()
-    config_validation.validate_config(config, "pipeline")
+    validate.validate_config(config, "pipeline")
     configs[name] = config
-  from layered_gan_jax import evaluation, restore  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.run import layout  # pylint: disable=g-import-not-at-top
 
   start, results = time.time(), {}
   for name in choices:
@@ -97,29 +112,44 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     _link(gan_ckpt, os.path.join(workdir, "checkpoints"))
     t = time.time()
-    sub = restore.SEGMENTER_DIR if route == "distilled" else restore.ENCODER_DIR
+    sub = layout.SEGMENTER_DIR if route == "distilled" else layout.ENCODER_DIR
     if reuse:
-      _link(os.path.join(os.path.abspath(args.workdir_root), reuse, sub),
-            os.path.join(workdir, sub))
+      _link(
+        os.path.join(os.path.abspath(args.workdir_root), reuse, sub), os.path.join(workdir, sub)
+      )
     else:
-      entry.run(configs[name], workdir, "train_segmenter" if route == "distilled"
-                else "train_encoder")
-    metrics = evaluation.evaluate(configs[name], workdir)
-    results[name] = {"route": route, "overrides": extra, "reuses": reuse,
-                     **{k: float(metrics[k]) for k in METRICS},
-                     "baselines": {b: m["fg_iou"] for b, m in metrics["baselines"].items()}
-                     or results.get(choices[0], {}).get("baselines", {}),
-                     "seconds": time.time() - t}
+      entry.run(
+        configs[name], workdir, "train_segmenter" if route == "distilled" else "train_encoder"
+      )
+    metrics = evaluate.evaluate(configs[name], workdir)
+    results[name] = {
+      "route": route,
+      "overrides": extra,
+      "reuses": reuse,
+      **{k: float(metrics[k]) for k in METRICS},
+      "baselines": {b: m["fg_iou"] for b, m in metrics["baselines"].items()}
+      or results.get(choices[0], {}).get("baselines", {}),
+      "seconds": time.time() - t,
+    }
     r = results[name]
-    print(f"{name:28s} {route:9s} fg_iou {r['fg_iou']:.3f}  miou {r['miou']:.3f}  max F "
-          f"{r['max_fbeta']:.3f}  ({r['seconds']:.0f} s)", flush=True)
+    print(
+      f"{name:28s} {route:9s} fg_iou {r['fg_iou']:.3f}  miou {r['miou']:.3f}  max F "
+      f"{r['max_fbeta']:.3f}  ({r['seconds']:.0f} s)",
+      flush=True,
+    )
 
-  out = {"choices": results, "gan_workdir": os.path.abspath(args.gan_workdir),
-         "config": os.path.relpath(args.config, REPO), "overrides": overrides,
-         "command": command_line("benchmarks.segmenter_choices"),
-         "machine": machine(),
-         "date": datetime.date.today().isoformat(), "seconds": time.time() - start}
+  out = {
+    "choices": results,
+    "gan_workdir": os.path.abspath(args.gan_workdir),
+    "config": os.path.relpath(args.config, REPO),
+    "overrides": overrides,
+    "command": command_line("benchmarks.segmenter_choices"),
+    "machine": machine(),
+    "date": datetime.date.today().isoformat(),
+    "seconds": time.time() - start,
+  }
   from layered_gan_jax import files  # pylint: disable=g-import-not-at-top
+
   files.write_json(args.json, out)
   with files.atomic_path(os.path.splitext(args.json)[0] + ".md") as tmp:
     with open(tmp, "w") as f:
@@ -129,17 +159,28 @@ def main(argv=None):
 
 
 def markdown(out) -> str:
-  lines = [f"# Segmenter choices ({out['date']})", "", f"Command: `{out['command']}`", "",
-           f"Machine: {out['machine']}; {out['seconds'] / 60:.0f} min in all.", "",
-           "| choice | route | overrides | fg IoU | mIoU | max F-beta | seconds |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+    f"# Segmenter choices ({out['date']})",
+    "",
+    f"Command: `{out['command']}`",
+    "",
+    f"Machine: {out['machine']}; {out['seconds'] / 60:.0f} min in all.",
+    "",
+    "| choice | route | overrides | fg IoU | mIoU | max F-beta | seconds |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for name, r in out["choices"].items():
     over = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "defaults"
-    lines.append(f"| {name} | {r['route']} | {over} | {r['fg_iou']:.3f} | {r['miou']:.3f} | "
-                 f"{r['max_fbeta']:.3f} | {r['seconds']:.0f} |")
+    lines.append(
+      f"| {name} | {r['route']} | {over} | {r['fg_iou']:.3f} | {r['miou']:.3f} | "
+      f"{r['max_fbeta']:.3f} | {r['seconds']:.0f} |"
+    )
   first = next(iter(out["choices"].values()))
-  lines += ["", "Baselines on the same images (fg IoU): " + ", ".join(
-      f"{b} {v:.3f}" for b, v in first["baselines"].items())]
+  lines += [
+    "",
+    "Baselines on the same images (fg IoU): "
+    + ", ".join(f"{b} {v:.3f}" for b, v in first["baselines"].items()),
+  ]
   return "\n".join(lines) + "\n"
 
 

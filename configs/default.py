@@ -6,7 +6,7 @@ the command line, e.g. ``--config.train.max_steps=1000 --config.perturb.shift=0`
 
 import ml_collections
 
-from layered_gan_jax.architecture import REFERENCE_CHANNELS  # 4, 8, ..., 1024 px
+from layered_gan_jax.nets.architecture import REFERENCE_CHANNELS  # 4, 8, ..., 1024 px
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -117,12 +117,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.steps_per_call = 1
   # Batches put on the devices ahead of the step that needs them (0 = when needed).
   config.train.device_prefetch = 2
-  # Collapse (layered_gan_jax/collapse.py): the masks of the sample latents empty, full or the
+  # Collapse (layered_gan_jax/training/collapse.py): the masks of the sample latents empty, full or the
   # same for every latent at this many consecutive sample steps -> a warning; with
   # stop_on_collapse the run also stops after a checkpoint (exit status 3).
   config.train.collapse_patience = 3
   config.train.stop_on_collapse = False
-  # FID / KID of the EMA generator (layered_gan_jax/fid.py) every this many images, on
+  # FID / KID of the EMA generator (layered_gan_jax/metrics/fid.py) every this many images, on
   # train.fid_samples samples against eval.fid_real_images real ones; 0 = off.
   config.train.fid_every_images = 1_000_000
   config.train.fid_samples = 5_000
@@ -155,7 +155,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- distilled segmenter
   # A U-Net trained on the frozen EMA generator's layers, recomposed into (image, mask) pairs
-  # (--mode=train_segmenter; layered_gan_jax/recompose.py).
+  # (--mode=train_segmenter; layered_gan_jax/nets/recompose.py).
   config.segmenter = ml_collections.ConfigDict()
   config.segmenter.width = 32  # U-Net channels at full resolution (doubled per level).
   config.segmenter.levels = 5  # Resolutions; the input side must divide by 2**(levels - 1).
@@ -211,7 +211,7 @@ def get_config() -> ml_collections.ConfigDict:
   # reductions to YNNPACK (faster at the reference widths on CPU); 'xla' keeps XLA's defaults
   # (faster for narrow CPU models). No effect on GPU / TPU. Speed: docs/performance.md.
   config.runtime.xla_cpu_kernels = "ynn"
-  # One training per network and workdir (layered_gan_jax/lease.py): a writer lease of another
+  # One training per network and workdir (layered_gan_jax/run/lease.py): a writer lease of another
   # host (or on an object store) not renewed for this long is taken for a dead process's.
   config.runtime.lease_stale_after_s = 1800.0
   return config

@@ -19,7 +19,6 @@ LIBRARY_PATHS = ("/orbax/", "/clu/", "/asyncio/")  # asyncio: Orbax's own event 
 
 
 class _LibraryFilter(std_logging.Filter):
-
   def filter(self, record: std_logging.LogRecord) -> bool:
     path = record.pathname.replace("\\", "/")
     if not any(p in path for p in LIBRARY_PATHS):
@@ -60,9 +59,15 @@ def _duration(seconds: float) -> str:
   return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float],
-                  images_per_s: float, seconds_per_step: float,
-                  eta: Optional[Tuple[float, bool]] = None) -> str:
+def progress_line(
+  what: str,
+  step: int,
+  max_steps: int,
+  values: Dict[str, float],
+  images_per_s: float,
+  seconds_per_step: float,
+  eta: Optional[Tuple[float, bool]] = None,
+) -> str:
   """``'<what> step 250/2500  critic -1.56  W 1.87  ...  64 img/s  ETA 5m12s'``.
 
   The ETA is the steps left x the latest step time, or ``eta`` = (seconds, scaled): the
@@ -72,14 +77,18 @@ def progress_line(what: str, step: int, max_steps: int, values: Dict[str, float]
   if eta is None:
     eta = ((max_steps - step) * seconds_per_step, False)
   note = " (later stages FLOP-scaled)" if eta[1] else ""
-  return (f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  "
-          f"ETA {_duration(eta[0])}{note}")
+  return (
+    f"{what} step {step}/{max_steps}  {shown}  {images_per_s:.0f} img/s  "
+    f"ETA {_duration(eta[0])}{note}"
+  )
 
 
 # Lines that TensorFlow writes to stderr at import whatever TF_CPP_MIN_LOG_LEVEL says: no news
 # for a user (oneDNN's numerics concern TensorFlow's own ops; the models run in JAX).
-START_UP_NOISE = (b"All log messages before absl::InitializeLog() is called are written to STDERR",
-                  b"] oneDNN custom operations are on.")
+START_UP_NOISE = (
+  b"All log messages before absl::InitializeLog() is called are written to STDERR",
+  b"] oneDNN custom operations are on.",
+)
 
 
 class HeldStderr:
@@ -111,8 +120,11 @@ class HeldStderr:
     os.close(self._saved_fd)
     if exc_type is None or not issubclass(exc_type, self._drop_on):
       self._held.seek(0)
-      held = b"".join(line for line in self._held.readlines()
-                      if not any(noise in line for noise in START_UP_NOISE))
+      held = b"".join(
+        line
+        for line in self._held.readlines()
+        if not any(noise in line for noise in START_UP_NOISE)
+      )
       if hasattr(sys.stderr, "buffer"):
         sys.stderr.buffer.write(held)
       else:

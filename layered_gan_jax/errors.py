@@ -68,28 +68,30 @@ class WriteFailed(OSError):
 # (tensorstore and Orbax re-raise OS errors as ValueError / RuntimeError with the C++ status
 # text; object-store clients answer with HTTP statuses).
 _ERRNO_REASONS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for this file system or the process's file-size limit",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.EIO: "input/output error of the device",
+  errno.ENOSPC: "no space left on the device",
+  errno.EDQUOT: "disk quota exceeded",
+  errno.EFBIG: "file too large for this file system or the process's file-size limit",
+  errno.EACCES: "permission denied",
+  errno.EPERM: "operation not permitted",
+  errno.EROFS: "read-only file system",
+  errno.EIO: "input/output error of the device",
 }
 _TEXT_REASONS = (
-    (r"no space left on device|RESOURCE_EXHAUSTED.*(space|disk)|ENOSPC",
-     "no space left on the device"),
-    (r"disk quota exceeded|EDQUOT", "disk quota exceeded"),
-    (r"file too large|EFBIG", _ERRNO_REASONS[errno.EFBIG]),
-    (r"read-only file system|EROFS", "read-only file system"),
-    (r"permission denied|PERMISSION_DENIED|\b403\b|access denied|forbidden",
-     "permission denied"),
-    (r"\b404\b.*bucket|bucket.*(does not exist|not found)|NoSuchBucket",
-     "the bucket does not exist"),
-    (r"input/output error|\bEIO\b", "input/output error of the device"),
-    # The object store's server went away (gcsfs / aiohttp, TensorFlow's libcurl client).
-    (r"ServerDisconnected|Cannot connect to host|Connection refused|libcurl code (7|52|56)\b",
-     "the storage server cannot be reached"),
+  (
+    r"no space left on device|RESOURCE_EXHAUSTED.*(space|disk)|ENOSPC",
+    "no space left on the device",
+  ),
+  (r"disk quota exceeded|EDQUOT", "disk quota exceeded"),
+  (r"file too large|EFBIG", _ERRNO_REASONS[errno.EFBIG]),
+  (r"read-only file system|EROFS", "read-only file system"),
+  (r"permission denied|PERMISSION_DENIED|\b403\b|access denied|forbidden", "permission denied"),
+  (r"\b404\b.*bucket|bucket.*(does not exist|not found)|NoSuchBucket", "the bucket does not exist"),
+  (r"input/output error|\bEIO\b", "input/output error of the device"),
+  # The object store's server went away (gcsfs / aiohttp, TensorFlow's libcurl client).
+  (
+    r"ServerDisconnected|Cannot connect to host|Connection refused|libcurl code (7|52|56)\b",
+    "the storage server cannot be reached",
+  ),
 )
 
 

@@ -14,7 +14,8 @@ from typing import Iterator
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -28,20 +29,27 @@ def maybe_initialize_distributed() -> None:
   if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("TPU_WORKER_HOSTNAMES"):
     kwargs = {}
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-      kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-                    num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                    process_id=int(os.environ["JAX_PROCESS_ID"]))
+      kwargs = dict(
+        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+        process_id=int(os.environ["JAX_PROCESS_ID"]),
+      )
     jax.distributed.initialize(**kwargs)
-    logging.info("jax.distributed initialized: process %d of %d, %d local / %d global devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 jax.device_count())
+    logging.info(
+      "jax.distributed initialized: process %d of %d, %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+    )
 
 
 @functools.lru_cache(maxsize=None)
 def data_mesh() -> jax.sharding.Mesh:
   """A mesh over all devices with one automatic ``data`` axis."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh(
+    (jax.device_count(),), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
 def replicated() -> NamedSharding:
@@ -55,11 +63,13 @@ def batch_sharded() -> NamedSharding:
 def check_batch_size(global_batch: int, what: str = "batch size") -> None:
   n = jax.device_count()
   if global_batch % n:
-    raise ValueError(f"{what} {global_batch} is not divisible by the {n} devices; choose a "
-                     f"multiple of {n}")
+    raise ValueError(
+      f"{what} {global_batch} is not divisible by the {n} devices; choose a multiple of {n}"
+    )
   if global_batch % jax.process_count():
-    raise ValueError(f"{what} {global_batch} is not divisible by the {jax.process_count()} "
-                     "processes")
+    raise ValueError(
+      f"{what} {global_batch} is not divisible by the {jax.process_count()} processes"
+    )
 
 
 def per_process_batch(global_batch: int) -> int:
@@ -70,7 +80,8 @@ def put_batch(local_batch):
   """Assembles per-process host arrays into global arrays split over the ``data`` axis."""
   sharding = batch_sharded()
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+  )
 
 
 def prefetch_to_device(host_batches: Iterator, depth: int) -> Iterator:

@@ -20,8 +20,8 @@ from typing import List
 from absl import logging
 
 YNN_FLAGS = {
-    "--xla_cpu_experimental_ynn_fusion_type": "dot,reduce",
-    "--xla_cpu_enable_concurrency_optimized_scheduler": "true",
+  "--xla_cpu_experimental_ynn_fusion_type": "dot,reduce",
+  "--xla_cpu_enable_concurrency_optimized_scheduler": "true",
 }
 KERNELS = ("xla", "ynn")
 
@@ -29,6 +29,7 @@ KERNELS = ("xla", "ynn")
 def _backends_initialized() -> bool:
   try:
     from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+
     return bool(xla_bridge.backends_are_initialized())
   except Exception:  # pylint: disable=broad-except
     return False
@@ -49,9 +50,12 @@ def configure_xla_cpu(kernels: str) -> List[str]:
   if not added:
     return []
   if _backends_initialized():
-    logging.warning("runtime.xla_cpu_kernels=%r ignored: JAX's backends already exist (set it "
-                    "before the first JAX computation, or put %s in XLA_FLAGS)", kernels,
-                    " ".join(added))
+    logging.warning(
+      "runtime.xla_cpu_kernels=%r ignored: JAX's backends already exist (set it "
+      "before the first JAX computation, or put %s in XLA_FLAGS)",
+      kernels,
+      " ".join(added),
+    )
     return []
   os.environ["XLA_FLAGS"] = " ".join([current] + added).strip()
   logging.info("XLA_FLAGS += %s", " ".join(added))

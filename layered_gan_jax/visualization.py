@@ -25,7 +25,7 @@ def grid(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
   for r, row in enumerate(rows):
     for i in range(n):
       y, x = pad + r * (h + pad), pad + i * (w + pad)
-      out[y:y + h, x:x + w] = row[i]
+      out[y : y + h, x : x + w] = row[i]
   return out
 
 
@@ -47,8 +47,13 @@ def layer_rows(layers: dict, shifted_composite: np.ndarray = None) -> list:
   foreground (on black) and, if given, the shifted composite."""
   bg, fg, m = (np.asarray(layers[k]) for k in ("background", "foreground", "mask"))
   comp = (1 - m) * bg + m * fg
-  rows = [to_uint8(comp), to_uint8(bg), to_uint8(fg), to_uint8(m, (0.0, 1.0)),
-          to_uint8(m * fg + (1 - m) * -1.0)]
+  rows = [
+    to_uint8(comp),
+    to_uint8(bg),
+    to_uint8(fg),
+    to_uint8(m, (0.0, 1.0)),
+    to_uint8(m * fg + (1 - m) * -1.0),
+  ]
   if shifted_composite is not None:
     rows.append(to_uint8(shifted_composite))
   return rows

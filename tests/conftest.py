@@ -1,4 +1,5 @@
 """Shared pytest setup: keep the CPU tests small and reproducible."""
+
 import os
 import tempfile
 
@@ -15,15 +16,24 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # by tests. Subprocesses inherit it (tests that set XLA_FLAGS for one append to it).
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
-      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
+  ).strip()
 
 # The files that take longest, longest first, so that the two xdist workers of the CI command
 # (--dist=loadfile: one whole file at a time) start on them and finish together; the others
 # follow in their usual order. pyproject.toml turns off xdist's own reordering by test count.
-_LONGEST_FIRST = ("test_train.py", "test_segmentation.py", "test_reliability.py",
-                  "test_official_parity.py", "test_main.py", "test_runtime.py",
-                  "test_benchmarks.py", "test_emergence_smoke.py", "test_train_step.py",
-                  "test_generator.py")
+_LONGEST_FIRST = (
+  "test_train.py",
+  "test_segmentation.py",
+  "test_reliability.py",
+  "test_official_parity.py",
+  "test_main.py",
+  "test_runtime.py",
+  "test_benchmarks.py",
+  "test_emergence_smoke.py",
+  "test_train_step.py",
+  "test_generator.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,4 +11,5 @@ def random_params(init_fn, seed):
   shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   rng = np.random.default_rng(seed)
   return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(rng.standard_normal(s.shape).astype(np.float32)), shapes)
+    lambda s: jnp.asarray(rng.standard_normal(s.shape).astype(np.float32)), shapes
+  )

@@ -27,7 +27,7 @@ class RamPath(gpath.PosixGPath):
   def __new__(cls, *parts):
     full = "/".join(os.fspath(p) for p in parts)
     if full.startswith(PREFIX):
-      parts = ("/ram/" + full[len(PREFIX):],)
+      parts = ("/ram/" + full[len(PREFIX) :],)
     return super().__new__(cls, *parts)
 
   @property
@@ -43,9 +43,10 @@ def listing(root: str, depth: int = 4):
   """Every file under ``root`` (a ram:// folder) up to ``depth`` levels down, relative, sorted.
   (RamFileSystem lists only the folders made explicitly, so this globs level by level.)"""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   out = set()
   for level in range(1, depth + 1):
     for path in tf.io.gfile.glob(root.rstrip("/") + "/*" * level):
       if not tf.io.gfile.isdir(path):
-        out.add(path[len(root):].lstrip("/"))
+        out.add(path[len(root) :].lstrip("/"))
   return sorted(out)

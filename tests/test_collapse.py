@@ -1,10 +1,10 @@
 """Collapse detection: the statistics, the monitor's rule, the stop and its exit status."""
 
-
 import numpy as np
 import pytest
 
-from layered_gan_jax import collapse, errors
+from layered_gan_jax import errors
+from layered_gan_jax.training import collapse
 
 HEALTHY = {"binarized_coverage_mean": 0.3, "mask_variation": 0.2}
 EMPTY = {"binarized_coverage_mean": 0.001, "mask_variation": 0.0}
@@ -37,11 +37,14 @@ def test_monitor_warns_only_after_patience_consecutive_steps():
   assert m.update(60, EMPTY) is not None  # and at every later collapsed step
 
 
-@pytest.mark.parametrize("sequence", [
+@pytest.mark.parametrize(
+  "sequence",
+  [
     [EMPTY, EMPTY, HEALTHY, EMPTY, EMPTY],  # a healthy step resets the count
     [EMPTY, FULL, CONSTANT, EMPTY, FULL],  # another kind of collapse starts a new count
     [HEALTHY] * 6,
-])
+  ],
+)
 def test_monitor_does_not_warn(sequence):
   m = collapse.CollapseMonitor(patience=3)
   assert all(m.update(10 * i, h) is None for i, h in enumerate(sequence))
@@ -63,7 +66,8 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   """A run whose mask is diagnosed empty stops after patience sample steps, with a checkpoint
   of that step that records the collapse."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import restore, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import loading, train_gan  # pylint: disable=g-import-not-at-top
+
   monkeypatch.setattr(collapse, "diagnose", lambda health: "empty")
   config = tiny.get_config()
   config.train.start_resolution = config.train.resolution = 8  # one stage: one compile
@@ -72,7 +76,7 @@ def test_stop_on_collapse_checkpoints_then_stops(tmp_path, monkeypatch):
   config.train.stop_on_collapse = True
   with pytest.raises(errors.Collapsed, match="empty .* for 2 sample steps .*step 4"):
     train_gan.train_and_evaluate(config, str(tmp_path))
-  ckpt = restore.gan_checkpointer(str(tmp_path))
+  ckpt = loading.gan_checkpointer(str(tmp_path))
   assert ckpt.latest_step() == 4
   assert ckpt.read_json(4, "meta")["collapse"]["count"] == 2
   ckpt.close()
@@ -92,5 +96,6 @@ def test_collapse_exits_with_status_3(tmp_path, monkeypatch, capsys):
   finally:
     main.FLAGS.unparse_flags()
   assert e.value.code == 3
-  assert capsys.readouterr().err.strip() == ("stopped: collapse: the generator's mask has been "
-                                             "empty")
+  assert capsys.readouterr().err.strip() == (
+    "stopped: collapse: the generator's mask has been empty"
+  )

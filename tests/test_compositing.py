@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from layered_gan_jax import compositing
+from layered_gan_jax.nets import compositing
 
 
 def naive_shift(x, shifts):
@@ -158,8 +158,9 @@ def test_contrast_jitter_gradients_flow():
     f = lambda b: jnp.sum(compositing.contrast_jitter(b, f64) * w64)
     v = jnp.asarray(np.random.default_rng(9).standard_normal(bg.shape))
     h = 1e-6
-    fd_and_grad = jax.jit(lambda b: ((f(b + h * v) - f(b - h * v)) / (2 * h),
-                                     jnp.sum(jax.grad(f)(b) * v)))
+    fd_and_grad = jax.jit(
+      lambda b: ((f(b + h * v) - f(b - h * v)) / (2 * h), jnp.sum(jax.grad(f)(b) * v))
+    )
     fd, analytic = map(float, fd_and_grad(b64))
   assert analytic == pytest.approx(fd, rel=1e-6, abs=1e-8)
 
@@ -168,9 +169,9 @@ def test_perturb_shares_the_shift_between_foreground_and_mask():
   res, frac, batch = 16, 0.25, 64
   rng = np.random.default_rng(10)
   layers = {
-      "background": jnp.asarray(rng.standard_normal((batch, res, res, 3)).astype(np.float32)),
-      "foreground": _images(11, (batch, res, res, 3)),
-      "mask": _images(12, (batch, res, res, 1)),
+    "background": jnp.asarray(rng.standard_normal((batch, res, res, 3)).astype(np.float32)),
+    "foreground": _images(11, (batch, res, res, 3)),
+    "mask": _images(12, (batch, res, res, 1)),
   }
   key = jax.random.key(13, impl="rbg")  # any key implementation; rbg compiles faster on CPU
   run = jax.jit(functools.partial(compositing.perturb, shift_fraction=frac, bg_contrast_jitter=0.3))
@@ -183,11 +184,14 @@ def test_perturb_shares_the_shift_between_foreground_and_mask():
   np.testing.assert_array_equal(out["mask"], naive_shift(layers["mask"], shifts))
   # The background is not shifted, only jittered (with the second half of the key).
   jitter_key = jax.random.split(key)[1]
-  np.testing.assert_allclose(out["background"],
-                             compositing.contrast_jitter(
-                                 layers["background"],
-                                 compositing.contrast_factors(jitter_key, batch, 0.3)),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    out["background"],
+    compositing.contrast_jitter(
+      layers["background"], compositing.contrast_factors(jitter_key, batch, 0.3)
+    ),
+    rtol=1e-6,
+    atol=1e-6,
+  )
   # Without jitter the background passes through untouched; the shifts depend on the key only.
   out2, shifts2 = compositing.perturb(key, layers, shift_fraction=frac, bg_contrast_jitter=0.0)
   np.testing.assert_array_equal(out2["background"], layers["background"])

@@ -16,12 +16,16 @@ def test_library_info_is_hidden_unless_verbose():
   orbax_info = _record("/site-packages/orbax/checkpoint/checkpoint_manager.py", std_logging.INFO)
   clu_info = _record("/site-packages/clu/metric_writers/logging_writer.py", std_logging.INFO)
   orbax_warning = _record("/site-packages/orbax/checkpoint/x.py", std_logging.WARNING)
-  ours = _record("/repo/layered_gan_jax/train_gan.py", std_logging.INFO)
+  ours = _record("/repo/layered_gan_jax/training/train_gan.py", std_logging.INFO)
   try:
     console.quiet_library_logs(verbose=False)
     console.quiet_library_logs(verbose=False)  # idempotent
     assert [handler.filter(r) for r in (orbax_info, clu_info, orbax_warning, ours)] == [
-        False, False, True, True]
+      False,
+      False,
+      True,
+      True,
+    ]
     console.quiet_library_logs(verbose=True)
     assert all(handler.filter(r) for r in (orbax_info, clu_info, orbax_warning, ours))
   finally:
@@ -32,15 +36,24 @@ def test_a_library_workers_traceback_is_hidden_unless_verbose():
   """A write that failed in Orbax's or clu's worker thread reaches the command as an exception
   (one line); the traceback the thread logs is shown with --library_logs only."""
   import sys  # pylint: disable=g-import-not-at-top
+
   handler = logging.get_absl_handler()
   try:
     raise OSError(28, "No space left on device")
   except OSError:
     exc_info = sys.exc_info()
-  clu_error = std_logging.LogRecord("absl", std_logging.ERROR, "/site-packages/clu/asynclib.py",
-                                    1, "Error in producer thread", (), exc_info)
-  our_error = std_logging.LogRecord("absl", std_logging.ERROR, "/repo/layered_gan_jax/x.py", 1,
-                                    "ours", (), exc_info)
+  clu_error = std_logging.LogRecord(
+    "absl",
+    std_logging.ERROR,
+    "/site-packages/clu/asynclib.py",
+    1,
+    "Error in producer thread",
+    (),
+    exc_info,
+  )
+  our_error = std_logging.LogRecord(
+    "absl", std_logging.ERROR, "/repo/layered_gan_jax/console.py", 1, "ours", (), exc_info
+  )
   try:
     console.quiet_library_logs(verbose=False)
     assert [handler.filter(r) for r in (clu_error, our_error)] == [False, True]
@@ -57,20 +70,29 @@ def test_tensorflows_start_up_lines_never_come_with_a_later_refusal():
   import os  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  script = ("import sys\n"
-            "from layered_gan_jax import console\n"
-            "with console.HeldStderr():\n"
-            "  import tensorflow\n"
-            "print('error: refused after the checks', file=sys.stderr)\n")
-  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=120)
+
+  script = (
+    "import sys\n"
+    "from layered_gan_jax import console\n"
+    "with console.HeldStderr():\n"
+    "  import tensorflow\n"
+    "print('error: refused after the checks', file=sys.stderr)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", script],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stderr.splitlines() == ["error: refused after the checks"], result.stderr
 
 
 def test_progress_line():
-  line = console.progress_line("GAN", 250, 2500, {"critic": -1.5612, "coverage": 0.6123},
-                               64.2, 0.25)
+  line = console.progress_line(
+    "GAN", 250, 2500, {"critic": -1.5612, "coverage": 0.6123}, 64.2, 0.25
+  )
   assert line == "GAN step 250/2500  critic -1.561  coverage 0.6123  64 img/s  ETA 9m22s"
   assert console.progress_line("x", 0, 100, {}, 1.0, 40.0).endswith("ETA 1h06m")
 
@@ -80,15 +102,28 @@ def test_eta_is_per_stage_and_flop_scaled():
   In the 8 px stage the stages ahead cost more per iteration: a linear ETA (steps left x the
   latest step time) would be far too optimistic."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.schedule import Schedule  # pylint: disable=g-import-not-at-top
-  t = ml_collections.ConfigDict(dict(start_resolution=8, resolution=32, phase_images=16,
-                                     batch_size=8, batch_sizes="32:4", lr=1e-3, lrs="",
-                                     max_steps=12))
+
+  from layered_gan_jax.training.schedule import Schedule  # pylint: disable=g-import-not-at-top
+
+  t = ml_collections.ConfigDict(
+    dict(
+      start_resolution=8,
+      resolution=32,
+      phase_images=16,
+      batch_size=8,
+      batch_sizes="32:4",
+      lr=1e-3,
+      lrs="",
+      max_steps=12,
+    )
+  )
   channels = (16, 16, 8, 8)
   s = Schedule(t, channels)
   assert [(st.resolution, st.num_steps) for st in s.stages] == [(8, 4), (16, 4), (32, 4)]
-  cost = [8 * sum((4 * 2 ** i) ** 2 * channels[i] ** 2 for i in range(k + 1)) * b / 8
-          for k, b in ((1, 8), (2, 8), (3, 4))]
+  cost = [
+    8 * sum((4 * 2**i) ** 2 * channels[i] ** 2 for i in range(k + 1)) * b / 8
+    for k, b in ((1, 8), (2, 8), (3, 4))
+  ]
   seconds, scaled = s.eta(2, 1.0)  # 2 left at 8 px (1 s each), 4 at 16 px, 4 at 32 px.
   assert scaled and abs(seconds - (2 + 4 * cost[1] / cost[0] + 4 * cost[2] / cost[0])) < 1e-9
   assert seconds > 1.5 * (12 - 2)  # The linear estimate: 10 s.

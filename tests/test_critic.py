@@ -4,11 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from layered_gan_jax import architecture
-from layered_gan_jax import critic as critic_lib
-from layered_gan_jax import layers
 from params import random_params
+
+from layered_gan_jax.nets import architecture, layers
+from layered_gan_jax.nets import critic as critic_lib
 
 CHANNELS = (8, 8, 8, 4, 4, 4)  # stages 0..5: 4..128 px
 BATCH = 3
@@ -27,14 +26,16 @@ def _images(seed, stage, batch=BATCH):
 
 def manual_critic(params, x, stage, alpha, channels=CHANNELS, fused_resolution=128):
   """The critic rebuilt from its parts, applied one sub-module at a time."""
+
   def from_rgb(i, img):
     conv = layers.EqualConv(channels[i], kernel_size=1)
     return layers.leaky_relu(conv.apply({"params": params[f"from_rgb_{i}"]}, img))
 
   h = from_rgb(stage, x)
   for i in range(stage, 0, -1):
-    block = critic_lib.CriticBlock(channels[i - 1],
-                                   fused=architecture.resolution_of(i) >= fused_resolution)
+    block = critic_lib.CriticBlock(
+      channels[i - 1], fused=architecture.resolution_of(i) >= fused_resolution
+    )
     h = block.apply({"params": params[f"block_{i}"]}, h)
     if i == stage and alpha != 1.0:  # alpha = 1: the path without the skip
       h = (1 - alpha) * from_rgb(stage - 1, layers.avg_pool2(x)) + alpha * h
@@ -42,8 +43,9 @@ def manual_critic(params, x, stage, alpha, channels=CHANNELS, fused_resolution=1
   h = layers.minibatch_stddev(h)
   c0 = channels[0]
   h = layers.leaky_relu(layers.EqualConv(c0).apply({"params": params["final_conv1"]}, h))
-  h = layers.leaky_relu(layers.EqualConv(c0, kernel_size=4, padding="VALID").apply(
-      {"params": params["final_conv2"]}, h))
+  h = layers.leaky_relu(
+    layers.EqualConv(c0, kernel_size=4, padding="VALID").apply({"params": params["final_conv2"]}, h)
+  )
   scores = layers.EqualDense(1).apply({"params": params["output"]}, h.reshape(h.shape[0], -1))
   return scores[:, 0], features
 
@@ -54,8 +56,9 @@ def test_shapes_finiteness_and_fade_in(critic, stage):
   x = _images(stage, stage)
   outs = {}
   for alpha in (0.0, 0.5, 1.0):
-    scores, feats = model.apply({"params": params}, x, stage=stage, alpha=alpha,
-                                return_features=True)
+    scores, feats = model.apply(
+      {"params": params}, x, stage=stage, alpha=alpha, return_features=True
+    )
     assert scores.shape == (BATCH,) and scores.dtype == jnp.float32
     assert feats.shape == (BATCH, 4, 4, CHANNELS[0])
     assert np.all(np.isfinite(scores)) and np.all(np.isfinite(feats))
@@ -65,8 +68,9 @@ def test_shapes_finiteness_and_fade_in(critic, stage):
     np.testing.assert_allclose(feats, ref_feats, rtol=1e-4, atol=1e-4)
     outs[alpha] = scores
   # Without features, the same scores.
-  np.testing.assert_array_equal(model.apply({"params": params}, x, stage=stage, alpha=1.0),
-                                outs[1.0])
+  np.testing.assert_array_equal(
+    model.apply({"params": params}, x, stage=stage, alpha=1.0), outs[1.0]
+  )
   # alpha = 0: from_rgb_{s-1} on avgpool2(x), then the path of stage s - 1.
   prev = model.apply({"params": params}, layers.avg_pool2(x), stage=stage - 1)
   np.testing.assert_allclose(outs[0.0], prev, rtol=1e-5, atol=1e-5)
@@ -82,10 +86,15 @@ def test_alpha_one_is_the_path_without_the_skip(critic):
   x = _images(20, stage)
   other = dict(params)
   other["from_rgb_1"] = jax.tree_util.tree_map(lambda a: a + 1.0, params["from_rgb_1"])
-  np.testing.assert_array_equal(model.apply({"params": params}, x, stage=stage, alpha=1.0),
-                                model.apply({"params": other}, x, stage=stage, alpha=1.0))
-  assert not np.allclose(model.apply({"params": params}, x, stage=stage, alpha=0.5),
-                         model.apply({"params": other}, x, stage=stage, alpha=0.5), atol=1e-4)
+  np.testing.assert_array_equal(
+    model.apply({"params": params}, x, stage=stage, alpha=1.0),
+    model.apply({"params": other}, x, stage=stage, alpha=1.0),
+  )
+  assert not np.allclose(
+    model.apply({"params": params}, x, stage=stage, alpha=0.5),
+    model.apply({"params": other}, x, stage=stage, alpha=0.5),
+    atol=1e-4,
+  )
 
 
 def test_fade_in_blend_at_stage_one_features():
@@ -97,16 +106,20 @@ def test_fade_in_blend_at_stage_one_features():
   f1 = model.apply({"params": params}, x, stage=1, alpha=1.0, return_features=True)[1]
   f3 = model.apply({"params": params}, x, stage=1, alpha=0.3, return_features=True)[1]
   np.testing.assert_allclose(f3, 0.7 * f0 + 0.3 * f1, rtol=1e-5, atol=1e-6)
-  skip = layers.leaky_relu(layers.EqualConv(4, kernel_size=1).apply(
-      {"params": params["from_rgb_0"]}, layers.avg_pool2(x)))
+  skip = layers.leaky_relu(
+    layers.EqualConv(4, kernel_size=1).apply({"params": params["from_rgb_0"]}, layers.avg_pool2(x))
+  )
   np.testing.assert_allclose(f0, skip, rtol=1e-5, atol=1e-6)
 
 
 def _assert_same_scores(a, b, params, x, stage):
   for alpha in (0.4, 1.0):
-    np.testing.assert_allclose(a.apply({"params": params}, x, stage=stage, alpha=alpha),
-                               b.apply({"params": params}, x, stage=stage, alpha=alpha),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+      a.apply({"params": params}, x, stage=stage, alpha=alpha),
+      b.apply({"params": params}, x, stage=stage, alpha=alpha),
+      rtol=1e-5,
+      atol=1e-5,
+    )
 
 
 def test_fused_and_unfused_paths_agree():
@@ -119,9 +132,11 @@ def test_fused_and_unfused_paths_agree():
   _assert_same_scores(fused, plain, params, x, 2)
   for alpha in (0.4, 1.0):
     np.testing.assert_allclose(
-        fused.apply({"params": params}, x, stage=2, alpha=alpha),
-        manual_critic(params, x, 2, alpha, channels=(4, 4, 4), fused_resolution=8)[0],
-        rtol=1e-5, atol=1e-5)
+      fused.apply({"params": params}, x, stage=2, alpha=alpha),
+      manual_critic(params, x, 2, alpha, channels=(4, 4, 4), fused_resolution=8)[0],
+      rtol=1e-5,
+      atol=1e-5,
+    )
 
 
 def test_resampling_forms_give_the_same_scores():
@@ -173,8 +188,11 @@ def test_parameter_count_matches_reference_model():
   model = critic_lib.Critic(channels=architecture.REFERENCE_CHANNELS)
   shapes = jax.eval_shape(lambda k: critic_lib.init_critic(model, k), jax.random.PRNGKey(0))
   assert _count(shapes) == 25_444_737
-  assert set(shapes) == ({f"from_rgb_{i}" for i in range(9)} | {f"block_{i}" for i in range(1, 9)}
-                         | {"final_conv1", "final_conv2", "output"})
+  assert set(shapes) == (
+    {f"from_rgb_{i}" for i in range(9)}
+    | {f"block_{i}" for i in range(1, 9)}
+    | {"final_conv1", "final_conv2", "output"}
+  )
   assert shapes["final_conv1"]["kernel"].shape == (3, 3, 513, 512)  # + minibatch-stddev channel
   assert shapes["final_conv2"]["kernel"].shape == (4, 4, 512, 512)
   assert shapes["output"]["kernel"].shape == (512, 1)
@@ -186,7 +204,8 @@ def test_init_critic_values():
   """Equalized lr: kernels stored N(0, 1), biases 0."""
   model = critic_lib.Critic(channels=(16, 8))
   params = jax.jit(lambda k: critic_lib.init_critic(model, k))(
-      jax.random.key(3, impl="rbg"))  # rbg: the threefry init compiles slowly on CPU
+    jax.random.key(3, impl="rbg")
+  )  # rbg: the threefry init compiles slowly on CPU
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
     name = jax.tree_util.keystr(path)
     if "bias" in name:

@@ -1,5 +1,6 @@
 """The README's layout section names every module of the package and of benchmarks/, and only
 files that exist."""
+
 import os
 import re
 
@@ -9,8 +10,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _layout_block() -> str:
   with open(os.path.join(REPO, "README.md")) as f:
     text = f.read()
-  section = text[text.index("## Layout"):]
-  return section[section.index("```") + 3:section.index("```", section.index("```") + 3)]
+  section = text[text.index("## Layout") :]
+  return section[section.index("```") + 3 : section.index("```", section.index("```") + 3)]
 
 
 def _named_files(block: str):
@@ -46,7 +47,6 @@ def test_readme_layout_matches_the_tree():
       rel = os.path.relpath(folder, REPO)
       if "device" in rel.split(os.sep) or "__pycache__" in rel:
         continue
-      actual |= {os.path.join(rel, n) for n in names
-                 if n.endswith(".py") and n != "__init__.py"}
+      actual |= {os.path.join(rel, n) for n in names if n.endswith(".py") and n != "__init__.py"}
   unnamed = sorted(actual - named)
   assert not unnamed, f"modules missing from the README's layout: {unnamed}"

@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from layered_gan_jax import fid, inception, inception_weights
 from layered_gan_jax.errors import ConfigError
+from layered_gan_jax.metrics import fid
+from layered_gan_jax.nets import inception, inception_weights
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "fid_reference.npz")
 
@@ -37,14 +38,16 @@ def test_features_match_the_reference_network(extractor):
 def test_resize_is_nvidias_bilinear():
   """Sample j reads the input at j * H / 299 (top-left aligned), clamped at the last pixel."""
   m = inception.resize_matrix(4, 8)
-  np.testing.assert_allclose(m @ np.array([0.0, 10.0, 20.0, 30.0]),
-                             [0, 5, 10, 15, 20, 25, 30, 30], atol=1e-5)
+  np.testing.assert_allclose(
+    m @ np.array([0.0, 10.0, 20.0, 30.0]), [0, 5, 10, 15, 20, 25, 30, 30], atol=1e-5
+  )
   np.testing.assert_allclose(inception.resize_matrix(299).sum(axis=1), 1.0, atol=1e-6)
 
 
 def _naive_fid(a, b):
   """The textbook formula with SciPy's general matrix square root of S1 S2."""
   import scipy.linalg  # pylint: disable=g-import-not-at-top
+
   mu1, mu2 = a.mean(0), b.mean(0)
   s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
   return np.real(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2)))
@@ -60,7 +63,7 @@ def _naive_kid(real, fake, subsets, size, seed):
     xx = sum(k(x[i], x[j]) for i in range(size) for j in range(size) if i != j)
     yy = sum(k(y[i], y[j]) for i in range(size) for j in range(size) if i != j)
     xy = sum(k(x[i], y[j]) for i in range(size) for j in range(size))
-    total += (xx + yy) / (size * (size - 1)) - 2 * xy / size ** 2
+    total += (xx + yy) / (size * (size - 1)) - 2 * xy / size**2
   return total / subsets
 
 
@@ -73,11 +76,15 @@ def test_fid_and_kid_against_naive_references():
   few = b[:4]  # Fewer samples than dimensions: the n x n route.
   np.testing.assert_allclose(fid.fid_from_features(a, few), _naive_fid(a, few), rtol=1e-6)
   s = fid.statistics(few)
-  np.testing.assert_allclose(fid.fid_from_statistics(*fid.statistics(a).values(), s["mu"],
-                                                     s["sigma"]), _naive_fid(a, few), rtol=1e-6)
+  np.testing.assert_allclose(
+    fid.fid_from_statistics(*fid.statistics(a).values(), s["mu"], s["sigma"]),
+    _naive_fid(a, few),
+    rtol=1e-6,
+  )
   assert abs(fid.fid_from_features(a, a)) < 1e-8
-  np.testing.assert_allclose(fid.kid(a, b, num_subsets=3, max_subset_size=12, seed=5),
-                             _naive_kid(a, b, 3, 12, 5), rtol=1e-10)
+  np.testing.assert_allclose(
+    fid.kid(a, b, num_subsets=3, max_subset_size=12, seed=5), _naive_kid(a, b, 3, 12, 5), rtol=1e-10
+  )
 
 
 def test_weight_files_that_are_not_the_network_are_refused(tmp_path):
@@ -99,7 +106,9 @@ def test_fid_in_training_and_fid_mode_on_a_checkpoint(tmp_path, monkeypatch, ext
   real statistics cached under the key of (data, resolution, crop, count) and reused. The
   module's compiled extractor (batch 4) stands in for the per-process one."""
   from configs import tiny
-  from layered_gan_jax import evaluation, train_gan
+  from layered_gan_jax.evaluation import evaluate
+  from layered_gan_jax.training import train_gan
+
   config = tiny.get_config()
   config.train.start_resolution = config.train.resolution = 8
   config.train.max_steps = 2
@@ -113,10 +122,12 @@ def test_fid_in_training_and_fid_mode_on_a_checkpoint(tmp_path, monkeypatch, ext
   train_gan.train_and_evaluate(config, workdir)
   points = json.loads((tmp_path / "run" / "fid.json").read_text())
   assert [(p["step"], p["images_seen"], p["num_generated"]) for p in points] == [
-      (1, 8, 4), (2, 16, 4)]
+    (1, 8, 4),
+    (2, 16, 4),
+  ]
   assert all(p["fid"] > 0 and np.isfinite(p["kid"]) for p in points)
 
-  scores = evaluation.fid_of_checkpoint(config, workdir)
+  scores = evaluate.fid_of_checkpoint(config, workdir)
   assert scores["gan_step"] == 2 and scores["num_generated"] == 6 and scores["num_real"] == 10
   assert scores["fid"] > 0 and np.isfinite(scores["kid"])
   written = json.loads((tmp_path / "run" / "eval" / "fid_step_0000002.json").read_text())
@@ -127,5 +138,5 @@ def test_fid_in_training_and_fid_mode_on_a_checkpoint(tmp_path, monkeypatch, ext
   with np.load(cached[0]) as f:
     assert f["features"].shape == (10, inception.FEATURES) and f["sigma"].shape == (2048, 2048)
   os.utime(cached[0], (0, 0))
-  again = evaluation.fid_of_checkpoint(config, workdir)
+  again = evaluate.fid_of_checkpoint(config, workdir)
   assert again["fid"] == scores["fid"] and os.stat(cached[0]).st_mtime == 0  # Reused.

@@ -39,18 +39,21 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
   """train, resume, train_encoder, train_segmenter, evaluate, sample and segment with a
   ``ram://`` workdir (tf.io.gfile's in-memory file system, the backend of gs://): every file
   the project writes itself lands there. Orbax's array storage (tensorstore) takes only local
-  paths and real object stores, so at that one seam (checkpointing.orbax_directory) the test
+  paths and real object stores, so at that one seam (checkpoints.orbax_directory) the test
   hands Orbax a local folder, after asserting that the workdir URI reached it unchanged (no
   abspath, no local 'ram:' folder). On the code before issue 32 this fails at the first
   os.makedirs(os.path.abspath('ram://...')) (a local ./ram:/ folder, then no ram:// files)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import ram_path  # pylint: disable=g-import-not-at-top
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import (checkpointing, evaluation, inference, train_encoder, train_gan,
-                               train_segmenter)
   from etils import epath  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.evaluation import evaluate, inference
+
+  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.run import checkpoints
+  from layered_gan_jax.training import train_encoder, train_gan, train_segmenter
 
   workdir = "ram://run"
   seen = []
@@ -59,9 +62,9 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
     seen.append(directory)
     assert directory.startswith(workdir + "/"), directory
     epath.Path(directory).mkdir(parents=True, exist_ok=True)  # The folder, as on gs://.
-    return epath.Path(tmp_path / "orbax" / directory[len(ram_path.PREFIX):])
+    return epath.Path(tmp_path / "orbax" / directory[len(ram_path.PREFIX) :])
 
-  monkeypatch.setattr(checkpointing, "orbax_directory", local_for_orbax)
+  monkeypatch.setattr(checkpoints, "orbax_directory", local_for_orbax)
   monkeypatch.chdir(tmp_path)
   config = tiny.get_config()
   config.train.max_steps = 4
@@ -71,8 +74,8 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
   assert int(state.step) == 6
   train_encoder.train_and_evaluate(config, workdir)
   train_segmenter.train_and_evaluate(config, workdir)
-  metrics = evaluation.evaluate(config, workdir)
-  assert evaluation.read_metrics(workdir)["fg_iou"] == metrics["fg_iou"]
+  metrics = evaluate.evaluate(config, workdir)
+  assert evaluate.read_metrics(workdir)["fg_iou"] == metrics["fg_iou"]
   inference.sample(config, workdir, "ram://samples", num_samples=2)
   (tmp_path / "in").mkdir()
   Image.fromarray(np.full((12, 10, 3), 80, np.uint8)).save(tmp_path / "in" / "a.png")
@@ -83,11 +86,14 @@ def test_a_ram_workdir_holds_everything_the_project_writes(tmp_path, monkeypatch
   for expected in ("samples/latest.png", "eval/metrics.json", "eval/panel.png"):
     assert expected in written, written
   for folder in ("", "encoder/", "segmenter/", "eval/"):  # clu's event files.
-    assert any(f.startswith(folder + "events.out.tfevents") for f in written), (folder,
-                                                                                written)
+    assert any(f.startswith(folder + "events.out.tfevents") for f in written), (folder, written)
   assert {"grid.png", "composite/00000.png"} <= set(ram_path.listing("ram://samples"))
   assert {"a_mask.png", "a_overlay.png", "segment_report.json"} <= set(
-      ram_path.listing("ram://segments"))
-  assert {d[len(workdir) + 1:] for d in seen} == {"checkpoints", "encoder_checkpoints",
-                                                  "segmenter_checkpoints"}
+    ram_path.listing("ram://segments")
+  )
+  assert {d[len(workdir) + 1 :] for d in seen} == {
+    "checkpoints",
+    "encoder_checkpoints",
+    "segmenter_checkpoints",
+  }
   assert not any(p.name.startswith("ram") for p in tmp_path.iterdir())  # No local ram: folder.

@@ -6,11 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from layered_gan_jax import architecture
-from layered_gan_jax import generator as G
-from layered_gan_jax import layers
 from params import random_params
+
+from layered_gan_jax.nets import architecture, layers
+from layered_gan_jax.nets import generator as G
 
 CHANNELS = (8, 8, 8, 4, 4, 4)  # stages 0..5: 4..128 px (the fused upsampling runs at 128 px)
 STYLE_DIM = 8
@@ -24,8 +23,9 @@ def KEY(seed):
 
 
 def make(variant, channels=CHANNELS):
-  return G.LayeredGenerator(channels=channels, variant=variant, style_dim=STYLE_DIM,
-                            mapping_layers=2)
+  return G.LayeredGenerator(
+    channels=channels, variant=variant, style_dim=STYLE_DIM, mapping_layers=2
+  )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,12 @@ def latents(seed, batch=BATCH):
 
 def fixed_noise(model, seed, stage, batch=BATCH):
   rng = np.random.default_rng(seed)
-  return {n: [jnp.asarray(rng.standard_normal(s).astype(np.float32))
-              for s in G.noise_shapes(batch, stage)] for n in model.synthesis_names}
+  return {
+    n: [
+      jnp.asarray(rng.standard_normal(s).astype(np.float32)) for s in G.noise_shapes(batch, stage)
+    ]
+    for n in model.synthesis_names
+  }
 
 
 def manual_heads(sub_params, out_channels, styles, noise, stage, fused_resolution=128):
@@ -52,12 +56,14 @@ def manual_heads(sub_params, out_channels, styles, noise, stage, fused_resolutio
   (head_stage(features_stage), head_{stage-1}(features_{stage-1}))."""
   x, feats = None, []
   for i in range(stage + 1):
-    block = G.SynthesisBlock(CHANNELS[i], initial=i == 0,
-                             fused=i > 0 and architecture.resolution_of(i) >= fused_resolution)
+    block = G.SynthesisBlock(
+      CHANNELS[i], initial=i == 0, fused=i > 0 and architecture.resolution_of(i) >= fused_resolution
+    )
     x = block.apply({"params": sub_params[f"block_{i}"]}, x, styles[i], noise[i])
     feats.append(x)
   head = lambda j: layers.EqualConv(out_channels, kernel_size=1).apply(
-      {"params": sub_params[f"head_{j}"]}, feats[j])
+    {"params": sub_params[f"head_{j}"]}, feats[j]
+  )
   return head(stage), head(stage - 1)
 
 
@@ -67,6 +73,7 @@ def _close(a, b, tol=1e-4):
 
 # ----------------------------------------------------------------------------- shapes, fade-in
 
+
 @pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_shapes_finiteness_and_fade_in_every_stage(models, variant):
   model, params = models[variant]
@@ -74,8 +81,10 @@ def test_shapes_finiteness_and_fade_in_every_stage(models, variant):
   for stage in range(1, 6):
     r = architecture.resolution_of(stage)
     noise = fixed_noise(model, stage, stage)
-    out = {a: model.apply({"params": params}, z, stage=stage, alpha=a, noise=noise)
-           for a in (0.0, 0.5, 1.0)}
+    out = {
+      a: model.apply({"params": params}, z, stage=stage, alpha=a, noise=noise)
+      for a in (0.0, 0.5, 1.0)
+    }
     for a, o in out.items():
       assert o["background"].shape == (BATCH, r, r, 3)
       assert o["foreground"].shape == (BATCH, r, r, 3)
@@ -94,13 +103,18 @@ def test_shapes_finiteness_and_fade_in_every_stage(models, variant):
     # alpha = 0.5: the blend of the two, on the logit; the sigmoid comes after.
     for name in ("background", "foreground", "mask_logit"):
       _close(out[0.5][name], 0.5 * out[0.0][name] + 0.5 * out[1.0][name])
-    _close(out[0.5]["mask"],
-           jax.nn.sigmoid(0.5 * out[0.0]["mask_logit"] + 0.5 * out[1.0]["mask_logit"]), 1e-5)
+    _close(
+      out[0.5]["mask"],
+      jax.nn.sigmoid(0.5 * out[0.0]["mask_logit"] + 0.5 * out[1.0]["mask_logit"]),
+      1e-5,
+    )
     assert not np.allclose(out[0.0]["background"], out[1.0]["background"], atol=1e-3)
 
 
-@pytest.mark.parametrize("variant,stage", [("two_generators", 1), ("two_generators", 5),
-                                           ("single_generator", 3), ("shared_style", 5)])
+@pytest.mark.parametrize(
+  "variant,stage",
+  [("two_generators", 1), ("two_generators", 5), ("single_generator", 3), ("shared_style", 5)],
+)
 def test_fade_in_against_heads_computed_by_hand(models, variant, stage):
   """alpha = 1 is the new head alone; alpha = 0 the upsampled previous head; in between their
   blend, with the mask = sigmoid(blended logit)."""
@@ -118,8 +132,10 @@ def test_fade_in_against_heads_computed_by_hand(models, variant, stage):
     if alpha == 1.0:  # the new head alone
       blend = {n: new for n, (new, _) in heads.items()}
     else:
-      blend = {n: (1 - alpha) * layers.upsample_nearest(old) + alpha * new
-               for n, (new, old) in heads.items()}
+      blend = {
+        n: (1 - alpha) * layers.upsample_nearest(old) + alpha * new
+        for n, (new, old) in heads.items()
+      }
     if variant == "single_generator":
       bg, fg, logit = blend["single"][..., :3], blend["single"][..., 3:6], blend["single"][..., 6:]
     else:
@@ -151,8 +167,9 @@ def test_resampling_forms_give_the_same_images(models):
   z, stage = latents(4), 3
   outs = []
   for resampling in architecture.RESAMPLING:
-    model = G.LayeredGenerator(channels=CHANNELS, style_dim=STYLE_DIM, mapping_layers=2,
-                               resampling=resampling)
+    model = G.LayeredGenerator(
+      channels=CHANNELS, style_dim=STYLE_DIM, mapping_layers=2, resampling=resampling
+    )
     noise = fixed_noise(model, 7, stage)
     outs.append(model.apply({"params": params}, z, stage=stage, alpha=1.0, noise=noise))
   for key in ("background", "foreground", "mask_logit"):
@@ -176,6 +193,7 @@ def test_stage_zero_and_validation(models):
 
 # ----------------------------------------------------------------------------- variants
 
+
 def test_single_generator_splits_a_seven_channel_head(models):
   model, params = models["single_generator"]
   assert set(params) == {"mapping", "synthesis"}
@@ -185,9 +203,9 @@ def test_single_generator_splits_a_seven_channel_head(models):
   w = model.apply({"params": params}, z, method=G.LayeredGenerator.map)["single"]
   for alpha in (0.5, 1.0):
     out = model.apply({"params": params}, z, stage=stage, alpha=alpha, noise=noise)
-    full = G.SynthesisNetwork(CHANNELS, 7).apply({"params": params["synthesis"]},
-                                                  [w] * (stage + 1), noise["single"],
-                                                  stage=stage, alpha=alpha)
+    full = G.SynthesisNetwork(CHANNELS, 7).apply(
+      {"params": params["synthesis"]}, [w] * (stage + 1), noise["single"], stage=stage, alpha=alpha
+    )
     _close(out["background"], full[..., :3], 1e-5)
     _close(out["foreground"], full[..., 3:6], 1e-5)
     _close(out["mask_logit"], full[..., 6:7], 1e-5)
@@ -203,8 +221,10 @@ class _Recorder:
   def __call__(self, next_fun, args, kwargs, context):
     if isinstance(context.module, G.SynthesisNetwork) and context.method_name == "__call__":
       styles, noise = args[0], args[1]
-      self.calls[context.module.name] = ([np.asarray(s) for s in styles],
-                                         [np.asarray(n) for n in noise])
+      self.calls[context.module.name] = (
+        [np.asarray(s) for s in styles],
+        [np.asarray(n) for n in noise],
+      )
     return next_fun(*args, **kwargs)
 
 
@@ -220,8 +240,10 @@ def test_shared_style_shares_noise_and_style(models):
   assert set(params) == {"shared_mapping", "background_synthesis", "object_synthesis"}
   z, stage = latents(6), 3
   calls, out = _record(model, params, z, stage, rngs={"noise": KEY(6)})
-  (bg_styles, bg_noise), (obj_styles, obj_noise) = (calls["background_synthesis"],
-                                                    calls["object_synthesis"])
+  (bg_styles, bg_noise), (obj_styles, obj_noise) = (
+    calls["background_synthesis"],
+    calls["object_synthesis"],
+  )
   assert len(bg_noise) == stage + 1
   for a, b in zip(bg_noise, obj_noise):
     np.testing.assert_array_equal(a, b)  # the same noise maps
@@ -230,41 +252,54 @@ def test_shared_style_shares_noise_and_style(models):
     np.testing.assert_array_equal(a, b)  # the same w, from the one mapping network
   # The sampled noise, passed explicitly to both networks, reproduces the output.
   shared = [jnp.asarray(a) for a in bg_noise]
-  explicit = model.apply({"params": params}, z, stage=stage,
-                         noise={"background": shared, "object": shared})
+  explicit = model.apply(
+    {"params": params}, z, stage=stage, noise={"background": shared, "object": shared}
+  )
   for name, v in out.items():
     np.testing.assert_array_equal(v, explicit[name])
 
 
 def test_two_generators_draw_their_own_noise_and_style(models):
   model, params = models["two_generators"]
-  assert set(params) == {"background_mapping", "object_mapping", "background_synthesis",
-                         "object_synthesis"}
+  assert set(params) == {
+    "background_mapping",
+    "object_mapping",
+    "background_synthesis",
+    "object_synthesis",
+  }
   z, stage = latents(7), 2
   calls, out = _record(model, params, z, stage, rngs={"noise": KEY(7)})
-  (bg_styles, bg_noise), (obj_styles, obj_noise) = (calls["background_synthesis"],
-                                                    calls["object_synthesis"])
+  (bg_styles, bg_noise), (obj_styles, obj_noise) = (
+    calls["background_synthesis"],
+    calls["object_synthesis"],
+  )
   for a, b in zip(bg_noise, obj_noise):
     assert a.shape == b.shape and not np.allclose(a, b)
   assert not np.allclose(bg_styles[0], obj_styles[0])  # own mapping networks, same z
   w = model.apply({"params": params}, z, method=G.LayeredGenerator.map)
   np.testing.assert_allclose(bg_styles[0], w["background"], rtol=1e-6)
   np.testing.assert_allclose(obj_styles[0], w["object"], rtol=1e-6)
-  explicit = model.apply({"params": params}, z, stage=stage,
-                         noise={"background": [jnp.asarray(a) for a in bg_noise],
-                                "object": [jnp.asarray(a) for a in obj_noise]})
+  explicit = model.apply(
+    {"params": params},
+    z,
+    stage=stage,
+    noise={
+      "background": [jnp.asarray(a) for a in bg_noise],
+      "object": [jnp.asarray(a) for a in obj_noise],
+    },
+  )
   for name, v in out.items():
     np.testing.assert_array_equal(v, explicit[name])
 
 
 # ----------------------------------------------------------------------------- determinism
 
+
 @pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_determinism(models, variant):
   model, params = models[variant]
   z, stage = latents(8), 2
-  run = lambda key: model.apply({"params": params}, z, stage=stage, alpha=0.5,
-                                rngs={"noise": key})
+  run = lambda key: model.apply({"params": params}, z, stage=stage, alpha=0.5, rngs={"noise": key})
   a, b, c = run(KEY(8)), run(KEY(8)), run(KEY(9))
   for name in a:
     np.testing.assert_array_equal(a[name], b[name])  # bit-identical
@@ -274,14 +309,16 @@ def test_determinism(models, variant):
 def test_determinism_under_jit_with_default_key(models):
   model, params = models["two_generators"]
   z = latents(8)
-  jitted = jax.jit(lambda p, z, k: model.apply({"params": p}, z, stage=1, alpha=0.5,
-                                               rngs={"noise": k}))
+  jitted = jax.jit(
+    lambda p, z, k: model.apply({"params": p}, z, stage=1, alpha=0.5, rngs={"noise": k})
+  )
   d, e = jitted(params, z, jax.random.PRNGKey(3)), jitted(params, z, jax.random.PRNGKey(3))
   for name in d:
     np.testing.assert_array_equal(d[name], e[name])
 
 
 # ----------------------------------------------------------------------------- style mixing
+
 
 @pytest.mark.parametrize("variant", ["two_generators", "shared_style"])
 def test_style_mixing(models, variant):
@@ -305,8 +342,9 @@ def test_style_mixing(models, variant):
     assert not np.allclose(mixed["background"], plain["background"], atol=1e-4)
     assert not np.allclose(mixed["mask_logit"], plain["mask_logit"], atol=1e-4)
     styles = {n: [w[n]] * (c + 1) + [w2[n]] * (stage - c) for n in model.synthesis_names}
-    ref = model.apply({"params": params}, styles, stage=stage, noise=noise,
-                      method=G.LayeredGenerator.synthesize)
+    ref = model.apply(
+      {"params": params}, styles, stage=stage, noise=noise, method=G.LayeredGenerator.synthesize
+    )
     for name in plain:
       _close(mixed[name], ref[name], 1e-5)
   if variant == "two_generators":
@@ -323,16 +361,26 @@ def test_style_mixing_crossover_is_traced(models):
   model, params = models["two_generators"]
   z, z2, stage = latents(11), latents(12), 2
   noise = fixed_noise(model, 11, stage)
-  run = jax.jit(lambda c: model.apply({"params": params}, z, stage=stage, noise=noise, z2=z2,
-                                      crossover={"background": c, "object": c}))
-  eager = lambda c: model.apply({"params": params}, z, stage=stage, noise=noise, z2=z2,
-                                crossover={"background": c, "object": c})
+  run = jax.jit(
+    lambda c: model.apply(
+      {"params": params},
+      z,
+      stage=stage,
+      noise=noise,
+      z2=z2,
+      crossover={"background": c, "object": c},
+    )
+  )
+  eager = lambda c: model.apply(
+    {"params": params}, z, stage=stage, noise=noise, z2=z2, crossover={"background": c, "object": c}
+  )
   for c in (0, 2):
     _close(run(jnp.asarray(c))["background"], eager(c)["background"], 1e-5)
   assert not np.allclose(run(jnp.asarray(0))["background"], run(jnp.asarray(2))["background"])
 
 
 # ----------------------------------------------------------------------------- truncation
+
 
 @pytest.mark.parametrize("variant", ["two_generators", "single_generator"])
 def test_truncation(models, variant):
@@ -349,12 +397,20 @@ def test_truncation(models, variant):
   # psi = 0: every z gives the w_avg output (also with style mixing).
   a = run(latents(14), truncation=0.0, w_avg=w_avg)
   b = run(latents(15), truncation=0.0, w_avg=w_avg)
-  c = run(latents(16), truncation=0.0, w_avg=w_avg, z2=latents(17),
-          crossover={g: jnp.asarray(0) for g in model.mixing_groups})
-  ref = model.apply({"params": params},
-                    {n: jnp.broadcast_to(w_avg[n], (BATCH, STYLE_DIM))
-                     for n in model.synthesis_names},
-                    stage=stage, noise=noise, method=G.LayeredGenerator.synthesize)
+  c = run(
+    latents(16),
+    truncation=0.0,
+    w_avg=w_avg,
+    z2=latents(17),
+    crossover={g: jnp.asarray(0) for g in model.mixing_groups},
+  )
+  ref = model.apply(
+    {"params": params},
+    {n: jnp.broadcast_to(w_avg[n], (BATCH, STYLE_DIM)) for n in model.synthesis_names},
+    stage=stage,
+    noise=noise,
+    method=G.LayeredGenerator.synthesize,
+  )
   for name in ref:
     _close(a[name], ref[name], 1e-5)
     _close(b[name], ref[name], 1e-5)
@@ -364,9 +420,13 @@ def test_truncation(models, variant):
   for name, v in run(z, truncation=1.0, w_avg=w_avg).items():
     _close(v, run(z)[name], 1e-5)
   w = model.apply({"params": params}, z, method=G.LayeredGenerator.map)
-  half = model.apply({"params": params},
-                     {n: w_avg[n] + 0.5 * (w[n] - w_avg[n]) for n in model.synthesis_names},
-                     stage=stage, noise=noise, method=G.LayeredGenerator.synthesize)
+  half = model.apply(
+    {"params": params},
+    {n: w_avg[n] + 0.5 * (w[n] - w_avg[n]) for n in model.synthesis_names},
+    stage=stage,
+    noise=noise,
+    method=G.LayeredGenerator.synthesize,
+  )
   for name, v in run(z, truncation=0.5, w_avg=w_avg).items():
     _close(v, half[name], 1e-5)
   with pytest.raises(ValueError):
@@ -375,6 +435,7 @@ def test_truncation(models, variant):
 
 
 # ----------------------------------------------------------------------------- parameters
+
 
 def _count(tree):
   return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
@@ -389,8 +450,7 @@ def test_parameter_counts_match_official_model():
   shapes = _reference_shapes("two_generators")
   assert _count(shapes["background_mapping"]) == 2_101_248
   assert _count(shapes["object_mapping"]) == 2_101_248
-  assert _count(shapes["background_mapping"]) + _count(shapes["background_synthesis"]) \
-      == 26_219_115
+  assert _count(shapes["background_mapping"]) + _count(shapes["background_synthesis"]) == 26_219_115
   assert _count(shapes["object_mapping"]) + _count(shapes["object_synthesis"]) == 26_221_668
   synth = shapes["background_synthesis"]
   assert set(synth) == {f"block_{i}" for i in range(9)} | {f"head_{i}" for i in range(9)}
@@ -417,11 +477,15 @@ def test_parameter_counts_of_the_other_variants():
 @pytest.mark.parametrize("variant", architecture.VARIANTS)
 def test_mask_logit_offset_shifts_only_the_mask_logit(models, variant):
   model, params = models[variant]
-  shifted = G.LayeredGenerator(channels=CHANNELS, variant=variant, style_dim=STYLE_DIM,
-                               mapping_layers=2, mask_logit_offset=-3.0)
+  shifted = G.LayeredGenerator(
+    channels=CHANNELS,
+    variant=variant,
+    style_dim=STYLE_DIM,
+    mapping_layers=2,
+    mask_logit_offset=-3.0,
+  )
   z, stage = latents(11), 2
-  run = lambda m: m.apply({"params": params}, z, stage=stage, alpha=0.5,
-                          rngs={"noise": KEY(11)})
+  run = lambda m: m.apply({"params": params}, z, stage=stage, alpha=0.5, rngs={"noise": KEY(11)})
   a, b = run(model), run(shifted)
   for name in ("background", "foreground"):
     np.testing.assert_array_equal(a[name], b[name])
@@ -431,8 +495,13 @@ def test_mask_logit_offset_shifts_only_the_mask_logit(models, variant):
 
 def test_head_init_std_scales_only_the_output_heads():
   base = make("two_generators")
-  small = G.LayeredGenerator(channels=CHANNELS, variant="two_generators", style_dim=STYLE_DIM,
-                             mapping_layers=2, head_init_std=0.1)
+  small = G.LayeredGenerator(
+    channels=CHANNELS,
+    variant="two_generators",
+    style_dim=STYLE_DIM,
+    mapping_layers=2,
+    head_init_std=0.1,
+  )
   a = G.init_generator(base, jax.random.PRNGKey(4))
   b = G.init_generator(small, jax.random.PRNGKey(4))
   flat_a = jax.tree_util.tree_leaves_with_path(a)

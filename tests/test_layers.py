@@ -1,4 +1,4 @@
-"""Numerical checks of the StyleGAN-1 building blocks in ``layered_gan_jax.layers``."""
+"""Numerical checks of the StyleGAN-1 building blocks in ``layered_gan_jax.nets.layers``."""
 
 import math
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from layered_gan_jax import architecture, layers
+from layered_gan_jax.nets import architecture, layers
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -25,11 +25,13 @@ def _normal(seed, shape, scale=1.0):
 
 def _conv3x3(x, kernel):
   """Plain SAME (zero padding 1) 3x3 correlation, NHWC / HWIO."""
-  return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DIMS,
-                                  precision=lax.Precision.HIGHEST)
+  return lax.conv_general_dilated(
+    x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DIMS, precision=lax.Precision.HIGHEST
+  )
 
 
 # ----------------------------------------------------------------------------- pure functions
+
 
 def test_he_scale_and_leaky_relu():
   assert layers.he_scale(512) == pytest.approx(math.sqrt(2 / 512))
@@ -51,8 +53,9 @@ def test_instance_norm_matches_numpy():
   mean = x.mean(axis=(1, 2), keepdims=True)
   var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)  # biased, as InstanceNorm2d
   ref = (x - mean) / np.sqrt(var + 1e-5)
-  np.testing.assert_allclose(layers.instance_norm(jnp.asarray(x, jnp.float32)), ref,
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    layers.instance_norm(jnp.asarray(x, jnp.float32)), ref, rtol=1e-4, atol=1e-5
+  )
 
 
 def test_minibatch_stddev_matches_numpy():
@@ -72,8 +75,9 @@ def test_upsample_nearest_and_avg_pool_match_numpy():
   y = np.random.default_rng(4).standard_normal((2, 6, 8, 3)).astype(np.float32)
   pooled = y.reshape(2, 3, 2, 4, 2, 3).mean(axis=(2, 4))
   for resampling in architecture.RESAMPLING:
-    np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(y), resampling), pooled, rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+      layers.avg_pool2(jnp.asarray(y), resampling), pooled, rtol=1e-6, atol=1e-6
+    )
     # avg_pool2 undoes upsample_nearest.
     np.testing.assert_allclose(layers.avg_pool2(jnp.asarray(up), resampling), x, rtol=1e-6)
 
@@ -86,7 +90,7 @@ def _numpy_conv3x3_of_upsample(x, kernel):
   out = np.zeros((b, h, w, kernel.shape[-1]))
   for dy in range(3):
     for dx in range(3):
-      out += p[:, dy:dy + h, dx:dx + w] @ kernel[dy, dx].astype(np.float64)
+      out += p[:, dy : dy + h, dx : dx + w] @ kernel[dy, dx].astype(np.float64)
   return out
 
 
@@ -115,7 +119,7 @@ def _numpy_avg_pool_of_conv3x3(x, kernel):
   y = np.zeros((b, h, w, kernel.shape[-1]))
   for dy in range(3):
     for dx in range(3):
-      y += p[:, dy:dy + h, dx:dx + w] @ kernel[dy, dx].astype(np.float64)
+      y += p[:, dy : dy + h, dx : dx + w] @ kernel[dy, dx].astype(np.float64)
   return y.reshape(b, h // 2, 2, w // 2, 2, -1).mean(axis=(2, 4))
 
 
@@ -138,12 +142,14 @@ def test_conv3x3_avg_pool2_equals_pooled_conv(shape):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(r))))
 
   def penalty(f):  # d/dkernel of |d/dx <f(x, k), cot>|^2, as in the gradient penalty
-    return jax.grad(lambda k: jnp.sum(jnp.square(
-        jax.grad(lambda a: jnp.sum(f(a, k) * cot))(jnp.asarray(x)))))(jnp.asarray(kernel))
+    return jax.grad(
+      lambda k: jnp.sum(jnp.square(jax.grad(lambda a: jnp.sum(f(a, k) * cot))(jnp.asarray(x))))
+    )(jnp.asarray(kernel))
 
   second, second_ref = penalty(layers.conv3x3_avg_pool2), penalty(direct)
-  np.testing.assert_allclose(second, second_ref, rtol=1e-4,
-                             atol=1e-4 * float(jnp.max(jnp.abs(second_ref))))
+  np.testing.assert_allclose(
+    second, second_ref, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(second_ref)))
+  )
 
 
 def test_equal_conv_downsample_both_resamplings_agree():
@@ -179,9 +185,15 @@ def test_blur_equals_depthwise_conv_with_121_kernel():
   k1 = np.array([1.0, 2.0, 1.0], np.float32)
   k2 = np.outer(k1, k1) / 16.0
   kernel = np.tile(k2[:, :, None, None], (1, 1, 1, channels))  # HWIO with I = 1 per group
-  ref = lax.conv_general_dilated(x, jnp.asarray(kernel), (1, 1), ((1, 1), (1, 1)),
-                                 dimension_numbers=DIMS, feature_group_count=channels,
-                                 precision=lax.Precision.HIGHEST)
+  ref = lax.conv_general_dilated(
+    x,
+    jnp.asarray(kernel),
+    (1, 1),
+    ((1, 1), (1, 1)),
+    dimension_numbers=DIMS,
+    feature_group_count=channels,
+    precision=lax.Precision.HIGHEST,
+  )
   out = layers.blur(x)
   assert out.shape == x.shape
   np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
@@ -193,6 +205,7 @@ def test_blur_equals_depthwise_conv_with_121_kernel():
 
 # ----------------------------------------------------------------------------- modules
 
+
 def test_equal_dense_init_and_output_variance_is_he():
   fan_in, features = 256, 256
   layer = layers.EqualDense(features)
@@ -202,8 +215,9 @@ def test_equal_dense_init_and_output_variance_is_he():
   assert float(jnp.std(params["kernel"])) == pytest.approx(1.0, rel=0.02)  # stored as N(0, 1)
   x = _normal(1, (4096, fan_in))
   y = layer.apply({"params": params}, x)
-  np.testing.assert_allclose(y, x @ (params["kernel"] * math.sqrt(2 / fan_in)),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    y, x @ (params["kernel"] * math.sqrt(2 / fan_in)), rtol=1e-4, atol=1e-4
+  )
   # Unit-variance input -> output variance 2 (He). The estimate averages 65,536 weights and
   # 4096 samples: its relative standard error is ~1%, so 6% is a > 5-sigma tolerance.
   assert float(jnp.var(y)) == pytest.approx(2.0, rel=0.06)
@@ -231,9 +245,12 @@ def test_equal_conv_init_and_output_variance_is_he():
   layer1 = layers.EqualConv(4, kernel_size=1)
   p1 = layer1.init(KEY(4), jnp.zeros((1, 2, 2, 6)))["params"]
   x1 = _normal(5, (2, 3, 3, 6))
-  np.testing.assert_allclose(layer1.apply({"params": p1}, x1),
-                             jnp.einsum("bhwi,io->bhwo", x1, p1["kernel"][0, 0]) * math.sqrt(2 / 6),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    layer1.apply({"params": p1}, x1),
+    jnp.einsum("bhwi,io->bhwo", x1, p1["kernel"][0, 0]) * math.sqrt(2 / 6),
+    rtol=1e-5,
+    atol=1e-5,
+  )
 
 
 def test_fused_upsample_conv_equals_quarter_conv_of_nearest_upsample():
@@ -250,8 +267,9 @@ def test_fused_upsample_conv_equals_quarter_conv_of_nearest_upsample():
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
   # The same through the EqualConv module with the same kernel (bias zero there).
   conv = layers.EqualConv(features).apply(
-      {"params": {"kernel": params["kernel"], "bias": jnp.zeros(features)}},
-      layers.upsample_nearest(x))
+    {"params": {"kernel": params["kernel"], "bias": jnp.zeros(features)}},
+    layers.upsample_nearest(x),
+  )
   np.testing.assert_allclose(out, conv / 4.0 + params["bias"], rtol=1e-5, atol=1e-5)
 
 

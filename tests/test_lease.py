@@ -1,4 +1,4 @@
-"""The writer lease of a checkpoint folder (layered_gan_jax/lease.py): one writer per network,
+"""The writer lease of a checkpoint folder (layered_gan_jax/run/lease.py): one writer per network,
 a dead or stale holder taken over with one warning, a lost lease noticed before writing.
 
 The command-line cases (a second training refused while the first runs, a dead process's
@@ -12,12 +12,12 @@ import subprocess
 import pytest
 
 from benchmarks.run_folder_faults import plant_lease
-from layered_gan_jax import lease, restore
 from layered_gan_jax.errors import ConfigError
+from layered_gan_jax.run import layout, lease
 
 
 def _lease(workdir, stale_after_s=60.0):
-  return lease.Lease(os.path.join(workdir, restore.GAN_DIR), "train", stale_after_s)
+  return lease.Lease(os.path.join(workdir, layout.GAN_DIR), "train", stale_after_s)
 
 
 def _dead_pid():
@@ -119,11 +119,11 @@ def test_two_writers_racing_for_a_free_folder_one_wins(tmp_path, monkeypatch):
 
 def test_other_processes_of_a_job_hold_nothing(tmp_path):
   plant_lease(str(tmp_path), os.getppid())
-  lease.Lease(os.path.join(tmp_path, restore.GAN_DIR), "train", 60, enabled=False).acquire()
+  lease.Lease(os.path.join(tmp_path, layout.GAN_DIR), "train", 60, enabled=False).acquire()
 
 
 def test_holds_of_live_readers_count_and_those_of_dead_ones_are_removed(tmp_path):
-  directory = os.path.join(tmp_path, restore.GAN_DIR)
+  directory = os.path.join(tmp_path, layout.GAN_DIR)
   with lease.ReadHold(directory, 4):
     dead = lease.ReadHold(directory, 8)
     dead.__enter__()

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from layered_gan_jax.data import config as data_config
-from layered_gan_jax.data import sources
-from layered_gan_jax.data import train as train_data
+from layered_gan_jax.data import sources, train_input
 from layered_gan_jax.errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,16 +32,25 @@ def database(tmp_path_factory):
   rng = np.random.default_rng(0)
   with env.begin(write=True) as txn:
     for k in rng.permutation(12):
-      value = b"not an image" if k == 5 else _encode(
-          np.full((20, 24, 3), 20 * k, np.uint8), "WEBP" if k % 2 else "JPEG")
+      value = (
+        b"not an image"
+        if k == 5
+        else _encode(np.full((20, 24, 3), 20 * k, np.uint8), "WEBP" if k % 2 else "JPEG")
+      )
       txn.put(f"{k:02d}".encode(), value)
   env.close()
   return path
 
 
 def _cfg(path, **kw):
-  return dict(name="lsun_lmdb", path=path, num_train_examples=kw.pop("n", None),
-              random_crop=False, num_workers=2, **kw)
+  return dict(
+    name="lsun_lmdb",
+    path=path,
+    num_train_examples=kw.pop("n", None),
+    random_crop=False,
+    num_workers=2,
+    **kw,
+  )
 
 
 def _levels(batch):
@@ -53,8 +61,9 @@ def _levels(batch):
 def test_first_n_keys_in_cursor_order_and_the_bad_value_skipped(database):
   source = sources.LmdbSource(database, 8)
   assert [k.decode() for k in source.keys] == [f"{k:02d}" for k in range(8)]
-  it = train_data.train_iterator(_cfg(database, n=8), resolution=16, batch_size=8, seed=3,
-                                 process_index=0, process_count=1)
+  it = train_input.train_iterator(
+    _cfg(database, n=8), resolution=16, batch_size=8, seed=3, process_index=0, process_count=1
+  )
   levels = sorted(_levels(next(it)))
   it.close()
   # Record 05 cannot be decoded: replaced by the next loadable one (06), and counted.
@@ -66,7 +75,7 @@ def test_deterministic_resumable_and_per_process_rows(database):
   cfg = _cfg(database)
 
   def batches(start, count, **kw):
-    it = train_data.train_iterator(cfg, resolution=16, seed=1, start_index=start, **kw)
+    it = train_input.train_iterator(cfg, resolution=16, seed=1, start_index=start, **kw)
     out = [_levels(next(it)) for _ in range(count)]
     it.close()
     return out
@@ -89,9 +98,19 @@ def test_missing_or_empty_database_is_a_one_line_error(tmp_path):
   with pytest.raises(DataError, match="the lmdb database is empty"):
     data_config.validate_data_config(_cfg(empty))
   result = subprocess.run(
-      [sys.executable, os.path.join(REPO, "main.py"), "--config=configs/tiny.py",
-       f"--workdir={tmp_path / 'run'}", "--config.data.name=lsun_lmdb",
-       f"--config.data.path={empty}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      os.path.join(REPO, "main.py"),
+      "--config=configs/tiny.py",
+      f"--workdir={tmp_path / 'run'}",
+      "--config.data.name=lsun_lmdb",
+      f"--config.data.path={empty}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2, result.stderr[-2000:]
   errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "the lmdb database is empty" in errors[0]
@@ -100,16 +119,17 @@ def test_missing_or_empty_database_is_a_one_line_error(tmp_path):
 
 def test_unprepared_tfds_dataset_is_found_before_anything_starts(tmp_path):
   from configs import car  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.checks import validate  # pylint: disable=g-import-not-at-top
+
   config = car.get_config()
   config.data.data_dir = str(tmp_path)
   with pytest.raises(DataError) as e:
-    config_validation.validate_config(config, "train")
+    validate.validate_config(config, "train")
   message = str(e.value)
   assert "tfds dataset 'lsun/car' is not prepared in" in message and "\n" not in message
   assert "tfds build lsun/car" in message and "lsun_lmdb" in message and "folder" in message
   config.data.download = True  # Will be downloaded: not refused up front.
-  config_validation.validate_config(config, "train")
+  validate.validate_config(config, "train")
 
 
 def test_an_object_store_path_is_refused_with_how_to_copy_it():

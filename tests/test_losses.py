@@ -5,15 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from layered_gan_jax import critic as critic_lib
-from layered_gan_jax import losses
+from layered_gan_jax.nets import critic as critic_lib
+from layered_gan_jax.training import losses
 
 tree_map = jax.tree_util.tree_map
 
 
 def _tree_dot(a, b):
-  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                            jax.tree_util.tree_leaves(b)))
+  return sum(
+    jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+  )
 
 
 def _tree_axpy(a, v, h):
@@ -26,6 +27,7 @@ def _e(key, real):
 
 # ----------------------------------------------------------------------------- gradient penalty
 
+
 @pytest.mark.parametrize("norm", [0.3, 1.0, 2.5])
 def test_gradient_penalty_of_linear_critic_is_exact(norm):
   rng = np.random.default_rng(0)
@@ -34,8 +36,9 @@ def test_gradient_penalty_of_linear_critic_is_exact(norm):
   critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3)) + 0.7  # D(x) = <w, x> + b
   real = jnp.asarray(rng.standard_normal((5, 4, 4, 3)), jnp.float32)
   fake = jnp.asarray(rng.standard_normal((5, 4, 4, 3)), jnp.float32)
-  gp = losses.gradient_penalty(critic, real, fake,
-                               losses.interpolation_coefficients(jax.random.PRNGKey(1), 5))
+  gp = losses.gradient_penalty(
+    critic, real, fake, losses.interpolation_coefficients(jax.random.PRNGKey(1), 5)
+  )
   assert float(gp) == pytest.approx((norm - 1.0) ** 2, rel=1e-5, abs=1e-9)
 
 
@@ -46,8 +49,9 @@ def test_gradient_penalty_interpolates_per_sample():
   real = jnp.asarray(rng.standard_normal((6, 3, 3, 2)) * 0.3, jnp.float32)
   fake = jnp.asarray(rng.standard_normal((6, 3, 3, 2)) * 0.3, jnp.float32)
   key = jax.random.PRNGKey(2)
-  gp = losses.gradient_penalty(lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3)), real, fake,
-                               _e(key, real))
+  gp = losses.gradient_penalty(
+    lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3)), real, fake, _e(key, real)
+  )
   e = np.asarray(jax.random.uniform(key, (6, 1, 1, 1)), np.float64)
   assert np.ptp(e) > 0.1  # per sample, not one scalar
   x_hat = e * np.asarray(real, np.float64) + (1 - e) * np.asarray(fake, np.float64)
@@ -60,10 +64,12 @@ def test_gradient_penalty_param_gradient_matches_finite_differences():
   in float64 (h = 1e-6, relative tolerance 1e-6)."""
   with jax.enable_x64(True):
     rng = np.random.default_rng(3)
-    params = {"w1": jnp.asarray(rng.standard_normal((12, 8)) * 0.5),
-              "b1": jnp.asarray(rng.standard_normal(8) * 0.1),
-              "w2": jnp.asarray(rng.standard_normal(8)),
-              "b2": jnp.asarray(0.3)}
+    params = {
+      "w1": jnp.asarray(rng.standard_normal((12, 8)) * 0.5),
+      "b1": jnp.asarray(rng.standard_normal(8) * 0.1),
+      "w2": jnp.asarray(rng.standard_normal(8)),
+      "b2": jnp.asarray(0.3),
+    }
 
     def critic(p, x):
       h = jnp.tanh(x.reshape(x.shape[0], -1) @ p["w1"] + p["b1"])
@@ -80,8 +86,9 @@ def test_gradient_penalty_param_gradient_matches_finite_differences():
     h = 1e-6
     # Random directions and single coordinates.
     for seed in range(3):
-      v = tree_map(lambda a: jnp.asarray(np.random.default_rng(10 + seed).standard_normal(a.shape)),
-                   params)
+      v = tree_map(
+        lambda a: jnp.asarray(np.random.default_rng(10 + seed).standard_normal(a.shape)), params
+      )
       fd = (gp(_tree_axpy(params, v, h)) - gp(_tree_axpy(params, v, -h))) / (2 * h)
       assert float(_tree_dot(grads, v)) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
     for name, idx in [("w1", (3, 5)), ("b1", (2,)), ("w2", (7,))]:
@@ -95,6 +102,7 @@ def test_gradient_penalty_param_gradient_matches_finite_differences():
 
 # ----------------------------------------------------------------------------- critic loss
 
+
 def test_critic_loss_equals_its_parts():
   rng = np.random.default_rng(5)
   w = jnp.asarray(rng.standard_normal((3, 3, 2)), jnp.float32)
@@ -105,20 +113,20 @@ def test_critic_loss_equals_its_parts():
   d_real, d_fake = np.asarray(critic(real)), np.asarray(critic(fake))
   gp = float(losses.gradient_penalty(critic, real, fake, _e(key, real)))
   for gp_weight, drift_weight in [(10.0, 0.001), (3.0, 0.5)]:
-    loss, aux = losses.critic_loss(critic, real, fake, _e(key, real), gp_weight=gp_weight,
-                                   drift_weight=drift_weight)
-    expected = (d_fake.mean() - d_real.mean() + drift_weight * np.mean(d_real ** 2)
-                + gp_weight * gp)
+    loss, aux = losses.critic_loss(
+      critic, real, fake, _e(key, real), gp_weight=gp_weight, drift_weight=drift_weight
+    )
+    expected = d_fake.mean() - d_real.mean() + drift_weight * np.mean(d_real**2) + gp_weight * gp
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert float(aux["critic_loss"]) == float(loss)
     assert float(aux["wasserstein"]) == pytest.approx(d_real.mean() - d_fake.mean(), rel=1e-5)
     assert float(aux["gradient_penalty"]) == pytest.approx(gp, rel=1e-6)
-    assert float(aux["drift"]) == pytest.approx(np.mean(d_real ** 2), rel=1e-5)
+    assert float(aux["drift"]) == pytest.approx(np.mean(d_real**2), rel=1e-5)
     assert float(aux["d_real"]) == pytest.approx(d_real.mean(), rel=1e-5)
     assert float(aux["d_fake"]) == pytest.approx(d_fake.mean(), rel=1e-5)
   # Default weights are the reference ones: GP 10, drift 0.001.
   loss, _ = losses.critic_loss(critic, real, fake, _e(key, real))
-  expected = d_fake.mean() - d_real.mean() + 0.001 * np.mean(d_real ** 2) + 10.0 * gp
+  expected = d_fake.mean() - d_real.mean() + 0.001 * np.mean(d_real**2) + 10.0 * gp
   assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
@@ -156,11 +164,12 @@ def test_critic_loss_of_real_critic_is_twice_differentiable():
 
 # ----------------------------------------------------------------------------- mask losses
 
+
 def test_mask_size_loss_hand_computed():
   mask = np.zeros((3, 4, 4, 1), np.float32)
-  mask[0] = 0.1                 # coverage 0.10 -> 0.25 - 0.10 = 0.15
-  mask[1, :2] = 1.0             # coverage 0.50 -> 0
-  mask[2, 0, :2] = 1.0          # coverage 2/16 = 0.125 -> 0.125
+  mask[0] = 0.1  # coverage 0.10 -> 0.25 - 0.10 = 0.15
+  mask[1, :2] = 1.0  # coverage 0.50 -> 0
+  mask[2, 0, :2] = 1.0  # coverage 2/16 = 0.125 -> 0.125
   loss = losses.mask_size_loss(jnp.asarray(mask), 0.25)
   assert float(loss) == pytest.approx((0.15 + 0.0 + 0.125) / 3, rel=1e-6)
   assert float(losses.mask_size_loss(jnp.ones((2, 4, 4, 1)), 0.25)) == 0.0
@@ -182,8 +191,9 @@ def test_generator_loss_hand_computed():
   # coverages 0.1, 0.6, (1.0 + 3 * 0.1) / 4 = 0.325 (above eta: no penalty), 0.1
   size = np.mean([0.25 - 0.1, 0.0, 0.0, 0.25 - 0.1])
   binary = np.mean(np.minimum(mask, 1 - mask))
-  loss, aux = losses.generator_loss(d_fake, jnp.asarray(mask), eta=0.25, size_weight=2.0,
-                                    binary_weight=3.0)
+  loss, aux = losses.generator_loss(
+    d_fake, jnp.asarray(mask), eta=0.25, size_weight=2.0, binary_weight=3.0
+  )
   expected = -0.25 + 2.0 * size + 3.0 * binary
   assert float(loss) == pytest.approx(expected, rel=1e-6)
   assert float(aux["generator_loss"]) == float(loss)
@@ -203,11 +213,13 @@ def test_max_mask_coverage_against_numpy():
   high = np.maximum(0.0, cover - eta_max).mean()
   assert high > 0.07 and low > 0.02  # both terms are active in this batch
   assert float(losses.mask_max_size_loss(jnp.asarray(mask), eta_max)) == pytest.approx(
-      high, rel=1e-5)
+    high, rel=1e-5
+  )
   d_fake = jnp.zeros((6,))
   for e_max, expected in ((1.0, low), (eta_max, low + high)):
-    _, aux = losses.generator_loss(d_fake, jnp.asarray(mask), eta=eta, size_weight=2.0,
-                                   binary_weight=0.0, eta_max=e_max)
+    _, aux = losses.generator_loss(
+      d_fake, jnp.asarray(mask), eta=eta, size_weight=2.0, binary_weight=0.0, eta_max=e_max
+    )
     assert float(aux["mask_size_loss"]) == pytest.approx(expected, rel=1e-5)
     assert float(aux["generator_loss"]) == pytest.approx(2.0 * expected, rel=1e-5)
 

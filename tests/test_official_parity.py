@@ -12,9 +12,9 @@ import pytest
 
 from benchmarks import official_common as oc
 from benchmarks import official_parity as op
-from layered_gan_jax import models
-from layered_gan_jax.critic import init_critic
-from layered_gan_jax.generator import init_generator
+from layered_gan_jax.nets import build
+from layered_gan_jax.nets.critic import init_critic
+from layered_gan_jax.nets.generator import init_generator
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +37,23 @@ def test_name_map_covers_every_parameter_once(fx):
   spec = _spec(fx)
   ch, ml = spec["channels"], spec["mapping_layers"]
   entries = oc.name_map(ch, ml)
-  official = {k[len("init/"):] for k in fx if k.startswith("init/")}
+  official = {k[len("init/") :] for k in fx if k.startswith("init/")}
   mapped = {f"{m}/{theirs}" for m, theirs, _, _ in entries}
   assert mapped == official  # no official parameter left out, none invented
   config = op.fixture_config(spec, 0.25)
-  gen, crit = models.build_generator(config), models.build_critic(config)
-  ours = {"g": jax.eval_shape(lambda k: init_generator(gen, k), jax.random.PRNGKey(0)),
-          "d": jax.eval_shape(lambda k: init_critic(crit, k), jax.random.PRNGKey(1))}
+  gen, crit = build.build_generator(config), build.build_critic(config)
+  ours = {
+    "g": jax.eval_shape(lambda k: init_generator(gen, k), jax.random.PRNGKey(0)),
+    "d": jax.eval_shape(lambda k: init_critic(crit, k), jax.random.PRNGKey(1)),
+  }
   for m in ("g", "d"):
-    paths = {tuple(str(k.key) for k in p) for p, _ in
-             jax.tree_util.tree_flatten_with_path(ours[m])[0]}
+    paths = {
+      tuple(str(k.key) for k in p) for p, _ in jax.tree_util.tree_flatten_with_path(ours[m])[0]
+    }
     assert {path for mm, _, path, _ in entries if mm == m} == paths
   # The layouts round-trip, and the official shapes come out of our trees.
   for m in ("g", "d"):
-    arrays = {k[len(f"init/{m}/"):]: fx[k] for k in fx if k.startswith(f"init/{m}/")}
+    arrays = {k[len(f"init/{m}/") :]: fx[k] for k in fx if k.startswith(f"init/{m}/")}
     tree = oc.to_ours(arrays, m, ch, ml)
     back = oc.to_official(tree, m, ch, ml)
     assert set(back) == set(arrays)
@@ -64,19 +67,24 @@ def test_fixture_exercises_what_it_claims(fx):
   spec = _spec(fx)
   cases = json.loads(str(fx["fwd_cases"]))
   assert {(c["stage"], c["alpha"], c["mixing"]) for c in cases} == {
-      (s, a, m) for s in (1, 2, 3) for a in (0.5, 1.0) for m in (False, True)}
+    (s, a, m) for s in (1, 2, 3) for a in (0.5, 1.0) for m in (False, True)
+  }
   # eta lies between the per-sample coverages: L_size per sample differs from the batch form.
   cov, eta = fx["eta_coverages"], float(fx["eta"])
   assert cov.min() < eta < cov.max()
   # The late block: block 2 and head 2 started in iteration 2, the others in iteration 1.
-  counts = {k: float(v) for k, v in fx.items() if k.startswith("train/g_opt/") and
-            k.endswith("/count")}
+  counts = {
+    k: float(v) for k, v in fx.items() if k.startswith("train/g_opt/") and k.endswith("/count")
+  }
   late = [k for k in counts if ".progression.2." in k or ".to_rgb.2." in k or ".to_out.2." in k]
   early = [k for k in counts if ".progression.1." in k or ".style.1." in k]
   assert late and early
   assert all(counts[k] == 2 for k in late) and all(counts[k] == 3 for k in early)
   assert [m for m in json.loads(str(fx["train/metrics"]))] and spec["train_mixing"] == [
-      True, False, True]
+    True,
+    False,
+    True,
+  ]
   assert fx["train_draws/mixing"].tolist() == [True, False, True]
 
 
@@ -86,6 +94,7 @@ def test_ours_matches_the_official_code(rows):
   assert {"forward", "loss", "gradient", "train"} <= set(summary)
   assert summary["forward"]["arrays"] >= 12 * 8 and summary["train"]["arrays"] >= 500
   assert not bad, "arrays that differ from the official code:\n" + "\n".join(
-      f"  {r['name']}: " + (r.get("error") or
-                            f"max |diff| {r['max_abs_diff']:.3g} (scale {r['scale']:.3g})")
-      for r in bad[:40])
+    f"  {r['name']}: "
+    + (r.get("error") or f"max |diff| {r['max_abs_diff']:.3g} (scale {r['scale']:.3g})")
+    for r in bad[:40]
+  )

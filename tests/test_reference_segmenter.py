@@ -16,8 +16,9 @@ STEPS = 24
 @pytest.fixture(scope="module")
 def trained():
   history = []
-  segmenter = rs.train_reference_segmenter(16, STEPS, seed=0, batch_size=16, width=8, levels=3,
-                                           lr=3e-3, log_every=0, loss_history=history)
+  segmenter = rs.train_reference_segmenter(
+    16, STEPS, seed=0, batch_size=16, width=8, levels=3, lr=3e-3, log_every=0, loss_history=history
+  )
   return segmenter, history
 
 
@@ -101,8 +102,12 @@ def _naive_scores(proba, gt, min_fraction):
     miou.append(0.5 * (iou(p, g) + iou(~p, ~g)))
     acc.append(np.mean(p == g))
     detected.append(np.mean(p) >= min_fraction)
-  return {"fg_iou": np.mean(fg), "miou": np.mean(miou), "pixel_accuracy": np.mean(acc),
-          "detected_fraction": np.mean(detected)}
+  return {
+    "fg_iou": np.mean(fg),
+    "miou": np.mean(miou),
+    "pixel_accuracy": np.mean(acc),
+    "detected_fraction": np.mean(detected),
+  }
 
 
 def test_evaluate_on_test(trained):

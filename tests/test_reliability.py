@@ -14,17 +14,16 @@ import signal
 
 import ml_collections
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 from benchmarks import fault_injection as fi
 from benchmarks import run_folder_faults as rff
 from configs import tiny
-from layered_gan_jax import checkpointing, config_validation
-from layered_gan_jax.errors import ConfigError
-from layered_gan_jax.data import evaluation as eval_data
-from layered_gan_jax.data import transforms
-from layered_gan_jax.errors import DataError
+from layered_gan_jax.checks import compatibility, validate
+from layered_gan_jax.data import eval_input, transforms
+from layered_gan_jax.errors import ConfigError, DataError
+from layered_gan_jax.run import checkpoints, layout
 
 N = fi.STEPS
 HALF = N // 2
@@ -71,7 +70,7 @@ def test_kill9_while_saving_then_restart_is_bit_identical(reference, tmp_path):
   ckpt_dir = fi.checkpoint_dir(workdir)
   half_copy = os.path.join(ckpt_dir, str(HALF + 6))
   shutil.copytree(os.path.join(ckpt_dir, str(HALF)), half_copy)
-  os.remove(os.path.join(half_copy, checkpointing.COMMIT_MARKER))
+  os.remove(os.path.join(half_copy, checkpoints.COMMIT_MARKER))
   shutil.rmtree(os.path.join(half_copy, "state"))
   assert fi.complete_steps(workdir) == [HALF]
 
@@ -137,39 +136,44 @@ def test_a_non_finite_loss_stops_in_one_line(tmp_path):
 
 
 def _save(ckpt, step, value):
-  ckpt.save(step, {"state": {"w": np.full((3,), value, np.float32)},
-                   "config": {"a": 1}, "meta": {"step": step}})
+  ckpt.save(
+    step,
+    {"state": {"w": np.full((3,), value, np.float32)}, "config": {"a": 1}, "meta": {"step": step}},
+  )
 
 
 def test_incomplete_steps_are_ignored_by_readers_and_removed_by_the_writer(tmp_path):
   items = ("state", "config", "meta")
   d = str(tmp_path / "ckpt")
-  ckpt = checkpointing.Checkpointer(d, items)
+  ckpt = checkpoints.Checkpointer(d, items)
   for step in (1, 2):
     _save(ckpt, step, step)
   ckpt.close()
   shutil.copytree(os.path.join(d, "2"), os.path.join(d, "3"))
-  os.remove(os.path.join(d, "3", checkpointing.COMMIT_MARKER))
+  os.remove(os.path.join(d, "3", checkpoints.COMMIT_MARKER))
   os.makedirs(os.path.join(d, "4"))  # Created, nothing written.
   os.makedirs(os.path.join(d, "5.orbax-checkpoint-tmp", "state"))
-  found = checkpointing.incomplete_steps(d)
+  found = layout.incomplete_steps(d)
   assert [(s, os.path.basename(p)) for s, p, _ in found] == [
-      (3, "3"), (4, "4"), (5, "5.orbax-checkpoint-tmp")]
+    (3, "3"),
+    (4, "4"),
+    (5, "5.orbax-checkpoint-tmp"),
+  ]
   assert "commit_success.txt" in found[0][2]
 
-  reader = checkpointing.Checkpointer(d, items)
+  reader = checkpoints.Checkpointer(d, items)
   assert reader.all_steps() == [1, 2] and reader.latest_step() == 2
   assert reader.read_json(reader.latest_step(), "meta") == {"step": 2}
   reader.close()
-  assert len(checkpointing.incomplete_steps(d)) == 3  # Readers delete nothing.
+  assert len(layout.incomplete_steps(d)) == 3  # Readers delete nothing.
 
-  writer = checkpointing.Checkpointer(d, items, max_to_keep=3)
+  writer = checkpoints.Checkpointer(d, items, max_to_keep=3)
   _save(writer, 3, 30.0)  # The step of a removed incomplete folder can be saved again.
-  assert checkpointing.incomplete_steps(d) == []
+  assert layout.incomplete_steps(d) == []
   assert sorted(os.listdir(d)) == ["1", "2", "3"]
   assert writer.all_steps() == [1, 2, 3]
   abstract = {"w": np.zeros((3,), np.float32)}
-  restored = writer.restore(3, {"state": checkpointing.abstract_like(abstract)})["state"]
+  restored = writer.restore(3, {"state": checkpoints.abstract_like(abstract)})["state"]
   np.testing.assert_array_equal(np.asarray(restored["w"]), [30.0] * 3)
   writer.close()
 
@@ -179,15 +183,15 @@ def test_without_any_commit_marker_orbax_decides(tmp_path):
   (none is deleted on a heuristic); temporary folders still are."""
   items = ("state", "config", "meta")
   d = str(tmp_path)
-  ckpt = checkpointing.Checkpointer(d, items)
+  ckpt = checkpoints.Checkpointer(d, items)
   for step in (1, 2):
     _save(ckpt, step, step)
   ckpt.close()
   for step in (1, 2):
-    os.remove(os.path.join(d, str(step), checkpointing.COMMIT_MARKER))
+    os.remove(os.path.join(d, str(step), checkpoints.COMMIT_MARKER))
   os.makedirs(os.path.join(d, "3.orbax-checkpoint-tmp"))
-  assert [s for s, _, _ in checkpointing.incomplete_steps(d)] == [3]
-  assert checkpointing.Checkpointer(d, items).latest_step() == 2
+  assert [s for s, _, _ in layout.incomplete_steps(d)] == [3]
+  assert checkpoints.Checkpointer(d, items).latest_step() == 2
 
 
 # ------------------------------------------------------------------------------ config errors
@@ -200,14 +204,18 @@ def _bad(mutate, devices=1):
   config = tiny.get_config()
   mutate(config)
   with pytest.raises(ConfigError) as e:
-    config_validation.validate_config(config, "train", devices)
+    validate.validate_config(config, "train", devices)
   return str(e.value)
 
 
-@pytest.mark.parametrize("mutate,needle", [
+@pytest.mark.parametrize(
+  "mutate,needle",
+  [
     (lambda c: setattr(c.train, "resolution", 4), "between 8 and 1024"),
-    (lambda c: setattr(c.train, "start_resolution", 12), "train.start_resolution=12 must be a "
-     "power of two"),
+    (
+      lambda c: setattr(c.train, "start_resolution", 12),
+      "train.start_resolution=12 must be a power of two",
+    ),
     (lambda c: setattr(c.train, "resolution", 0), "power of two"),
     (lambda c: setattr(c.train, "start_resolution", 32), "start_resolution=32 is above"),
     (lambda c: setattr(c.loss, "min_mask_coverage", -0.1), "must be in [0, 1)"),
@@ -221,17 +229,23 @@ def _bad(mutate, devices=1):
     # The same bounds as the input pipeline's own check, which would only fail later.
     (lambda c: setattr(c.data, "org_to_crop", 4.5), "data.org_to_crop=4.5 must be in [1, 4]"),
     (lambda c: setattr(c.data, "org_to_crop", 0.9), "data.org_to_crop=0.9 must be in [1, 4]"),
-])
+  ],
+)
 def test_config_errors_not_covered_by_the_cli_tests(mutate, needle):
   assert needle in _bad(mutate)
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: setattr(c.train, "batch_sizes", "16:6"), "batch size 6 at 16 px is not divisible "
-     "by the 4 devices"),
+@pytest.mark.parametrize(
+  "mutate,needle",
+  [
+    (
+      lambda c: setattr(c.train, "batch_sizes", "16:6"),
+      "batch size 6 at 16 px is not divisible by the 4 devices",
+    ),
     (lambda c: setattr(c.encoder, "batch_size", 6), "encoder.batch_size=6"),
     (lambda c: setattr(c.eval, "batch_size", 2), "eval.batch_size=2"),
-])
+  ],
+)
 def test_every_batch_size_must_divide_by_the_devices(mutate, needle):
   assert needle in _bad(mutate, devices=4)
 
@@ -241,25 +255,31 @@ def test_boundary_values_are_accepted():
   config.perturb.shift = 0.5
   config.loss.min_mask_coverage = 0.0
   config.train.start_resolution = config.train.resolution = 8
-  config_validation.validate_config(config, "train", 8)
+  validate.validate_config(config, "train", 8)
   config.perturb.shift = 0.0
   config.loss.min_mask_coverage = 0.99
-  config_validation.validate_config(config, "train", 1)
+  validate.validate_config(config, "train", 1)
 
 
-@pytest.mark.parametrize("field", config_validation.MODEL_FIELDS)
+@pytest.mark.parametrize("field", compatibility.MODEL_FIELDS)
 def test_restart_refused_for_every_model_field(field):
   """Each field that defines the model's parameters is compared on restart."""
-  saved = checkpointing.config_to_dict(tiny.get_config())
-  current = checkpointing.config_to_dict(tiny.get_config())
+  saved = checkpoints.config_to_dict(tiny.get_config())
+  current = checkpoints.config_to_dict(tiny.get_config())
   section, name = field.split(".")
   value = current[section][name]
-  current[section][name] = (value + [8] if isinstance(value, list) else
-                            value * 2 if isinstance(value, int) else
-                            value - 1.0 if isinstance(value, float) else value + "_other")
-  diffs = config_validation.model_differences(saved, current)
+  current[section][name] = (
+    value + [8]
+    if isinstance(value, list)
+    else value * 2
+    if isinstance(value, int)
+    else value - 1.0
+    if isinstance(value, float)
+    else value + "_other"
+  )
+  diffs = compatibility.model_differences(saved, current)
   assert len(diffs) == 1 and diffs[0].startswith(f"{field}: checkpoint "), diffs
-  assert config_validation.model_differences(saved, saved) == []
+  assert compatibility.model_differences(saved, saved) == []
 
 
 # ------------------------------------------------------------------------------ data faults
@@ -275,14 +295,15 @@ def _eval_folder(root, n=3):
     os.makedirs(os.path.join(root, sub))
   for i in range(n):
     Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(
-        os.path.join(root, "images", f"im{i}.png"))
+      os.path.join(root, "images", f"im{i}.png")
+    )
     Image.fromarray(((rng.random((24, 32)) > 0.5) * 255).astype(np.uint8)).save(
-        os.path.join(root, "masks", f"im{i}.png"))
+      os.path.join(root, "masks", f"im{i}.png")
+    )
 
 
 def _eval_cfg(root, **kw):
-  return ml_collections.ConfigDict(dict(name="folder", path=root, num_workers=1, prefetch=1,
-                                        **kw))
+  return ml_collections.ConfigDict(dict(name="folder", path=root, num_workers=1, prefetch=1, **kw))
 
 
 def test_unreadable_mask_skipped_and_listed_or_an_error(tmp_path):
@@ -290,14 +311,12 @@ def test_unreadable_mask_skipped_and_listed_or_an_error(tmp_path):
   _eval_folder(root)
   bad = os.path.join(root, "masks", "im1.png")
   open(bad, "wb").close()  # Zero bytes.
-  ev = eval_data.eval_dataset(_eval_cfg(root, on_bad_file="skip"), resolution=16,
-                              batch_size=4)
+  ev = eval_input.eval_dataset(_eval_cfg(root, on_bad_file="skip"), resolution=16, batch_size=4)
   batch = next(ev)
   assert ev.num_examples == 2 and list(batch["valid"]) == [True, True, False, False]
   assert ev.skipped_files == [bad]
   with pytest.raises(DataError, match=r"masks/im1\.png.*empty"):
-    eval_data.eval_dataset(_eval_cfg(root, on_bad_file="error"), resolution=16,
-                           batch_size=4)
+    eval_input.eval_dataset(_eval_cfg(root, on_bad_file="error"), resolution=16, batch_size=4)
 
 
 def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
@@ -306,11 +325,11 @@ def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
   mask_path = os.path.join(root, "masks", "im0.png")
   mask = np.asarray(Image.open(mask_path))
   Image.fromarray(mask).resize((64, 48), Image.Resampling.NEAREST).save(mask_path)
-  counter = eval_data._SIZE_WARNINGS  # pylint: disable=protected-access
+  counter = eval_input._SIZE_WARNINGS  # pylint: disable=protected-access
   saved, counter[0] = counter[0], 0  # At most 20 such warnings per process.
   try:
     with caplog.at_level("WARNING"):
-      batch = next(eval_data.eval_dataset(_eval_cfg(root), resolution=16, batch_size=1))
+      batch = next(eval_input.eval_dataset(_eval_cfg(root), resolution=16, batch_size=1))
   finally:
     counter[0] = saved
   assert any("is 64x48 but its image" in m and "im0.png" in m for m in caplog.messages)
@@ -321,10 +340,10 @@ def test_mask_of_another_size_is_resized_and_logged(tmp_path, caplog):
 def test_checkpoint_without_newer_model_fields_is_compatible():
   """A config saved before ``model.mask_logit_offset`` existed equals offset 0, not another
   model; a different offset is reported."""
-  saved = checkpointing.config_to_dict(tiny.get_config())
+  saved = checkpoints.config_to_dict(tiny.get_config())
   del saved["model"]["mask_logit_offset"]
-  current = checkpointing.config_to_dict(tiny.get_config())
-  assert config_validation.model_differences(saved, current) == []
+  current = checkpoints.config_to_dict(tiny.get_config())
+  assert compatibility.model_differences(saved, current) == []
   current["model"]["mask_logit_offset"] = -3.0
-  diffs = config_validation.model_differences(saved, current)
+  diffs = compatibility.model_differences(saved, current)
   assert len(diffs) == 1 and "model.mask_logit_offset" in diffs[0]

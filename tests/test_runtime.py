@@ -19,13 +19,13 @@ def test_flags_added_only_for_ynn_and_environment_wins(monkeypatch):
   assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
   added = runtime.configure_xla_cpu("ynn")
   assert sorted(added) == sorted(f"{k}={v}" for k, v in runtime.YNN_FLAGS.items())
-  assert os.environ["XLA_FLAGS"].split() == (["--xla_force_host_platform_device_count=2"] +
-                                             added)
+  assert os.environ["XLA_FLAGS"].split() == (["--xla_force_host_platform_device_count=2"] + added)
   assert runtime.configure_xla_cpu("ynn") == []  # Idempotent.
   # A value the user chose is kept.
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
   assert runtime.configure_xla_cpu("ynn") == [
-      "--xla_cpu_enable_concurrency_optimized_scheduler=true"]
+    "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+  ]
   assert "--xla_cpu_experimental_ynn_fusion_type=dot " in os.environ["XLA_FLAGS"] + " "
 
 
@@ -44,13 +44,15 @@ from layered_gan_jax import runtime
 runtime.configure_xla_cpu(sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from configs import tiny
-from layered_gan_jax import models, parallel, train_gan
+from layered_gan_jax import parallel
+from layered_gan_jax.nets import build
+from layered_gan_jax.training import gan_steps, train_gan
 config = tiny.get_config()
 r = config.train.start_resolution
-g, d = models.build_generator(config), models.build_critic(config)
+g, d = build.build_generator(config), build.build_critic(config)
 state = train_gan.init_state(g, d, config)
 shape = (config.train.batch_size, r, r, 3)
-compiled, _, _ = train_gan.compile_train_step(g, d, config, 1, state, shape)
+compiled, _, _ = gan_steps.compile_train_step(g, d, config, 1, state, shape)
 real = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
 out = []
 for _ in range(2):
@@ -62,11 +64,17 @@ print("METRICS" + json.dumps(out))
 
 def _run_steps(kernels):
   env = dict(os.environ)  # the suite's XLA_FLAGS, without YNNPACK's
-  result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, kernels], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-c", _STEP_SCRIPT, kernels],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   line = [l for l in result.stdout.splitlines() if l.startswith("METRICS")][0]
-  return json.loads(line[len("METRICS"):])
+  return json.loads(line[len("METRICS") :])
 
 
 @pytest.mark.slow

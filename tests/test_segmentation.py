@@ -11,10 +11,20 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from layered_gan_jax import (errors, evaluation, inference, loop, models, parallel, preemption, restore,
-                             train_encoder, train_gan, train_segmenter, unet)
-from layered_gan_jax.encoder_setup import EncoderSetup
+from layered_gan_jax import errors, parallel
 from layered_gan_jax.errors import ConfigError
+from layered_gan_jax.evaluation import evaluate, inference
+from layered_gan_jax.nets import build, unet
+from layered_gan_jax.run import layout
+from layered_gan_jax.training import (
+  loading,
+  loop,
+  preemption,
+  train_encoder,
+  train_gan,
+  train_segmenter,
+)
+from layered_gan_jax.training.encoder_setup import EncoderSetup
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,7 @@ def test_encoder_training_lowers_the_reconstruction_loss(trained):
   config, workdir = trained
   config = tiny.get_config()
   config.encoder.lr = 3e-3
-  gan = restore.load_gan(workdir, config, with_critic=True)
+  gan = loading.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   step = jax.jit(train_encoder.make_encoder_step(setup))
   state = setup.init_state()
@@ -60,7 +70,7 @@ def test_every_encoder_target_reconstructs(trained, target):
   config.encoder.target = target
   config.encoder.latent_weight = 0.5
   config.encoder.lr = 3e-3
-  gan = restore.load_gan(workdir, config, with_critic=True)
+  gan = loading.load_gan(workdir, config, with_critic=True)
   setup = EncoderSetup(config, gan)
   state = setup.init_state()
   rng = np.random.default_rng(1)
@@ -84,29 +94,32 @@ def test_every_encoder_target_reconstructs(trained, target):
 
 def test_external_segmenter_protocol_with_stand_ins(trained):
   config, workdir = trained
-  gan = restore.load_gan(workdir, config)
+  gan = loading.load_gan(workdir, config)
   everything = lambda images: [np.ones(im.shape[:2], bool) for im in images]
-  stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=everything)
+  stats = evaluate.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=everything)
   assert stats["detected_fraction"] == 1.0 and stats["detected"] == 20
   # IoU of a mask with the full frame is its coverage.
-  np.testing.assert_allclose(stats["reference_fg_iou"], stats["binarized_coverage_mean"],
-                             rtol=1e-6)
+  np.testing.assert_allclose(stats["reference_fg_iou"], stats["binarized_coverage_mean"], rtol=1e-6)
   nothing = lambda images: [None] * len(images)
-  stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=nothing)
+  stats = evaluate.generated_mask_statistics(gan, 20, seed=0, batch=8, segmenter=nothing)
   assert stats["detected_fraction"] == 0.0
   # Inverted-mask agreement: two-class mIoU(not m, r) == mIoU(m, not r), so it equals the plain
   # agreement with an inverted segmenter.
   r = gan.resolution
   yy, xx = np.mgrid[:r, :r]
   disc = (yy - r / 2) ** 2 + (xx - r / 2) ** 2 < (r / 3) ** 2
-  stats = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8,
-                                               segmenter=lambda images: [disc] * len(images))
-  flipped = evaluation.generated_mask_statistics(gan, 20, seed=0, batch=8,
-                                                 segmenter=lambda images: [~disc] * len(images))
-  np.testing.assert_allclose(stats["reference_miou_inverted_mask"], flipped["reference_miou"],
-                             rtol=1e-6)
-  np.testing.assert_allclose(flipped["reference_miou_inverted_mask"], stats["reference_miou"],
-                             rtol=1e-6)
+  stats = evaluate.generated_mask_statistics(
+    gan, 20, seed=0, batch=8, segmenter=lambda images: [disc] * len(images)
+  )
+  flipped = evaluate.generated_mask_statistics(
+    gan, 20, seed=0, batch=8, segmenter=lambda images: [~disc] * len(images)
+  )
+  np.testing.assert_allclose(
+    stats["reference_miou_inverted_mask"], flipped["reference_miou"], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    flipped["reference_miou_inverted_mask"], stats["reference_miou"], rtol=1e-6
+  )
 
 
 def test_sample_round_trip(trained, tmp_path):
@@ -122,8 +135,10 @@ def test_sample_round_trip(trained, tmp_path):
   again = tmp_path / "again"
   inference.sample(config, workdir, str(again), num_samples=5, truncation=0.7, seed=3)
   for layer in inference.LAYERS:  # Same seed, same samples.
-    np.testing.assert_array_equal(np.asarray(Image.open(out / layer / "00002.png")),
-                                  np.asarray(Image.open(again / layer / "00002.png")))
+    np.testing.assert_array_equal(
+      np.asarray(Image.open(out / layer / "00002.png")),
+      np.asarray(Image.open(again / layer / "00002.png")),
+    )
 
 
 def test_segment_round_trip_skips_unreadable_files(trained, tmp_path):
@@ -158,7 +173,7 @@ def test_clear_errors_without_a_checkpoint_or_with_another_model(trained, tmp_pa
     inference.sample(other, workdir, str(tmp_path / "o"))
   with pytest.raises(ConfigError, match="no encoder checkpoint"):
     gan_only = _copy_gan(workdir, tmp_path / "gan_only")
-    restore.load_encoder(config, gan_only, restore.load_gan(gan_only, config, with_critic=True))
+    loading.load_encoder(config, gan_only, loading.load_gan(gan_only, config, with_critic=True))
 
 
 @pytest.mark.slow
@@ -166,14 +181,23 @@ def test_encoder_choices_benchmark_smoke(trained, tmp_path):
   """benchmarks/encoder_choices.py on the tiny GAN: every variant is trained from scratch
   against the same frozen GAN (whose checkpoints it must not touch) and evaluated."""
   from benchmarks import encoder_choices  # pylint: disable=g-import-not-at-top
+
   _, workdir = trained
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   out = tmp_path / "choices.json"
-  encoder_choices.main([f"--gan_workdir={workdir}", "--config=" + os.path.join(
-                            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "configs", "tiny.py"),
-                        "--variants=w_plus,z_per_generator", "--steps=3",
-                        f"--workdir_root={tmp_path / 'runs'}", f"--json={out}"])
+  encoder_choices.main(
+    [
+      f"--gan_workdir={workdir}",
+      "--config="
+      + os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py"
+      ),
+      "--variants=w_plus,z_per_generator",
+      "--steps=3",
+      f"--workdir_root={tmp_path / 'runs'}",
+      f"--json={out}",
+    ]
+  )
   result = json.loads(out.read_text())
   assert set(result["variants"]) == {"w_plus", "z_per_generator"}
   for name, r in result["variants"].items():
@@ -193,13 +217,19 @@ def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
   network (only the prediction differs); the GAN's checkpoints are not touched; a choice listed
   before the one it reuses is an error before anything runs."""
   from benchmarks import segmenter_choices  # pylint: disable=g-import-not-at-top
+
   _, workdir = trained
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   out = tmp_path / "choices.json"
-  tiny_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "configs", "tiny.py")
-  common = [f"--gan_workdir={workdir}", f"--config={tiny_path}",
-            f"--workdir_root={tmp_path / 'runs'}", f"--json={out}"]
+  tiny_path = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.py"
+  )
+  common = [
+    f"--gan_workdir={workdir}",
+    f"--config={tiny_path}",
+    f"--workdir_root={tmp_path / 'runs'}",
+    f"--json={out}",
+  ]
   segmenter_choices.main(common + ["--choices=default,no_mirror_average"])
   result = json.loads(out.read_text())
   assert list(result["choices"]) == ["default", "no_mirror_average"]
@@ -208,9 +238,11 @@ def test_segmenter_choices_benchmark_smoke(trained, tmp_path):
     assert r["overrides"] == segmenter_choices.CHOICES[name][1]
     assert set(r["baselines"]) == {"full_image", "center_prior", "grabcut"}
   assert result["choices"]["no_mirror_average"]["reuses"] == "default"
-  assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / restore.SEGMENTER_DIR)
-  assert "| no_mirror_average | distilled | `segment.mirror_average=False` |" in (
-      tmp_path / "choices.md").read_text()
+  assert os.path.islink(tmp_path / "runs" / "no_mirror_average" / layout.SEGMENTER_DIR)
+  assert (
+    "| no_mirror_average | distilled | `segment.mirror_average=False` |"
+    in (tmp_path / "choices.md").read_text()
+  )
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
   with pytest.raises(SystemExit, match="list 'default' before it"):
     segmenter_choices.main(common + ["--choices=no_mirror_average,default"])
@@ -222,8 +254,7 @@ def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
   finals = {}
   for name, schedule in (("straight", (4,)), ("restarted", (2, 4))):
     run = tmp_path / name
-    shutil.copytree(os.path.join(workdir, restore.GAN_DIR),
-                    run / restore.GAN_DIR)
+    shutil.copytree(os.path.join(workdir, layout.GAN_DIR), run / layout.GAN_DIR)
     for max_steps in schedule:
       config = tiny.get_config()
       config.encoder.max_steps = max_steps
@@ -238,28 +269,36 @@ def test_encoder_resume_equals_uninterrupted(trained, tmp_path):
 def test_placement_head_starts_at_the_identity_and_learns(trained):
   """With the placement head (zero-initialised) the first reconstruction equals the plain
   one, and the head's parameters get a gradient."""
-  from layered_gan_jax import encoder as encoder_lib, losses  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import losses  # pylint: disable=g-import-not-at-top
+
   _, workdir = trained
   plain_cfg, placed_cfg = tiny.get_config(), tiny.get_config()
   placed_cfg.encoder.predict_placement = True
-  gan = restore.load_gan(workdir, plain_cfg, with_critic=True)
+  gan = loading.load_gan(workdir, plain_cfg, with_critic=True)
   plain, placed = (EncoderSetup(c, gan) for c in (plain_cfg, placed_cfg))
   s_plain, s_placed = plain.init_state(), placed.init_state()
   assert encoder_lib.PLACEMENT in s_placed.params
-  images = parallel.put_batch(np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3))
-                              .astype(np.float32))
+  images = parallel.put_batch(
+    np.random.default_rng(0).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+  )
   # Same trunk and style heads: copy the plain encoder's parameters into the placed one.
   params = dict(s_plain.params, **{encoder_lib.PLACEMENT: s_placed.params[encoder_lib.PLACEMENT]})
   (la, ra), (lb, rb) = (
-      jax.device_get(jax.jit(plain.reconstruct)(s_plain.params, plain.frozen, images)),
-      jax.device_get(jax.jit(placed.reconstruct)(params, placed.frozen, images)))
+    jax.device_get(jax.jit(plain.reconstruct)(s_plain.params, plain.frozen, images)),
+    jax.device_get(jax.jit(placed.reconstruct)(params, placed.frozen, images)),
+  )
   np.testing.assert_allclose(rb, ra, atol=1e-6)
   np.testing.assert_allclose(lb["mask"], la["mask"], atol=1e-6)
 
   def loss(p):
     _, recon = placed.reconstruct(p, placed.frozen, images)
-    return losses.reconstruction_loss(recon, images, placed.features(placed.frozen["d"], recon),
-                                      placed.features(placed.frozen["d"], images))[0]
+    return losses.reconstruction_loss(
+      recon,
+      images,
+      placed.features(placed.frozen["d"], recon),
+      placed.features(placed.frozen["d"], images),
+    )[0]
 
   grads = jax.jit(jax.grad(loss))(params)[encoder_lib.PLACEMENT]
   assert float(np.abs(np.asarray(grads["kernel"])).max()) > 0
@@ -272,18 +311,26 @@ def test_placement_head_starts_at_the_identity_and_learns(trained):
 
 
 def test_refinement_lowers_the_reconstruction_loss(trained):
-  from layered_gan_jax import losses  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import losses  # pylint: disable=g-import-not-at-top
+
   _, workdir = trained
   config = tiny.get_config()
-  setup, enc_params = restore.load_encoder(
-      config, workdir, restore.load_gan(workdir, config, with_critic=True))
-  images = parallel.put_batch(np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3))
-                              .astype(np.float32))
+  setup, enc_params = loading.load_encoder(
+    config, workdir, loading.load_gan(workdir, config, with_critic=True)
+  )
+  images = parallel.put_batch(
+    np.random.default_rng(1).uniform(-1, 1, (8, 16, 16, 3)).astype(np.float32)
+  )
 
   def loss_of(recon):
-    return float(losses.reconstruction_loss(
-        recon, images, setup.features(setup.frozen["d"], recon),
-        setup.features(setup.frozen["d"], images))[0])
+    return float(
+      losses.reconstruction_loss(
+        recon,
+        images,
+        setup.features(setup.frozen["d"], recon),
+        setup.features(setup.frozen["d"], images),
+      )[0]
+    )
 
   before = loss_of(setup.predict_fn()(enc_params, setup.frozen, images)[1])
   config.encoder.refine_steps, config.encoder.refine_lr = 20, 0.05
@@ -296,17 +343,16 @@ def test_encoder_checkpoint_with_other_shapes_is_a_clear_error(trained):
   _, workdir = trained
   config = tiny.get_config()
   config.encoder.predict_placement = True
-  gan = restore.load_gan(workdir, config, with_critic=True)
+  gan = loading.load_gan(workdir, config, with_critic=True)
   with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
-    restore.load_encoder(config, workdir, gan)
+    loading.load_encoder(config, workdir, gan)
   with pytest.raises(ConfigError, match="another encoder: encoder.predict_placement"):
     train_encoder.train_and_evaluate(config, workdir)  # Resuming it: refused the same way.
 
 
 def _copy_gan(workdir, dst):
   """A new run folder holding only the GAN checkpoints of ``workdir``."""
-  shutil.copytree(os.path.join(workdir, restore.GAN_DIR),
-                  os.path.join(dst, restore.GAN_DIR))
+  shutil.copytree(os.path.join(workdir, layout.GAN_DIR), os.path.join(dst, layout.GAN_DIR))
   return str(dst)
 
 
@@ -316,15 +362,16 @@ def test_segmenter_steps_lower_the_loss(gan_workdir):
   config = tiny.get_config()
   s = config.segmenter
   s.width, s.lr = 8, 1e-2
-  gan = restore.load_gan(gan_workdir, config)
-  model = models.build_unet(s)
+  gan = loading.load_gan(gan_workdir, config)
+  model = build.build_unet(s)
   tx = train_segmenter.make_optimizer(s)
   pairs = train_segmenter.make_pair_fn(gan, s, s.batch_size)
   fixed = jax.jit(pairs)(gan.ema_params, jax.random.PRNGKey(0))
   step = jax.jit(train_segmenter.make_segmenter_step(model, tx, lambda g, k: fixed, s))
-  params = models.init_unet(model, gan.resolution, jax.random.PRNGKey(1))
-  state = train_segmenter.NetState(step=np.int32(0), params=params, opt_state=tx.init(params),
-                                   rng=jax.random.PRNGKey(2))
+  params = build.init_unet(model, gan.resolution, jax.random.PRNGKey(1))
+  state = train_segmenter.NetState(
+    step=np.int32(0), params=params, opt_state=tx.init(params), rng=jax.random.PRNGKey(2)
+  )
   s.max_steps = 1000  # No decay within the 30 steps.
   losses = []
   for _ in range(30):
@@ -373,29 +420,32 @@ def test_resume_after_sigterm_equals_uninterrupted(gan_workdir, tmp_path, monkey
         m.setattr(loop, "PreemptionGuard", lambda ckpt: _StopAfter(ckpt, 2))
         with pytest.raises(errors.Preempted, match="stopped at step 2"):
           train_segmenter.train_and_evaluate(config, run)
-      ckpt = restore.segmenter_checkpointer(run)
+      ckpt = loading.segmenter_checkpointer(run)
       assert ckpt.latest_step() == 2
       ckpt.close()
     state = train_segmenter.train_and_evaluate(config, run)
-    _, best, meta = restore.load_segmenter(run)
+    _, best, meta = loading.load_segmenter(run)
     finals[name] = (meta["best_step"], jax.device_get(state), jax.device_get(best))
   assert finals["straight"][0] == finals["restarted"][0]
-  for a, b in zip(jax.tree.leaves(finals["straight"][1:]), jax.tree.leaves(finals["restarted"][1:])):
+  for a, b in zip(
+    jax.tree.leaves(finals["straight"][1:]), jax.tree.leaves(finals["restarted"][1:])
+  ):
     np.testing.assert_array_equal(a, b)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(gan_workdir, tmp_path, monkeypatch):
   run = _copy_gan(gan_workdir, tmp_path / "nan")
   real = unet.segmentation_loss
-  monkeypatch.setattr(unet, "segmentation_loss",
-                      lambda *a, **k: tuple(v * np.nan for v in real(*a, **k)))
+  monkeypatch.setattr(
+    unet, "segmentation_loss", lambda *a, **k: tuple(v * np.nan for v in real(*a, **k))
+  )
   with pytest.raises(errors.NonFiniteLossError, match="non-finite segmenter loss at step 2"):
     train_segmenter.train_and_evaluate(tiny.get_config(), run)
 
 
 def test_evaluate_scores_every_trained_route(gan_workdir):
   config = tiny.get_config()
-  result = evaluation.evaluate(config, gan_workdir)
+  result = evaluate.evaluate(config, gan_workdir)
   with open(os.path.join(gan_workdir, "eval", "metrics.json")) as f:
     assert json.load(f) == json.loads(json.dumps(result))
   assert os.path.exists(os.path.join(gan_workdir, "eval", "panel.png"))
@@ -411,8 +461,9 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
   assert set(result["baselines"]) == {"full_image", "center_prior", "grabcut"}
   # Each route's scores and the full-image baseline's, recomputed image by image in plain numpy
   # from the route's own prediction on the same evaluation images.
-  split = evaluation.load_split(config.data, 16, config.eval.batch_size,
-                                config.eval.max_examples)  # tiny: the synthetic test split
+  split = evaluate.load_split(
+    config.data, 16, config.eval.batch_size, config.eval.max_examples
+  )  # tiny: the synthetic test split
   batches, gt = split.batches, split.gt
   gt = gt >= 0.5
   iou = lambda a, b: np.sum(a & b) / np.sum(a | b) if np.sum(a | b) else 1.0
@@ -427,16 +478,17 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
     assert scores["miou"] == pytest.approx(np.mean(fg) / 2 + np.mean(bg) / 2, rel=1e-9), name
     assert scores["pixel_accuracy"] == pytest.approx(np.mean(pred == gt), rel=1e-9), name
   assert result["baselines"]["full_image"]["fg_iou"] == pytest.approx(
-      np.mean([g.mean() for g in gt]), rel=1e-9)
+    np.mean([g.mean() for g in gt]), rel=1e-9
+  )
   config.segment.route = "encoder"
-  as_encoder = evaluation.evaluate(config, gan_workdir)
+  as_encoder = evaluate.evaluate(config, gan_workdir)
   assert as_encoder["fg_iou"] == result["routes"]["encoder"]["fg_iou"]
   with open(os.path.join(gan_workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["route"] == "encoder"
   # Two labelled sources (the synthetic categories' test splits): every figure per source too.
   config.eval.data.sources = (("synthetic", "round"), ("synthetic", "angular"))
   config.eval.max_examples = 4
-  per = evaluation.evaluate(config, gan_workdir)
+  per = evaluate.evaluate(config, gan_workdir)
   assert per["num_images"] == 8 and per["dataset"] == ["round", "angular"]
   assert list(per["sources"]) == ["round", "angular"]
   for figures in per["sources"].values():
@@ -446,8 +498,10 @@ def test_evaluate_scores_every_trained_route(gan_workdir):
   for key in ("fg_iou", "miou", "pixel_accuracy"):  # Image averages: the mean of the two.
     for route in ("distilled", "encoder"):
       np.testing.assert_allclose(
-          np.mean([per["sources"][c]["routes"][route][key] for c in ("round", "angular")]),
-          per["routes"][route][key], rtol=1e-6)
+        np.mean([per["sources"][c]["routes"][route][key] for c in ("round", "angular")]),
+        per["routes"][route][key],
+        rtol=1e-6,
+      )
 
 
 @pytest.mark.parametrize("route", ["distilled", "encoder"])
@@ -466,11 +520,16 @@ def test_segment_round_trip_per_route(gan_workdir, tmp_path, route):
   # The same prediction as the route itself on the resized image.
   r = inference.load_route(config, gan_workdir, route)
   from layered_gan_jax.data import transforms  # pylint: disable=g-import-not-at-top
+
   x = transforms.to_float(transforms.resize_square(image, r.resolution))[None]
   n = jax.device_count()
   soft = r.predict(np.repeat(x, n, axis=0))[0]
-  full = np.asarray(Image.fromarray(soft.astype(np.float32), mode="F").resize(
-      (30, 40), Image.Resampling.BILINEAR)) >= 0.5
+  full = (
+    np.asarray(
+      Image.fromarray(soft.astype(np.float32), mode="F").resize((30, 40), Image.Resampling.BILINEAR)
+    )
+    >= 0.5
+  )
   np.testing.assert_array_equal(mask == 255, full)
 
 
@@ -479,7 +538,7 @@ def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
   logits of the image and the mirrored logits of the mirror image, so mirroring the input
   mirrors the mask; off, the route is the U-Net alone."""
   config = tiny.get_config()
-  model, params, _ = restore.load_segmenter(gan_workdir)
+  model, params, _ = loading.load_segmenter(gan_workdir)
   x = np.random.default_rng(1).uniform(-1, 1, (2 * jax.device_count(), 16, 16, 3))
   x = x.astype(np.float32)
   logits = lambda v: np.asarray(model.apply({"params": params}, v))
@@ -488,8 +547,9 @@ def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
   assert on.info["mirror_average"] is True
   expected = sigmoid(0.5 * (logits(x) + logits(x[:, :, ::-1])[:, :, ::-1]))
   np.testing.assert_allclose(on.predict(x), expected, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(on.predict(x[:, :, ::-1]), on.predict(x)[:, :, ::-1],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    on.predict(x[:, :, ::-1]), on.predict(x)[:, :, ::-1], rtol=1e-5, atol=1e-6
+  )
   config.segment.mirror_average = False
   off = inference.load_route(config, gan_workdir, "distilled")
   np.testing.assert_allclose(off.predict(x), sigmoid(logits(x)), rtol=1e-5, atol=1e-6)
@@ -499,8 +559,7 @@ def test_mirror_average_is_the_mean_of_both_views(gan_workdir):
 def test_distilled_route_needs_no_gan(gan_workdir, tmp_path):
   """The distilled route restores only its own checkpoint (no GAN folder needed)."""
   dst = tmp_path / "segmenter_only"
-  shutil.copytree(os.path.join(gan_workdir, restore.SEGMENTER_DIR),
-                  dst / restore.SEGMENTER_DIR)
+  shutil.copytree(os.path.join(gan_workdir, layout.SEGMENTER_DIR), dst / layout.SEGMENTER_DIR)
   route = inference.load_route(tiny.get_config(), str(dst), "distilled")
   assert route.resolution == 16
 
@@ -514,7 +573,7 @@ def test_missing_route_checkpoints_are_clear_errors(gan_workdir, tmp_path):
   with pytest.raises(ConfigError, match="segment.route='distilled'.*train_segmenter"):
     inference.segment(config, gan_only, str(src), str(tmp_path / "out"))
   with pytest.raises(ConfigError, match="no trained checkpoint.*trained: none"):
-    evaluation.evaluate(config, gan_only)
+    evaluate.evaluate(config, gan_only)
   assert not os.path.exists(tmp_path / "out")
   with pytest.raises(ConfigError, match="no GAN checkpoint"):
     train_segmenter.train_and_evaluate(config, str(tmp_path / "empty"))

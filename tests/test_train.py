@@ -15,8 +15,9 @@ import optax
 import pytest
 
 from configs import tiny
-from layered_gan_jax import errors, optim, restore, train_gan
-from layered_gan_jax.schedule import Schedule
+from layered_gan_jax import errors
+from layered_gan_jax.training import gan_steps, loading, optim, train_gan
+from layered_gan_jax.training.schedule import Schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,11 +33,21 @@ def _config(**train):
 
 
 def test_schedule_reference_semantics():
-  config = _config(start_resolution=8, resolution=32, phase_images=16, batch_sizes="8:8,16:4",
-                   batch_size=2, max_steps=40, lrs="32:0.5")
+  config = _config(
+    start_resolution=8,
+    resolution=32,
+    phase_images=16,
+    batch_sizes="8:8,16:4",
+    batch_size=2,
+    max_steps=40,
+    lrs="32:0.5",
+  )
   s = Schedule(config.train)
   assert [(st.resolution, st.batch_size, st.num_steps) for st in s.stages] == [
-      (8, 8, 4), (16, 4, 8), (32, 2, 28)]
+    (8, 8, 4),
+    (16, 4, 8),
+    (32, 2, 28),
+  ]
   # First resolution: no fade-in.
   assert [s.at(i)[1] for i in range(4)] == [1.0] * 4
   # Second: alpha = (images done in the stage + 1) / phase, then 1.
@@ -71,20 +82,32 @@ def test_late_block_gets_reference_sized_first_update():
 
 
 def test_active_mask_and_lr_groups():
-  params = {"background_mapping": {"dense_0": {"kernel": jnp.ones(2)}},
-            "background_synthesis": {"block_0": {"w": jnp.ones(2)}, "block_2": {"w": jnp.ones(2)},
-                                     "head_0": {"w": jnp.ones(2)}, "head_1": {"w": jnp.ones(2)},
-                                     "head_2": {"w": jnp.ones(2)}}}
-  act = lambda alpha: {k: bool(v) for k, v in jax.tree_util.tree_flatten_with_path(
-      optim.active_mask(params, 2, alpha))[0] and
-      [(jax.tree_util.keystr(p), bool(x)) for p, x in
-       jax.tree_util.tree_flatten_with_path(optim.active_mask(params, 2, alpha))[0]]}
+  params = {
+    "background_mapping": {"dense_0": {"kernel": jnp.ones(2)}},
+    "background_synthesis": {
+      "block_0": {"w": jnp.ones(2)},
+      "block_2": {"w": jnp.ones(2)},
+      "head_0": {"w": jnp.ones(2)},
+      "head_1": {"w": jnp.ones(2)},
+      "head_2": {"w": jnp.ones(2)},
+    },
+  }
+  act = lambda alpha: {
+    k: bool(v)
+    for k, v in jax.tree_util.tree_flatten_with_path(optim.active_mask(params, 2, alpha))[0]
+    and [
+      (jax.tree_util.keystr(p), bool(x))
+      for p, x in jax.tree_util.tree_flatten_with_path(optim.active_mask(params, 2, alpha))[0]
+    ]
+  }
   fading, stable = act(0.5), act(1.0)
   assert fading["['background_synthesis']['head_1']['w']"]
   assert not stable["['background_synthesis']['head_1']['w']"]
   assert not fading["['background_synthesis']['head_0']['w']"]
-  assert stable["['background_synthesis']['block_2']['w']"] and stable[
-      "['background_mapping']['dense_0']['kernel']"]
+  assert (
+    stable["['background_synthesis']['block_2']['w']"]
+    and stable["['background_mapping']['dense_0']['kernel']"]
+  )
   mult = optim.lr_multipliers(params, 0.01)
   assert mult["background_mapping"]["dense_0"]["kernel"] == 0.01
   assert mult["background_synthesis"]["block_0"]["w"] == 1.0
@@ -95,15 +118,23 @@ def test_active_mask_and_lr_groups():
 
 def _devices(n):
   """The environment of a subprocess with ``n`` CPU devices (the suite's XLA_FLAGS kept)."""
-  return {"XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""),
-                                 f"--xla_force_host_platform_device_count={n}"]).strip()}
+  return {
+    "XLA_FLAGS": " ".join(
+      [os.environ.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={n}"]
+    ).strip()
+  }
 
 
 def _run(args, env_extra, timeout=600):
   env = dict(os.environ, **env_extra)
-  return subprocess.Popen([sys.executable, "-m", "tests.train_subprocess"]
-                          + args, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "tests.train_subprocess"] + args,
+    env=env,
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _wait(proc, timeout=600):
@@ -150,8 +181,7 @@ def _free_port():
 @pytest.fixture(scope="module")
 def four_device_params(tmp_path_factory):
   d = tmp_path_factory.mktemp("dev4")
-  out = _wait(_run(["--workdir", str(d / "w"), "--out", str(d / "p.npz")],
-                   _devices(4)))
+  out = _wait(_run(["--workdir", str(d / "w"), "--out", str(d / "p.npz")], _devices(4)))
   assert "devices 4 processes 1" in out
   arrays = _load(d / "p.npz")
   # Parameters, EMA and both Adam states, across a stage change into the fade-in.
@@ -161,8 +191,9 @@ def four_device_params(tmp_path_factory):
 
 
 def test_one_device_equals_four_devices(tmp_path, four_device_params):
-  out = _wait(_run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz")],
-                   _devices(1)))
+  out = _wait(
+    _run(["--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "p.npz")], _devices(1))
+  )
   assert "devices 1 processes 1" in out
   _assert_close(_load(tmp_path / "p.npz"), four_device_params, **DEVICE_TOL)
 
@@ -171,10 +202,25 @@ def _two_hosts(workdir, out, *extra, timeout=600):
   """2 processes x 2 CPU devices with jax.distributed; ``extra[i]``: more arguments for
   process ``i``. Returns both outputs."""
   port = _free_port()
-  procs = [_run(["--workdir", str(workdir), "--out", str(out),
-                 "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2",
-                 "--process_id", str(i)] + (list(extra[i]) if i < len(extra) else []),
-                _devices(2)) for i in range(2)]
+  procs = [
+    _run(
+      [
+        "--workdir",
+        str(workdir),
+        "--out",
+        str(out),
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num_processes",
+        "2",
+        "--process_id",
+        str(i),
+      ]
+      + (list(extra[i]) if i < len(extra) else []),
+      _devices(2),
+    )
+    for i in range(2)
+  ]
   try:
     outs = [_wait(p, timeout) for p in procs]
   finally:
@@ -197,7 +243,8 @@ def test_two_hosts_train_together(two_host_params, four_device_params):
 
 
 def test_sigterm_to_one_host_stops_both_at_one_step_and_the_resume_is_exact(
-    tmp_path, two_host_params):
+  tmp_path, two_host_params
+):
   """SIGTERM to process 1 alone after its first step: JAX's preemption service makes both
   processes stop at the same step with one checkpoint of that step; the same command then
   ends bit for bit where the uninterrupted pair ends."""
@@ -210,7 +257,7 @@ def test_sigterm_to_one_host_stops_both_at_one_step_and_the_resume_is_exact(
   stop = int(stops[0][0])
   assert int(stops[1][0]) == stop and 1 <= stop < 4, stops
   assert not out.exists()
-  ckpt = restore.gan_checkpointer(str(workdir))
+  ckpt = loading.gan_checkpointer(str(workdir))
   assert ckpt.latest_step() == stop
   ckpt.close()
   _two_hosts(workdir, out)
@@ -231,17 +278,17 @@ def progressive_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("progressive"))
   config = _config(max_steps=8)
   compiles = []
-  original = train_gan.compile_train_step
+  original = gan_steps.compile_train_step
 
   def counting(*args, **kwargs):
     compiles.append(args[3])
     return original(*args, **kwargs)
 
-  train_gan.compile_train_step = counting
+  gan_steps.compile_train_step = counting
   try:
     state = train_gan.train_and_evaluate(config, workdir)
   finally:
-    train_gan.compile_train_step = original
+    gan_steps.compile_train_step = original
   return config, workdir, state, compiles
 
 
@@ -250,22 +297,29 @@ def test_flop_count_includes_convolutions_and_matches_the_compiled_count():
   2 * N * Hout * Wout * Cout * Cin * kh * kw (on GPU the compiled program's count misses cuDNN
   convolutions), and for a whole training iteration it agrees with XLA:CPU's compiled count."""
   n, h, w, cin, cout, k = 2, 8, 8, 5, 7, 3
-  conv = jax.jit(lambda x, y: jax.lax.conv_general_dilated(
-      x, y, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  lowered = conv.lower(jax.ShapeDtypeStruct((n, h, w, cin), jnp.float32),
-                       jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32))
+  conv = jax.jit(
+    lambda x, y: jax.lax.conv_general_dilated(
+      x, y, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+  )
+  lowered = conv.lower(
+    jax.ShapeDtypeStruct((n, h, w, cin), jnp.float32),
+    jax.ShapeDtypeStruct((k, k, cin, cout), jnp.float32),
+  )
   out_hw = (h - k + 1) * (w - k + 1)  # VALID: XLA counts no taps on padding.
-  assert train_gan.flops_of(lowered) == 2 * n * out_hw * cout * cin * k * k
+  assert gan_steps.flops_of(lowered) == 2 * n * out_hw * cout * cin * k * k
 
-  from layered_gan_jax import models  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import build  # pylint: disable=g-import-not-at-top
+
   config = _config()
-  g, d = models.build_generator(config), models.build_critic(config)
+  g, d = build.build_generator(config), build.build_critic(config)
   state = train_gan.init_state(g, d, config)
   r = config.train.start_resolution
-  compiled, _, flops = train_gan.compile_train_step(g, d, config, 1, state,
-                                                    (config.train.batch_size, r, r, 3))
+  compiled, _, flops = gan_steps.compile_train_step(
+    g, d, config, 1, state, (config.train.batch_size, r, r, 3)
+  )
   assert flops > 0
-  assert flops == pytest.approx(train_gan.flops_of(compiled) / jax.device_count(), rel=0.05)
+  assert flops == pytest.approx(gan_steps.flops_of(compiled) / jax.device_count(), rel=0.05)
 
 
 def test_progressive_growing_across_a_fade_in(progressive_run):
@@ -287,12 +341,12 @@ def test_training_leaves_events_samples_and_checkpoints(progressive_run):
   config, workdir, state, _ = progressive_run
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   assert os.path.exists(os.path.join(workdir, "samples", "latest.png"))
-  ckpt = restore.gan_checkpointer(workdir)
+  ckpt = loading.gan_checkpointer(workdir)
   # Saved at the stage change (4), every 4 steps and at the end.
   assert ckpt.all_steps() == [4, 8]
   meta = ckpt.read_json(8, "meta")
   assert meta["resolution"] == 16 and meta["images_seen"] == 64
-  loaded = restore.load_gan(workdir, config)
+  loaded = loading.load_gan(workdir, config)
   assert loaded.stage == 2 and loaded.step == 8
   for a, b in zip(jax.tree.leaves(loaded.ema_params), jax.tree.leaves(state.ema_params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -304,7 +358,7 @@ def test_several_iterations_per_call_give_the_same_state(tmp_path):
   the state equals the run of one iteration per call, bit for bit (CPU). Then the same compiled
   group takes each iteration's own alpha (0.3, then 0.7: the fade-in of the 8 px block)."""
   states, calls = [], []
-  original = train_gan.compile_train_step
+  original = gan_steps.compile_train_step
 
   def counting(*args, **kwargs):
     calls.append(args[6] if len(args) > 6 else kwargs.get("count", 1))
@@ -312,26 +366,31 @@ def test_several_iterations_per_call_give_the_same_state(tmp_path):
 
   config = None
   for per_call in (1, 2):
-    config = _config(max_steps=5, steps_per_call=per_call, log_every_steps=5,
-                     start_resolution=8, resolution=8)
-    train_gan.compile_train_step = counting
+    config = _config(
+      max_steps=5, steps_per_call=per_call, log_every_steps=5, start_resolution=8, resolution=8
+    )
+    gan_steps.compile_train_step = counting
     try:
       states.append(train_gan.train_and_evaluate(config, str(tmp_path / str(per_call))))
     finally:
-      train_gan.compile_train_step = original
+      gan_steps.compile_train_step = original
   assert calls == [1, 1, 2]
-  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(states[0])[0],
-                          jax.tree.leaves(states[1])):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b),
-                                  err_msg=jax.tree_util.keystr(path))
+  for (path, a), b in zip(
+    jax.tree_util.tree_flatten_with_path(states[0])[0], jax.tree.leaves(states[1])
+  ):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))
 
-  from layered_gan_jax import models, parallel  # pylint: disable=g-import-not-at-top
-  generator, critic = models.build_generator(config), models.build_critic(config)
+  from layered_gan_jax import parallel  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import build  # pylint: disable=g-import-not-at-top
+
+  generator, critic = build.build_generator(config), build.build_critic(config)
   shape, lr = (8, 8, 8, 3), np.float32(config.train.lr)
   single = original(generator, critic, config, 1, states[0], shape)[0]
   group = original(generator, critic, config, 1, states[0], shape, 2)[0]
-  reals = [parallel.put_batch(np.random.RandomState(i).uniform(-1, 1, shape).astype(np.float32))
-           for i in range(2)]
+  reals = [
+    parallel.put_batch(np.random.RandomState(i).uniform(-1, 1, shape).astype(np.float32))
+    for i in range(2)
+  ]
   alphas = np.asarray([0.3, 0.7], np.float32)
   copy = lambda: jax.tree.map(jnp.copy, states[0])  # The steps donate their state.
   one = copy()
@@ -345,7 +404,7 @@ def test_several_iterations_per_call_give_the_same_state(tmp_path):
 def test_groups_of_iterations_end_at_every_action_and_at_an_agreed_stop():
   """TrainLoop.groups: never past a log step or an action of the caller's; a stop requested
   for an iteration inside the group ends the group there, then saves and raises Preempted."""
-  from layered_gan_jax import loop as loop_lib  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import loop as loop_lib  # pylint: disable=g-import-not-at-top
 
   class Checkpoints:
     directory, saved = "ckpt", []
@@ -373,7 +432,7 @@ def test_groups_of_iterations_end_at_every_action_and_at_an_agreed_stop():
 
 def _poisoned_after(n):
   """A make_train_step whose steps turn parameters and losses into NaN after iteration n."""
-  original = train_gan.make_train_step
+  original = gan_steps.make_train_step
 
   def make(*args, **kwargs):
     step_fn = original(*args, **kwargs)
@@ -381,8 +440,10 @@ def _poisoned_after(n):
     def step(state, real, alpha, lr):
       new, metrics = step_fn(state, real, alpha, lr)
       poison = lambda x: jnp.where(new.step > n, jnp.nan, x)
-      return (new.replace(g_params=jax.tree.map(poison, new.g_params)),
-              {k: poison(v) for k, v in metrics.items()})
+      return (
+        new.replace(g_params=jax.tree.map(poison, new.g_params)),
+        {k: poison(v) for k, v in metrics.items()},
+      )
 
     return step
 
@@ -395,11 +456,12 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch, l
   the parameter check before the next checkpoint (log_every=100); nothing non-finite is saved."""
   config = _config(max_steps=8, checkpoint_every_steps=2, log_every_steps=log_every)
   config.train.start_resolution = config.train.resolution = 8
-  monkeypatch.setattr(train_gan, "make_train_step", _poisoned_after(4))
-  with pytest.raises(errors.NonFiniteLossError,
-                     match=r"non-finite .* at step 6.* last good checkpoint is step 4"):
+  monkeypatch.setattr(gan_steps, "make_train_step", _poisoned_after(4))
+  with pytest.raises(
+    errors.NonFiniteLossError, match=r"non-finite .* at step 6.* last good checkpoint is step 4"
+  ):
     train_gan.train_and_evaluate(config, str(tmp_path))
-  ckpt = restore.gan_checkpointer(str(tmp_path))
+  ckpt = loading.gan_checkpointer(str(tmp_path))
   assert ckpt.all_steps() == [2, 4]
-  gan = restore.load_gan(str(tmp_path), config, with_critic=True)
+  gan = loading.load_gan(str(tmp_path), config, with_critic=True)
   assert gan.step == 4 and train_gan.all_finite((gan.ema_params, gan.d_params))

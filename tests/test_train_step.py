@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from layered_gan_jax import compositing, losses, models, train_gan
-from layered_gan_jax.generator import resolution_of
+from layered_gan_jax.nets import build, compositing
+from layered_gan_jax.nets.generator import resolution_of
+from layered_gan_jax.training import gan_steps, losses, train_gan
 
 STAGE, ALPHA, LR, STEPS = 2, 0.5, 2e-3, 3
 
@@ -25,20 +26,20 @@ def _config():
 def run():
   """STEPS compiled iterations at 16 px in the fade-in; every state and metric kept."""
   config = _config()
-  generator, critic = models.build_generator(config), models.build_critic(config)
+  generator, critic = build.build_generator(config), build.build_critic(config)
   state = train_gan.init_state(generator, critic, config)
   batch, res = config.train.batch_size, resolution_of(STAGE)
-  step = jax.jit(train_gan.make_train_step(generator, critic, config, STAGE))
+  step = jax.jit(gan_steps.make_train_step(generator, critic, config, STAGE))
   rng = np.random.default_rng(0)
-  reals = [jnp.asarray(rng.uniform(-1, 1, (batch, res, res, 3)), jnp.float32)
-           for _ in range(STEPS)]
+  reals = [jnp.asarray(rng.uniform(-1, 1, (batch, res, res, 3)), jnp.float32) for _ in range(STEPS)]
   states, metrics = [jax.device_get(state)], []
   for real in reals:
     state, m = step(state, real, jnp.float32(ALPHA), jnp.float32(LR))
     states.append(jax.device_get(state))
     metrics.append(jax.device_get(m))
-  return dict(config=config, generator=generator, critic=critic, states=states,
-              metrics=metrics, reals=reals)
+  return dict(
+    config=config, generator=generator, critic=critic, states=states, metrics=metrics, reals=reals
+  )
 
 
 def _step_keys(run, state):
@@ -58,14 +59,24 @@ def _by_hand(run, state, key, mixing):
   @jax.jit
   def f(g_params, key):
     k_lat, k_noise, k_pert = jax.random.split(key, 3)
-    z, z2, crossover = train_gan.sample_latents(k_lat, batch, config.model.style_dim, STAGE,
-                                                generator.mixing_groups, mixing)
-    layers = generator.apply({"params": g_params}, z, stage=STAGE, alpha=ALPHA, z2=z2,
-                             crossover=crossover, rngs={"noise": k_noise})
-    perturbed, _ = compositing.perturb(k_pert, layers, shift_fraction=p.shift,
-                                       bg_contrast_jitter=p.bg_contrast_jitter)
-    fake = compositing.composite(perturbed["background"], perturbed["foreground"],
-                                 perturbed["mask"])
+    z, z2, crossover = gan_steps.sample_latents(
+      k_lat, batch, config.model.style_dim, STAGE, generator.mixing_groups, mixing
+    )
+    layers = generator.apply(
+      {"params": g_params},
+      z,
+      stage=STAGE,
+      alpha=ALPHA,
+      z2=z2,
+      crossover=crossover,
+      rngs={"noise": k_noise},
+    )
+    perturbed, _ = compositing.perturb(
+      k_pert, layers, shift_fraction=p.shift, bg_contrast_jitter=p.bg_contrast_jitter
+    )
+    fake = compositing.composite(
+      perturbed["background"], perturbed["foreground"], perturbed["mask"]
+    )
     return layers, perturbed, fake
 
   return f(state.g_params, key)
@@ -79,8 +90,7 @@ def test_critic_sees_the_perturbed_composite_of_the_step_keys(run):
     _, _, fake = _by_hand(run, state, k_d, mixing)
     score = lambda x: critic.apply({"params": state.d_params}, x, stage=STAGE, alpha=ALPHA)
     np.testing.assert_allclose(m["d_fake"], np.mean(score(fake)), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m["d_real"], np.mean(score(run["reals"][i])), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(m["d_real"], np.mean(score(run["reals"][i])), rtol=1e-5, atol=1e-6)
 
 
 def test_mask_losses_see_the_shifted_mask_zero_band_included(run):
@@ -91,10 +101,12 @@ def test_mask_losses_see_the_shifted_mask_zero_band_included(run):
     _, k_g, mixing = _step_keys(run, state)
     layers, perturbed, _ = _by_hand(run, state, k_g, mixing)
     shifted = np.asarray(perturbed["mask"])
-    np.testing.assert_allclose(m["mask_size_loss"], losses.mask_size_loss(shifted, eta),
-                               rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(m["mask_binary_loss"], losses.mask_binary_loss(shifted),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+      m["mask_size_loss"], losses.mask_size_loss(shifted, eta), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+      m["mask_binary_loss"], losses.mask_binary_loss(shifted), rtol=1e-5, atol=1e-7
+    )
     # The unshifted mask gives other values (the band and the moved pixels matter) ...
     assert abs(float(losses.mask_binary_loss(layers["mask"])) - float(m["mask_binary_loss"])) > 1e-6
     # ... and the coverage statistic is the unshifted one.
@@ -105,11 +117,13 @@ def test_mask_losses_see_the_shifted_mask_zero_band_included(run):
 
 def test_both_passes_of_an_iteration_share_one_mixing_decision():
   config = _config()
-  generator = models.build_generator(config)
-  draw = jax.jit(jax.vmap(lambda k: train_gan.draw_iteration(generator, config, STAGE, k, 2)))
+  generator = build.build_generator(config)
+  draw = jax.jit(jax.vmap(lambda k: gan_steps.draw_iteration(generator, config, STAGE, k, 2)))
   draws = draw(jax.random.split(jax.random.PRNGKey(0), 400))
-  mixes = {p: np.stack([np.asarray(c) < STAGE for c in draws[p]["crossover"].values()])
-           for p in ("critic", "generator")}
+  mixes = {
+    p: np.stack([np.asarray(c) < STAGE for c in draws[p]["crossover"].values()])
+    for p in ("critic", "generator")
+  }
   for p in mixes:  # every mixing group of a pass mixes or none does
     assert np.all(mixes[p] == mixes[p][:1])
   np.testing.assert_array_equal(mixes["critic"][0], mixes["generator"][0])
@@ -120,16 +134,18 @@ def test_both_passes_of_an_iteration_share_one_mixing_decision():
 
 def test_shift_moves_only_foreground_and_mask():
   config = _config()
-  generator = models.build_generator(config)
-  params = train_gan.init_state(generator, models.build_critic(config), config).g_params
-  draws = jax.jit(lambda k: train_gan.draw_generator_inputs(generator, config, STAGE, k, 8, True))(
-      jax.random.PRNGKey(3))
+  generator = build.build_generator(config)
+  params = train_gan.init_state(generator, build.build_critic(config), config).g_params
+  draws = jax.jit(lambda k: gan_steps.draw_generator_inputs(generator, config, STAGE, k, 8, True))(
+    jax.random.PRNGKey(3)
+  )
   assert np.abs(np.asarray(draws["shifts"])).max() > 0
   outs = {}
   for shift in (0.0, 0.125):
     config.perturb.shift = shift
-    outs[shift] = jax.device_get(train_gan.generate_from_draws(generator, config, STAGE, params,
-                                                               draws, ALPHA))
+    outs[shift] = jax.device_get(
+      gan_steps.generate_from_draws(generator, config, STAGE, params, draws, ALPHA)
+    )
   (l0, p0, _), (l1, p1, _) = outs[0.0], outs[0.125]
   for k in l0:
     np.testing.assert_array_equal(l0[k], l1[k])  # the generator's layers do not depend on it
@@ -149,13 +165,15 @@ def test_learning_rate_groups_in_the_first_step(run):
   def deltas(a, b, keep):
     flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
     flat_b = jax.tree.leaves(b)
-    out = [np.abs(np.asarray(y) - np.asarray(x)).ravel() for (p, x), y in zip(flat_a, flat_b)
-           if keep("/".join(str(getattr(e, "key", e)) for e in p))]
+    out = [
+      np.abs(np.asarray(y) - np.asarray(x)).ravel()
+      for (p, x), y in zip(flat_a, flat_b)
+      if keep("/".join(str(getattr(e, "key", e)) for e in p))
+    ]
     return np.concatenate(out)
 
   mapping = deltas(before.g_params, after.g_params, lambda n: "mapping" in n)
-  synthesis = deltas(before.g_params, after.g_params,
-                     lambda n: "synthesis" in n and "block_0" in n)
+  synthesis = deltas(before.g_params, after.g_params, lambda n: "synthesis" in n and "block_0" in n)
   crit = deltas(before.d_params, after.d_params, lambda n: "final" in n)
   mult = config.train.mapping_lr_mult
   # (float32 parameters of order 1 round a step of 2e-5 to within ~1 %.)
@@ -171,15 +189,18 @@ def test_ema_and_its_rampup_against_numpy(run):
   ema = jax.tree.map(np.asarray, states[0].ema_params)
   for t in range(STEPS):
     decay = min(config.train.ema_decay, (1.0 + t) / (10.0 + t))
-    ema = jax.tree.map(lambda e, p: e * np.float32(decay) + np.float32(1 - decay) * p, ema,
-                       jax.tree.map(np.asarray, states[t + 1].g_params))
+    ema = jax.tree.map(
+      lambda e, p: e * np.float32(decay) + np.float32(1 - decay) * p,
+      ema,
+      jax.tree.map(np.asarray, states[t + 1].g_params),
+    )
     for got, want in zip(jax.tree.leaves(states[t + 1].ema_params), jax.tree.leaves(ema)):
       np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   # Without the ramp-up the decay is the reference 0.999 from the first step.
   config.train.ema_rampup = False
-  assert train_gan.ema_decay(config.train, jnp.asarray(0)) == 0.999
+  assert gan_steps.ema_decay(config.train, jnp.asarray(0)) == 0.999
   config.train.ema_rampup = True
-  assert float(train_gan.ema_decay(config.train, jnp.asarray(0))) == pytest.approx(0.1)
+  assert float(gan_steps.ema_decay(config.train, jnp.asarray(0))) == pytest.approx(0.1)
 
 
 def test_remat_penalty_recomputes_and_changes_no_number(run):
@@ -188,11 +209,13 @@ def test_remat_penalty_recomputes_and_changes_no_number(run):
   config = _config()
   config.train.remat_penalty = True
   generator, critic = run["generator"], run["critic"]
-  step_fn = train_gan.make_train_step(generator, critic, config, STAGE)
+  step_fn = gan_steps.make_train_step(generator, critic, config, STAGE)
   state = train_gan.init_state(generator, critic, config)
   args = (jnp.float32(ALPHA), jnp.float32(LR))
-  programs = [str(jax.make_jaxpr(f)(state, run["reals"][0], *args)) for f in
-              (train_gan.make_train_step(generator, critic, run["config"], STAGE), step_fn)]
+  programs = [
+    str(jax.make_jaxpr(f)(state, run["reals"][0], *args))
+    for f in (gan_steps.make_train_step(generator, critic, run["config"], STAGE), step_fn)
+  ]
   assert "remat" not in programs[0] and "remat" in programs[1]
   step = jax.jit(step_fn)
   for i, real in enumerate(run["reals"]):

@@ -27,13 +27,19 @@ def main():
   args = parser.parse_args()
 
   import jax  # pylint: disable=g-import-not-at-top
+
   if args.coordinator:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import errors, train_gan  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import errors  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import train_gan  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
   # 8 px for 2 iterations, then 16 px: alpha 1/8 (fade-in), then 1.
@@ -47,23 +53,27 @@ def main():
   config.train.sample_every_steps = 1000
   print("devices", jax.device_count(), "processes", jax.process_count(), flush=True)
   if args.sigterm_after_steps or args.step_delay_s:
-    _instrument_steps(train_gan, args.sigterm_after_steps, args.step_delay_s)
+    _instrument_steps(args.sigterm_after_steps, args.step_delay_s)
   try:
     state = train_gan.train_and_evaluate(config, args.workdir)
   except errors.Preempted as e:
     print("preempted:", e, flush=True)
     return
-  leaves = jax.tree_util.tree_flatten_with_path((state.g_params, state.d_params,
-                                                 state.ema_params, state.g_opt, state.d_opt))[0]
+  leaves = jax.tree_util.tree_flatten_with_path(
+    (state.g_params, state.d_params, state.ema_params, state.g_opt, state.d_opt)
+  )[0]
   arrays = {jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
   if jax.process_index() == 0:
     np.savez(args.out, **arrays)
 
 
-def _instrument_steps(train_gan, sigterm_after: int, delay: float):
+def _instrument_steps(sigterm_after: int, delay: float):
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  original, calls = train_gan.compile_train_step, [0]
+
+  from layered_gan_jax.training import gan_steps  # pylint: disable=g-import-not-at-top
+
+  original, calls = gan_steps.compile_train_step, [0]
 
   def compile_train_step(*args, **kwargs):
     compiled, *rest = original(*args, **kwargs)
@@ -78,7 +88,7 @@ def _instrument_steps(train_gan, sigterm_after: int, delay: float):
 
     return (step, *rest)
 
-  train_gan.compile_train_step = compile_train_step
+  gan_steps.compile_train_step = compile_train_step
 
 
 if __name__ == "__main__":

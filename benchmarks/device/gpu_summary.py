@@ -6,13 +6,14 @@
 Reads ours (``r<R>_<dtype>.json`` from benchmarks/throughput.py) and the official code's
 (``official_r<R>.log``, the ``ref_img_per_s=`` line) and, per setting, writes images/s, the ratio
 ours / official, and utilization. The FLOPs per iteration are counted again HERE, by lowering the
-same program (config, resolution, batch, dtype) with ``train_gan.flops_of``: runs made before
+same program (config, resolution, batch, dtype) with ``gan_steps.flops_of``: runs made before
 that function counted the lowered program recorded the compiled GPU program's count, which
 leaves out the cuDNN convolutions. Utilization is given against the matmul rate measured in the
 same run (for float32 JAX's default precision, i.e. TF32 on this GPU; the official code's
 convolutions also run in TF32, PyTorch's default for cuDNN) and against the vendor's dense peak
 given with ``--peak_tf32`` / ``--peak_bf16`` (TFLOP/s).
 """
+
 import argparse
 import glob
 import json
@@ -26,17 +27,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def lowered_flops(config_path: str, resolution: int, batch: int, dtype: str) -> float:
   """FLOPs of one training iteration (global batch ``batch``), counted on the lowered program."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from benchmarks.common import load_config  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax import models, train_gan  # pylint: disable=g-import-not-at-top
-  from layered_gan_jax.architecture import stage_of  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import build  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets.architecture import stage_of  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.training import gan_steps, train_gan  # pylint: disable=g-import-not-at-top
+
   config = load_config(os.path.join(ROOT, config_path))[0]
   config.train.start_resolution = config.train.resolution = resolution
   config.model.dtype = dtype
-  g, d = models.build_generator(config), models.build_critic(config)
+  g, d = build.build_generator(config), build.build_critic(config)
   state = jax.eval_shape(lambda: train_gan.init_state(g, d, config))
-  lowered = train_gan.lower_train_step(g, d, config, stage_of(resolution), state,
-                                       (batch, resolution, resolution, 3))
-  return train_gan.flops_of(lowered)
+  lowered = gan_steps.lower_train_step(
+    g, d, config, stage_of(resolution), state, (batch, resolution, resolution, 3)
+  )
+  return gan_steps.flops_of(lowered)
 
 
 def official_images_per_s(path: str):
@@ -51,8 +56,12 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--dir", required=True)
   p.add_argument("--json", default="")
-  p.add_argument("--peak_tf32", type=float, default=494.7, help="dense TF32 TFLOP/s (H100/H200 SXM)")
-  p.add_argument("--peak_bf16", type=float, default=989.4, help="dense BF16 TFLOP/s (H100/H200 SXM)")
+  p.add_argument(
+    "--peak_tf32", type=float, default=494.7, help="dense TF32 TFLOP/s (H100/H200 SXM)"
+  )
+  p.add_argument(
+    "--peak_bf16", type=float, default=989.4, help="dense BF16 TFLOP/s (H100/H200 SXM)"
+  )
   args = p.parse_args(argv)
   rows = []
   for path in sorted(glob.glob(os.path.join(args.dir, "r*_*.json"))):
@@ -64,13 +73,20 @@ def main(argv=None):
     matmul = r.get("matmul_bf16_flops_per_s") if bf16 else r["matmul_flops_per_s"]
     theirs = official_images_per_s(os.path.join(args.dir, f"official_r{r['resolution']}.log"))
     peak = (args.peak_bf16 if bf16 else args.peak_tf32) * 1e12
-    rows.append({
-        "resolution": r["resolution"], "batch": r["batch"], "dtype": r["dtype"],
-        "device": r["device_kind"], "jax_version": r["jax_version"], "date": r["date"],
-        "ours_images_per_s": r["images_per_s"], "official_images_per_s": theirs,
+    rows.append(
+      {
+        "resolution": r["resolution"],
+        "batch": r["batch"],
+        "dtype": r["dtype"],
+        "device": r["device_kind"],
+        "jax_version": r["jax_version"],
+        "date": r["date"],
+        "ours_images_per_s": r["images_per_s"],
+        "official_images_per_s": theirs,
         "ratio_ours_over_official": r["images_per_s"] / theirs if theirs else None,
         "official_dtype": "float32 (cuDNN convolutions in TF32, PyTorch's default)",
-        "step_seconds_median": r["step_seconds_median"], "compile_seconds": r["compile_seconds"],
+        "step_seconds_median": r["step_seconds_median"],
+        "compile_seconds": r["compile_seconds"],
         "flops_per_iteration": flops,
         "flops_per_iteration_recorded_in_run": r["flops_per_iteration"],
         "achieved_flops_per_s": achieved,
@@ -78,25 +94,40 @@ def main(argv=None):
         "utilization_vs_measured_matmul": achieved / matmul if matmul else None,
         "vendor_dense_peak_flops_per_s": peak,
         "fraction_of_vendor_dense_peak": achieved / peak,
-        "peak_memory_bytes": r["peak_memory_bytes"], "peak_memory_kind": r["peak_memory_kind"],
-        "command": r["command"], "source": os.path.relpath(path, ROOT),
-    })
-  lines = ["| px | batch | dtype | ours img/s | official img/s | ours/official | "
-           "TFLOP/s | of measured matmul | of dense peak |", "|---" * 9 + "|"]
+        "peak_memory_bytes": r["peak_memory_bytes"],
+        "peak_memory_kind": r["peak_memory_kind"],
+        "command": r["command"],
+        "source": os.path.relpath(path, ROOT),
+      }
+    )
+  lines = [
+    "| px | batch | dtype | ours img/s | official img/s | ours/official | "
+    "TFLOP/s | of measured matmul | of dense peak |",
+    "|---" * 9 + "|",
+  ]
   for row in rows:
     ratio = row["ratio_ours_over_official"]
     lines.append(
-        f"| {row['resolution']} | {row['batch']} | {row['dtype']} | "
-        f"{row['ours_images_per_s']:.1f} | "
-        f"{format(row['official_images_per_s'], '.1f') if row['official_images_per_s'] else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | "
-        f"{row['achieved_flops_per_s'] / 1e12:.0f} | "
-        f"{row['utilization_vs_measured_matmul']:.0%} | {row['fraction_of_vendor_dense_peak']:.0%} |")
+      f"| {row['resolution']} | {row['batch']} | {row['dtype']} | "
+      f"{row['ours_images_per_s']:.1f} | "
+      f"{format(row['official_images_per_s'], '.1f') if row['official_images_per_s'] else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | "
+      f"{row['achieved_flops_per_s'] / 1e12:.0f} | "
+      f"{row['utilization_vs_measured_matmul']:.0%} | {row['fraction_of_vendor_dense_peak']:.0%} |"
+    )
   print("\n".join(lines))
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"results": rows, "table": lines,
-                 "command": " ".join(["python -m benchmarks.device.gpu_summary"] +
-                                     list(argv or sys.argv[1:]))}, f, indent=2)
+      json.dump(
+        {
+          "results": rows,
+          "table": lines,
+          "command": " ".join(
+            ["python -m benchmarks.device.gpu_summary"] + list(argv or sys.argv[1:])
+          ),
+        },
+        f,
+        indent=2,
+      )
 
 
 if __name__ == "__main__":

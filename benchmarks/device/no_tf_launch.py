@@ -13,18 +13,22 @@ while clu is imported, makes every ``metric_writers.create_default_writer`` a lo
 TensorFlow), then runs the module or script as ``__main__``. Nothing else changes: the training
 step, data and timing are its own. Where TensorFlow is installed this only runs it.
 """
+
 import os
 import runpy
 import sys
 
 if os.environ.get("FORCE_TF_STUB") or not __import__("importlib").util.find_spec("tensorflow"):
   import types  # pylint: disable=g-import-not-at-top
+
   from tensorboard.compat.proto import tensor_pb2  # pylint: disable=g-import-not-at-top
+
   stand_in = types.ModuleType("tensorflow")
   stand_in.make_tensor_proto = lambda *a, **k: tensor_pb2.TensorProto()  # Used at import only.
   stand_in.keras = types.SimpleNamespace(callbacks=types.SimpleNamespace(Callback=object))
   sys.modules["tensorflow"] = stand_in
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
+
   _orig = metric_writers.create_default_writer
 
   def _logging_only(logdir=None, *, just_logging=False, **kwargs):
@@ -33,6 +37,7 @@ if os.environ.get("FORCE_TF_STUB") or not __import__("importlib").util.find_spec
 
   metric_writers.create_default_writer = _logging_only
   from clu import parameter_overview, periodic_actions  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
   # Out of sys.modules again, so that nothing else (etils.epath) believes TensorFlow is there.
   del sys.modules["tensorflow"]
   print("no_tf_launch.py: TensorFlow stand-in, logging-only clu writers", flush=True)

@@ -11,16 +11,21 @@ GPU times, then runs it with the same arguments, and prints the allocator's peak
 The official training loop already reads ``.item()`` of its losses every iteration, so the GPU is
 idle at the iteration boundaries anyway; the explicit synchronization only makes that certain.
 """
+
 import sys
 
 PATCHES = (
-    ("device = torch.device('cpu')", "device = torch.device('cuda:0')"),
-    ("            now = time.perf_counter()\n            if i > 0:",
-     "            __import__('torch').cuda.synchronize()\n"
-     "            now = time.perf_counter()\n            if i > 0:"),
-    ("        self.ends.append(time.perf_counter())\n        self._report(self.n_iter - 1)",
-     "        __import__('torch').cuda.synchronize()\n"
-     "        self.ends.append(time.perf_counter())\n        self._report(self.n_iter - 1)"),
+  ("device = torch.device('cpu')", "device = torch.device('cuda:0')"),
+  (
+    "            now = time.perf_counter()\n            if i > 0:",
+    "            __import__('torch').cuda.synchronize()\n"
+    "            now = time.perf_counter()\n            if i > 0:",
+  ),
+  (
+    "        self.ends.append(time.perf_counter())\n        self._report(self.n_iter - 1)",
+    "        __import__('torch').cuda.synchronize()\n"
+    "        self.ends.append(time.perf_counter())\n        self._report(self.n_iter - 1)",
+  ),
 )
 
 
@@ -33,8 +38,10 @@ def main():
     source = f.read()
   for old, new in PATCHES:
     if source.count(old) != 1:
-      raise SystemExit(f"error: {paths[0]} is not the expected harness ({old.strip()[:40]!r} "
-                       "not found exactly once)")
+      raise SystemExit(
+        f"error: {paths[0]} is not the expected harness ({old.strip()[:40]!r} "
+        "not found exactly once)"
+      )
     source = source.replace(old, new)
   sys.argv = [paths[0]] + args
   namespace = {"__name__": "__main__", "__file__": paths[0]}
@@ -42,9 +49,13 @@ def main():
     exec(compile(source, paths[0], "exec"), namespace)  # pylint: disable=exec-used
   finally:  # The allocator's peak of the whole run (model, optimizer, activations).
     import torch  # pylint: disable=g-import-not-at-top
+
     if torch.cuda.is_available():
-      print(f"official_peak_bytes {torch.cuda.max_memory_allocated()} "
-            f"(torch.cuda.max_memory_allocated)", flush=True)
+      print(
+        f"official_peak_bytes {torch.cuda.max_memory_allocated()} "
+        f"(torch.cuda.max_memory_allocated)",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Data for training and evaluation: synthetic, image folders, LSUN lmdb and tfds -> numpy batches.
+"""The data room: every image the networks read, for training and evaluation: synthetic, image folders, LSUN lmdb and tfds -> numpy batches.
 
 The pipeline is described in docs/data.md. Modules:
 
@@ -9,6 +9,7 @@ The pipeline is described in docs/data.md. Modules:
 * ``sources``: random-access sources (file, encoded, lmdb, synthetic, folder; eval sources).
 * ``tfds_sources``: TensorFlow Datasets sources (train and eval), CUB test ids.
 * ``prefetch``: the background prefetch thread, parallel decoding, the base batch iterator.
-* ``train``: :func:`train.train_iterator`, the resumable multi-host training stream.
-* ``evaluation``: :func:`evaluation.eval_dataset`, ordered padded evaluation passes.
+* ``image_io``: decoding images (and RGBA / grey conversion), reading them locally or from a bucket.
+* ``train_input``: :func:`train_input.train_iterator`, the resumable multi-host training stream.
+* ``eval_input``: :func:`eval_input.eval_dataset`, ordered padded evaluation passes.
 """

@@ -7,6 +7,7 @@ of source j (``BLOCK`` split by the weights, largest remainders first) in an ord
 ``1 / BLOCK``, and the source and rank of every position are a pure function of (weights,
 seed, position): resumption and the processes' rows of a global batch need no replay.
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,8 @@ def block_counts(weights: Sequence[float], block: int = BLOCK) -> np.ndarray:
     raise ValueError(f"weights must be positive numbers, got {list(weights)}")
   exact = block * w / w.sum()
   counts = np.floor(exact).astype(np.int64)
-  order = np.argsort(-(exact - counts), kind='stable')
-  counts[order[:block - int(counts.sum())]] += 1
+  order = np.argsort(-(exact - counts), kind="stable")
+  counts[order[: block - int(counts.sum())]] += 1
   return counts
 
 

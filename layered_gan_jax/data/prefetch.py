@@ -3,6 +3,7 @@
 Batches are assembled by a thread pool (PIL decodes and resizes outside the GIL) and computed
 ahead by one background thread into a small bounded queue.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -11,12 +12,11 @@ import queue
 import threading
 from typing import Callable
 
-from layered_gan_jax import image_io
 from layered_gan_jax.data import config as data_config
+from layered_gan_jax.data import image_io
 
 
 class _Failure:
-
   def __init__(self, exc: BaseException):
     self.exc = exc
 
@@ -27,13 +27,15 @@ _END = object()
 class _Prefetcher:
   """Computes ``make_batch(k)`` for k = start, start + 1, ... (up to ``stop``) in a thread."""
 
-  def __init__(self, make_batch: Callable[[int], dict], start: int, stop: int | None,
-               depth: int):
+  def __init__(self, make_batch: Callable[[int], dict], start: int, stop: int | None, depth: int):
     self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
     self._stop = threading.Event()
     self._thread = threading.Thread(
-        target=_Prefetcher._run, args=(make_batch, start, stop, self._queue, self._stop),
-        daemon=True, name='data_prefetch')
+      target=_Prefetcher._run,
+      args=(make_batch, start, stop, self._queue, self._stop),
+      daemon=True,
+      name="data_prefetch",
+    )
     self._thread.start()
 
   @staticmethod
@@ -74,7 +76,7 @@ def _put(q, item, stop_event) -> None:
 
 
 def num_workers(cfg) -> int:
-  return int(data_config.get(cfg, 'num_workers', min(16, os.cpu_count() or 1)))
+  return int(data_config.get(cfg, "num_workers", min(16, os.cpu_count() or 1)))
 
 
 def parallel_map(pool, workers: int, fn, items: list) -> list:
@@ -82,7 +84,7 @@ def parallel_map(pool, workers: int, fn, items: list) -> list:
   if workers <= 1 or len(items) <= 1:
     return [fn(x) for x in items]
   chunk = -(-len(items) // workers)
-  parts = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+  parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
   results = pool.map(lambda part: [fn(x) for x in part], parts)
   return [y for part in results for y in part]
 
@@ -93,9 +95,10 @@ class DecodingBatches:
 
   def __init__(self, cfg, skipped=()):
     self.workers = num_workers(cfg)
-    self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
-                                                      thread_name_prefix='data_decode')
-    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, 'on_bad_file', 'skip'))
+    self.pool = concurrent.futures.ThreadPoolExecutor(
+      max_workers=self.workers, thread_name_prefix="data_decode"
+    )
+    self.on_bad_file = image_io.check_on_bad_file(data_config.get(cfg, "on_bad_file", "skip"))
     self.skipped_files = list(skipped)  # Left out when the sources were listed.
     self._lock = threading.Lock()
 
@@ -110,8 +113,9 @@ class BatchIterator:
   def __init__(self, cfg, maker, start: int, stop: int | None):
     self._maker = maker
     self._next = start
-    self._prefetcher = _Prefetcher(maker.make, start, stop,
-                                   int(data_config.get(cfg, 'prefetch', 2)))
+    self._prefetcher = _Prefetcher(
+      maker.make, start, stop, int(data_config.get(cfg, "prefetch", 2))
+    )
 
   def __iter__(self):
     return self

@@ -53,7 +53,7 @@ import numpy as np
 
 from layered_gan_jax.data import textures
 
-SPLIT_SIZES = {'train': 20000, 'test': 1000}
+SPLIT_SIZES = {"train": 20000, "test": 1000}
 """Nominal split sizes (what the input pipeline uses); any index >= 0 can be rendered."""
 
 VERSION = 2
@@ -66,13 +66,14 @@ MAX_OBJECT_AREA = 0.40
 
 # The object's texture-family weights (the same families as Layout.bg_textures).
 _FG_TEXTURE_WEIGHTS = (0.10, 0.16, 0.20, 0.08, 0.18, 0.12, 0.16)
-_SHAPE_KINDS = ('ellipse', 'polygon', 'star', 'blob')
+_SHAPE_KINDS = ("ellipse", "polygon", "star", "blob")
 
 
 def _check_weights(field: str, w, names: str, count: int) -> None:
   if len(w) != count or min(w) < 0 or sum(w) <= 0:
-    raise ValueError(f'synthetic_layout.{field}={w} needs {count} weights >= 0, not all 0 '
-                     f'({names})')
+    raise ValueError(
+      f"synthetic_layout.{field}={w} needs {count} weights >= 0, not all 0 ({names})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Layout:
   """How scenes are laid out. ``LAYOUT`` is the dataset's (``VERSION``) and ``CATEGORIES``
   its object categories; any other layout is a variant for experiments, whose results are not
   results of the dataset."""
+
   margin: float = 0.125
   """Every object pixel's centre lies at least this far (fraction of the frame) from each
   border; a negative margin lets objects be cut by the border."""
@@ -98,60 +100,67 @@ class Layout:
 
   def __post_init__(self):
     if not -0.5 < self.margin < 0.5:
-      raise ValueError(f'synthetic_layout.margin={self.margin} must be in (-0.5, 0.5)')
+      raise ValueError(f"synthetic_layout.margin={self.margin} must be in (-0.5, 0.5)")
     if not 0.0 <= self.rim_probability <= 1.0:
-      raise ValueError(f'synthetic_layout.rim_probability={self.rim_probability} must be in '
-                       '[0, 1]')
-    families = 'flat, linear, stripes, checks, smooth field, clouds, radial'
-    _check_weights('bg_textures', tuple(self.bg_textures), families, len(_FG_TEXTURE_WEIGHTS))
-    _check_weights('fg_textures', tuple(self.fg_textures), families, len(_FG_TEXTURE_WEIGHTS))
-    _check_weights('shapes', tuple(self.shapes), ', '.join(_SHAPE_KINDS), len(_SHAPE_KINDS))
+      raise ValueError(f"synthetic_layout.rim_probability={self.rim_probability} must be in [0, 1]")
+    families = "flat, linear, stripes, checks, smooth field, clouds, radial"
+    _check_weights("bg_textures", tuple(self.bg_textures), families, len(_FG_TEXTURE_WEIGHTS))
+    _check_weights("fg_textures", tuple(self.fg_textures), families, len(_FG_TEXTURE_WEIGHTS))
+    _check_weights("shapes", tuple(self.shapes), ", ".join(_SHAPE_KINDS), len(_SHAPE_KINDS))
     if isinstance(self.stream, bool) or not isinstance(self.stream, int) or self.stream < 0:
-      raise ValueError(f'synthetic_layout.stream={self.stream!r} must be an integer >= 0')
+      raise ValueError(f"synthetic_layout.stream={self.stream!r} must be an integer >= 0")
 
 
 LAYOUT = Layout()
 
 CATEGORIES = {
-    # Smooth outlines (ellipses, blobs) filled with smooth textures (gradients, fields, clouds).
-    'round': Layout(shapes=(0.5, 0.0, 0.0, 0.5),
-                    fg_textures=(0.0, 0.2, 0.0, 0.0, 0.3, 0.25, 0.25), stream=1),
-    # Straight edges and corners (polygons, stars) filled with flat colour, stripes or checks.
-    'angular': Layout(shapes=(0.0, 0.5, 0.5, 0.0),
-                      fg_textures=(0.2, 0.0, 0.45, 0.35, 0.0, 0.0, 0.0), stream=2),
+  # Smooth outlines (ellipses, blobs) filled with smooth textures (gradients, fields, clouds).
+  "round": Layout(
+    shapes=(0.5, 0.0, 0.0, 0.5), fg_textures=(0.0, 0.2, 0.0, 0.0, 0.3, 0.25, 0.25), stream=1
+  ),
+  # Straight edges and corners (polygons, stars) filled with flat colour, stripes or checks.
+  "angular": Layout(
+    shapes=(0.0, 0.5, 0.5, 0.0), fg_textures=(0.2, 0.0, 0.45, 0.35, 0.0, 0.0, 0.0), stream=2
+  ),
 }
 """The dataset's object categories: each a layout whose objects differ from the other's in shape
 family and texture, over the same backgrounds, with scenes of its own (train and test splits)."""
 
-_SPLIT_IDS = {'train': 1, 'test': 2}
+_SPLIT_IDS = {"train": 1, "test": 2}
 _CHECK_GRID = 32  # resolution-independent grid on which the object's area is accepted
 _ACCEPT_LO, _ACCEPT_HI = 0.095, 0.39  # on the check grid; inside the documented range
 _BLOB_TABLE = 256  # samples of a blob's radial profile over [-pi, pi)
 _BLOB_PHI = -np.pi + 2.0 * np.pi * np.arange(_BLOB_TABLE) / _BLOB_TABLE
 _BLOB_K = np.arange(1.0, 6.0)[:, None]
-_BLOB_WEIGHTS = np.array([0.4, 2.0 ** -0.6, 3.0 ** -0.6, 4.0 ** -0.6, 5.0 ** -0.6])
+_BLOB_WEIGHTS = np.array([0.4, 2.0**-0.6, 3.0**-0.6, 4.0**-0.6, 5.0**-0.6])
 _TWO_PI = 2.0 * np.pi
+
 
 def check_resolution(resolution) -> int:
   """Returns ``resolution`` as an int, or raises ValueError if it is not 16, 32, 64 or 128."""
-  if (isinstance(resolution, (bool, np.bool_)) or
-      not isinstance(resolution, (int, np.integer)) or int(resolution) not in RESOLUTIONS):
+  if (
+    isinstance(resolution, (bool, np.bool_))
+    or not isinstance(resolution, (int, np.integer))
+    or int(resolution) not in RESOLUTIONS
+  ):
     raise ValueError(
-        f'synthetic dataset: resolution must be a power of two in {RESOLUTIONS}, got '
-        f'{resolution!r}.')
+      f"synthetic dataset: resolution must be a power of two in {RESOLUTIONS}, got {resolution!r}."
+    )
   return int(resolution)
 
 
 def _check_split_index(split: str, index: int) -> None:
   if split not in _SPLIT_IDS:
-    raise ValueError(f"synthetic dataset: split must be one of {sorted(_SPLIT_IDS)}, got "
-                     f"{split!r}.")
+    raise ValueError(
+      f"synthetic dataset: split must be one of {sorted(_SPLIT_IDS)}, got {split!r}."
+    )
   if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)) or index < 0:
-    raise ValueError(f'synthetic dataset: index must be an integer >= 0, got {index!r}.')
+    raise ValueError(f"synthetic dataset: index must be an integer >= 0, got {index!r}.")
 
 
 # ----------------------------------------------------------------------------------------------
 # Shapes: a star-shaped region around its centre, in units where the shape's size is 1.
+
 
 class _Shape:
   """An object's geometry: unit profile + hole + placement (centre, rotation, scale)."""
@@ -162,26 +171,26 @@ class _Shape:
     kind = bisect.bisect_right(kinds_cumulative, rng.random() * kinds_cumulative[-1])
     kind = min(kind, len(_SHAPE_KINDS) - 1)
     if kind == 0:
-      self.kind = 'ellipse'
+      self.kind = "ellipse"
       self.aspect = rng.uniform(0.45, 1.0)
       self.unit_area = np.pi * self.aspect
       self.inradius = self.aspect
     elif kind == 1:
-      self.kind = 'polygon'
+      self.kind = "polygon"
       n = int(rng.integers(3, 9))
       jitter = rng.uniform(-0.2, 0.2, n)
       angles = -np.pi + _TWO_PI * (np.arange(n) + jitter) / n
       radii = np.ones(n) if rng.random() < 0.4 else rng.uniform(0.7, 1.0, n)
       self._set_polygon(angles, radii)
     elif kind == 2:
-      self.kind = 'star'
+      self.kind = "star"
       n = int(rng.integers(4, 8))
       inner = rng.uniform(0.4, 0.65)
       angles = -np.pi + _TWO_PI * (np.arange(2 * n) + rng.uniform(-0.1, 0.1, 2 * n)) / (2 * n)
       radii = np.where(np.arange(2 * n) % 2 == 0, 1.0, inner) * rng.uniform(0.9, 1.0, 2 * n)
       self._set_polygon(angles, radii)
     else:
-      self.kind = 'blob'
+      self.kind = "blob"
       # log r(phi) = sum_k a_k cos(k phi + p_k), k = 1..5, amplitudes falling with k.
       amp = rng.uniform(0.12, 0.4) * rng.uniform(-1.0, 1.0, 5) * _BLOB_WEIGHTS
       phase = rng.uniform(0.0, _TWO_PI, 5)
@@ -193,9 +202,9 @@ class _Shape:
     # Optional elliptic hole, strictly inside the shape (radius below its inradius).
     self.hole = None
     if rng.random() < 0.22:
-      frac = rng.uniform(0.45, 0.7) if self.kind == 'ellipse' else rng.uniform(0.4, 0.65)
+      frac = rng.uniform(0.45, 0.7) if self.kind == "ellipse" else rng.uniform(0.4, 0.65)
       hr = frac * self.inradius
-      h_aspect = 1.0 if self.kind != 'ellipse' else rng.uniform(0.6, 1.0)
+      h_aspect = 1.0 if self.kind != "ellipse" else rng.uniform(0.6, 1.0)
       off = (self.inradius - hr) * 0.5 * rng.uniform(-1.0, 1.0, 2)
       self.hole = (float(off[0]), float(off[1]), float(hr), float(h_aspect))
       self.unit_area -= np.pi * hr * hr * h_aspect
@@ -230,19 +239,19 @@ class _Shape:
     inv = 1.0 / self.scale
     dx = xx - np.float32(self.cx)
     dy = yy - np.float32(self.cy)
-    u = (dx * np.float32(c * inv) + dy * np.float32(s * inv))
-    v = (dy * np.float32(c * inv) - dx * np.float32(s * inv))
-    if self.kind == 'ellipse':
+    u = dx * np.float32(c * inv) + dy * np.float32(s * inv)
+    v = dy * np.float32(c * inv) - dx * np.float32(s * inv)
+    if self.kind == "ellipse":
       w = v * np.float32(1.0 / self.aspect)
       out = u * u + w * w <= 1.0
-    elif self.kind == 'blob':
+    elif self.kind == "blob":
       phi = np.arctan2(v, u)
       idx = ((phi + np.float32(np.pi)) * np.float32(_BLOB_TABLE / _TWO_PI)).astype(np.int32)
       np.minimum(idx, _BLOB_TABLE - 1, out=idx)  # phi == pi
       out = u * u + v * v <= self.table_r2[idx]
     else:
       phi = np.arctan2(v, u)
-      seg = np.searchsorted(self.angles, phi, side='right') - 1  # -1 wraps to the last edge
+      seg = np.searchsorted(self.angles, phi, side="right") - 1  # -1 wraps to the last edge
       out = u * self.nx[seg] + v * self.ny[seg] <= self.d[seg]
     if self.hole is not None:
       hx, hy, hr, ha = self.hole
@@ -257,10 +266,10 @@ def _unit_extent(shape: _Shape) -> Tuple[float, float, float, float]:
   (x_min, x_max, y_min, y_max). Exact for polygons and stars (their vertices), from the
   boundary sampled finely enough for ellipses and blobs (whose boundary is piecewise constant in
   radius over each table bin, so both ends of each bin are taken)."""
-  if shape.kind == 'ellipse':
+  if shape.kind == "ellipse":
     phi = np.linspace(-np.pi, np.pi, 1024)
     u, v = np.cos(phi), shape.aspect * np.sin(phi)
-  elif shape.kind == 'blob':
+  elif shape.kind == "blob":
     r = np.sqrt(shape.table_r2.astype(np.float64))
     ends = np.concatenate((_BLOB_PHI, _BLOB_PHI + _TWO_PI / _BLOB_TABLE))
     u, v = np.tile(r, 2) * np.cos(ends), np.tile(r, 2) * np.sin(ends)
@@ -309,16 +318,18 @@ def _cumulative(weights: Tuple[float, ...]) -> Tuple[float, ...]:
 # ----------------------------------------------------------------------------------------------
 # Public API.
 
+
 def _rng(split: str, index: int, seed: int, stream: int = 0):
   _check_split_index(split, index)
   if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
-    raise ValueError(f'synthetic dataset: seed must be an integer >= 0, got {seed!r}.')
+    raise ValueError(f"synthetic dataset: seed must be an integer >= 0, got {seed!r}.")
   entropy = [int(seed), _SPLIT_IDS[split], int(index)] + ([int(stream)] if stream else [])
   return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
-def render_layers(split: str, index: int, resolution: int, seed: int = 0,
-                  layout: Layout = LAYOUT) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_layers(
+  split: str, index: int, resolution: int, seed: int = 0, layout: Layout = LAYOUT
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Returns the example's layers: (background uint8 [R,R,3], foreground uint8 [R,R,3],
   mask uint8 [R,R] in {0, 1}); the image is ``where(mask[..., None], foreground, background)``."""
   n = check_resolution(resolution)
@@ -336,12 +347,12 @@ def render_layers(split: str, index: int, resolution: int, seed: int = 0,
   bg_families = _cumulative(tuple(layout.bg_textures))
   bg = textures.texture(rng, n, 0.5, 0.5, bg_cols, bg_families, 0.5)
   if rng.random() < 0.3:  # two regions split by a wavy horizon
-    other = textures.texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], bg_families,
-                             0.5)
+    other = textures.texture(rng, n, 0.5, 0.5, palette[rng.permutation(4)[:3]], bg_families, 0.5)
     xx, yy = textures.grid(n)
     h = rng.uniform(0.25, 0.75)
     wave = np.float32(rng.uniform(0.0, 0.12)) * np.sin(
-        xx * np.float32(rng.uniform(3.0, 12.0)) + np.float32(rng.uniform(0, _TWO_PI)))
+      xx * np.float32(rng.uniform(3.0, 12.0)) + np.float32(rng.uniform(0, _TWO_PI))
+    )
     region = (yy - h - wave) > (xx - 0.5) * np.float32(rng.uniform(-0.6, 0.6))
     bg = cv2.copyTo(other, region.astype(np.uint8), bg)
   if rng.random() < 0.5:
@@ -358,13 +369,14 @@ def render_layers(split: str, index: int, resolution: int, seed: int = 0,
   picks = palette[rng.integers(0, 4, 3)] + rng.uniform(-0.06, 0.06, (3, 3)).astype(np.float32)
   fg_cols = np.where(share[:, None], picks, fg_cols).astype(np.float32)
   size = shape.scale
-  fg = textures.texture(rng, n, shape.cx, shape.cy, fg_cols,
-                        _cumulative(tuple(layout.fg_textures)), size)
+  fg = textures.texture(
+    rng, n, shape.cx, shape.cy, fg_cols, _cumulative(tuple(layout.fg_textures)), size
+  )
   if rng.random() < 0.35:  # shaded like a lit solid: bright spot, darker towards the rim
     xx, yy = textures.grid(n)
     hx = shape.cx + size * rng.uniform(-0.5, 0.5)
     hy = shape.cy + size * rng.uniform(-0.5, 0.5)
-    r2 = ((xx - np.float32(hx)) ** 2 + (yy - np.float32(hy)) ** 2) * np.float32(1.0 / size ** 2)
+    r2 = ((xx - np.float32(hx)) ** 2 + (yy - np.float32(hy)) ** 2) * np.float32(1.0 / size**2)
     shade = 1.15 - np.float32(rng.uniform(0.3, 0.7)) * np.minimum(r2, 1.5)
     fg = cv2.multiply(fg, textures.gray3(shade))
   elif rng.random() < 0.4:
@@ -374,11 +386,12 @@ def render_layers(split: str, index: int, resolution: int, seed: int = 0,
   if rng.random() < 0.3:
     fg = textures.grain(rng, fg, n, rng.uniform(0.01, 0.05))
 
-  return textures.to_uint8(bg), textures.to_uint8(fg), mask.astype(np.uint8)
+  return textures.unit_to_uint8(bg), textures.unit_to_uint8(fg), mask.astype(np.uint8)
 
 
-def render_example(split: str, index: int, resolution: int, seed: int = 0,
-                   layout: Layout = LAYOUT) -> Tuple[np.ndarray, np.ndarray]:
+def render_example(
+  split: str, index: int, resolution: int, seed: int = 0, layout: Layout = LAYOUT
+) -> Tuple[np.ndarray, np.ndarray]:
   """Renders one example: (image uint8 [R,R,3], mask uint8 [R,R] with values in {0, 1}).
 
   Deterministic in (seed, split, index); ``split`` is 'train' or 'test' (disjoint streams);
@@ -389,16 +402,17 @@ def render_example(split: str, index: int, resolution: int, seed: int = 0,
   return image, mask
 
 
-def generate(split: str, start: int, count: int, resolution: int, seed: int = 0,
-             layout: Layout = LAYOUT) -> Dict[str, np.ndarray]:
+def generate(
+  split: str, start: int, count: int, resolution: int, seed: int = 0, layout: Layout = LAYOUT
+) -> Dict[str, np.ndarray]:
   """Renders examples ``start .. start + count - 1``: {'image': uint8 [count,R,R,3],
   'mask': uint8 [count,R,R]}."""
   n = check_resolution(resolution)
   _check_split_index(split, start)
   if not isinstance(count, (int, np.integer)) or count < 0:
-    raise ValueError(f'synthetic dataset: count must be an integer >= 0, got {count!r}.')
+    raise ValueError(f"synthetic dataset: count must be an integer >= 0, got {count!r}.")
   images = np.empty((count, n, n, 3), np.uint8)
   masks = np.empty((count, n, n), np.uint8)
   for i in range(count):
     images[i], masks[i] = render_example(split, int(start) + i, n, seed, layout)
-  return {'image': images, 'mask': masks}
+  return {"image": images, "mask": masks}

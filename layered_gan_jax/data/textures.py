@@ -108,8 +108,9 @@ def texture(rng, n: int, cx: float, cy: float, colors: np.ndarray, cum_probs, si
     return map_colors(t, colors if rng.random() < 0.3 else two)
   if kind == 2:  # stripes: soft (sinusoidal) or hard, random orientation and period
     period = rng.uniform(0.04, 0.2)
-    t = 0.5 + 0.5 * np.sin((u * ca + v * sa) * np.float32(TWO_PI / period)
-                           + np.float32(rng.uniform(0, TWO_PI)))
+    t = 0.5 + 0.5 * np.sin(
+      (u * ca + v * sa) * np.float32(TWO_PI / period) + np.float32(rng.uniform(0, TWO_PI))
+    )
     if rng.random() < 0.5:
       t = (t > rng.uniform(0.3, 0.7)).astype(np.float32)
     return map_colors(t, two)
@@ -169,11 +170,16 @@ def distractors(rng, img: np.ndarray, n: int, palette: np.ndarray, extra: np.nda
       half_long = rad if kind == 1 else 2.0 * rad
       half_short = rad * (0.4 + 0.6 * p[7]) if kind == 1 else max(0.25 * rad, 0.5)
       ux, uy = np.cos(a), np.sin(a)
-      corners = np.array([[cx + sx * half_long * ux - sy * half_short * uy,
-                           cy + sx * half_long * uy + sy * half_short * ux]
-                          for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
-      cv2.fillConvexPoly(img, np.round(corners * one).astype(np.int32), color, cv2.LINE_8,
-                         SHIFT)
+      corners = np.array(
+        [
+          [
+            cx + sx * half_long * ux - sy * half_short * uy,
+            cy + sx * half_long * uy + sy * half_short * ux,
+          ]
+          for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))
+        ]
+      )
+      cv2.fillConvexPoly(img, np.round(corners * one).astype(np.int32), color, cv2.LINE_8, SHIFT)
 
 
 def rim_shading(rng, fg: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
@@ -190,7 +196,7 @@ def rim_shading(rng, fg: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
   return cv2.multiply(fg, gray3(factor))
 
 
-def to_uint8(img: np.ndarray) -> np.ndarray:
+def unit_to_uint8(img: np.ndarray) -> np.ndarray:
   """[0, 1] float32 -> uint8, rounded to nearest, saturated at both ends."""
   img = np.maximum(img, np.float32(0.0))
   return cv2.convertScaleAbs(img, alpha=255.0)

@@ -2,6 +2,7 @@
 
 Tested against NumPy references; see docs/data.md for the training and evaluation transforms.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
   mask = np.asarray(mask, dtype=np.float32)
   if mask.shape == (size, size):
     return mask
-  pil = Image.fromarray(np.ascontiguousarray(mask), mode='F')
+  pil = Image.fromarray(np.ascontiguousarray(mask), mode="F")
   return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
@@ -51,7 +52,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 def _hash(*parts) -> np.ndarray:
   """A 64-bit hash of integer arrays/scalars (broadcast), elementwise."""
-  with np.errstate(over='ignore'):
+  with np.errstate(over="ignore"):
     h = np.zeros((), np.uint64)
     for p in parts:
       if isinstance(p, (int, np.integer)):
@@ -79,10 +80,11 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   return rng.permutation(num_examples)
 
 
-def train_transform(image: np.ndarray, resolution: int, size: int,
-                    offset: np.ndarray | None) -> np.ndarray:
+def train_transform(
+  image: np.ndarray, resolution: int, size: int, offset: np.ndarray | None
+) -> np.ndarray:
   if offset is None:
     return resize_square(image, resolution)
   resized = resize_square(image, size)
   oy, ox = int(offset[0]), int(offset[1])
-  return resized[oy:oy + resolution, ox:ox + resolution]
+  return resized[oy : oy + resolution, ox : ox + resolution]
