@@ -246,6 +246,7 @@ def test_data_on_an_object_store_through_epath(tmp_path):
   import sys  # pylint: disable=g-import-not-at-top,import-outside-toplevel
 
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/ram_path.py
+  import ram_path  # noqa: F401  (registers ram:// with etils.epath)
   from etils import epath  # pylint: disable=g-import-not-at-top,import-outside-toplevel
 
   from layered_gan_jax.data import config as data_config  # pylint: disable=g-import-not-at-top,import-outside-toplevel
