@@ -209,3 +209,41 @@ def test_sample_mask_statistics_by_hand():
   cy, cx = np.array([0.5, 5.5, 2.5]), np.array([0.5, 5.5, 6.5])
   assert stats["centroid_spread_px"] == pytest.approx(np.sqrt(cy.var() + cx.var()))
   assert evaluate.centroid_spread(np.zeros((4, 8, 8), bool)) == 0.0
+
+
+def test_center_prior_is_the_hand_built_centred_ellipse_on_an_odd_non_square_image():
+  """15 x 22 pixels: the ellipse with semi-axes 0.3 x the height and width around the image's
+  centre, pixel by pixel (a pixel is inside when its centre is); symmetric about both centre
+  lines, its centroid the image's centre."""
+  h, w = 15, 22
+  want = np.zeros((h, w), np.uint8)
+  for i in range(h):
+    for j in range(w):
+      dy, dx = (i + 0.5 - h / 2) / (0.3 * h), (j + 0.5 - w / 2) / (0.3 * w)
+      want[i, j] = dy * dy + dx * dx <= 1.0
+  got = baselines.center_prior(np.zeros((2, h, w, 3), np.uint8))
+  assert got.shape == (2, h, w) and got.dtype == np.uint8
+  np.testing.assert_array_equal(got[0], want)
+  np.testing.assert_array_equal(got[1], want)
+  np.testing.assert_array_equal(got[0], got[0, ::-1])
+  np.testing.assert_array_equal(got[0], got[0, :, ::-1])
+  rows, cols = np.nonzero(got[0])
+  assert (rows.mean(), cols.mean()) == ((h - 1) / 2, (w - 1) / 2)
+
+
+def test_full_image_and_threshold_baselines_on_known_images():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (3, 9, 13, 3), dtype=np.uint8)
+  full = baselines.full_image(images)
+  assert full.shape == (3, 9, 13) and full.dtype == np.uint8 and (full == 1).all()
+  # Green decides: foreground pixels have G >= 150, background G < 100; R and B are noise.
+  gt = rng.random((3, 9, 13)) < 0.4
+  images[..., 1] = np.where(gt, rng.integers(150, 256, gt.shape), rng.integers(0, 100, gt.shape))
+  channel, threshold, polarity, iou = baselines.fit_color_threshold(images, gt)
+  assert (channel, polarity, iou) == ("g", "above", 1.0)
+  assert images[..., 1][~gt].max() < threshold <= images[..., 1][gt].min()
+  np.testing.assert_array_equal(baselines.color_threshold(images, gt), gt.astype(np.uint8))
+  # The inverted rule: foreground is dark in blue.
+  images[..., 2] = np.where(gt, 10, 240)
+  images[..., 1] = 128
+  assert baselines.fit_color_threshold(images, gt, ("b",))[2:] == ("below", 1.0)

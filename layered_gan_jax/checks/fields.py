@@ -4,8 +4,9 @@ A rule is a callable ``rule(dotted_name, value)`` that returns None for a good v
 line saying what is wrong and how to fix it (it starts with ``name=value``). The bounded rules
 are data (:class:`Int`, :class:`Float`, :class:`PowerOfTwo`, :class:`Choice`, and
 :class:`Maybe` around one of them): their bounds can be read, and tests derive their bad values
-from them. A field added to ``configs/default.py`` needs a rule in :data:`FIELD_RULES`
-(tests/test_checks.py checks it). Imports no JAX.
+from them (tests/test_ranges.py pins each range). A field added to ``configs/default.py``
+needs a rule in :data:`FIELD_RULES` (tests/test_main.py checks it) and a wiring test
+(tests/test_wiring.py). Imports no JAX.
 """
 
 import dataclasses
