@@ -24,9 +24,29 @@ Rooms, in order:
 * ``metrics``: the scores (segmentation metrics, baselines, FID / KID).
 * ``training``: the three trainers and what they share (loop, states, optimiser, schedule,
   losses, preemption, collapse watch, loading trained networks).
-* ``evaluation``: the modes that use a trained run (evaluate, fid, sample, segment).
+* ``evaluation``: the modes that use a trained run (evaluate, fid, sample, segment), and the
+  Python API (``evaluation/api.py``).
+
+The Python API's names are importable from the package itself (``from layered_gan_jax import
+load_run``); they are imported when first used, so that ``import layered_gan_jax`` stays free of
+JAX (main.py checks every input before JAX starts).
 """
 
 __version__ = "0.1.0"
 
 ROOMS = ("data", "nets", "run", "checks", "metrics", "training", "evaluation")
+
+API = ("load_run", "Run", "score_masks", "Generator", "Segmenter")
+"""The Python API (layered_gan_jax/evaluation/api.py), importable from the package."""
+
+
+def __getattr__(name):
+  if name in API:
+    from layered_gan_jax.evaluation import api  # pylint: disable=g-import-not-at-top
+
+    return getattr(api, name)
+  raise AttributeError(f"module 'layered_gan_jax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(list(globals()) + list(API))

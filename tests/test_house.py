@@ -16,6 +16,7 @@ from layered_gan_jax.run import layout
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "layered_gan_jax")
 MAX_GROUND_FLOOR = 12
+FRONT_DOOR = "layered_gan_jax.evaluation.api"
 
 
 def _modules():
@@ -99,6 +100,8 @@ def test_rooms_import_only_rooms_below_them():
       if imported not in MODULES:
         continue  # Caught by test_every_import_of_the_package_resolves.
       here, there = _room(module), _room(imported)
+      if module == "layered_gan_jax" and imported == FRONT_DOOR:
+        continue  # The package's names of the Python API, imported when first used.
       if there > here or (here == -1 and there != -1):
         wrong.append(f"{MODULES[module]}:{line} ({module}) imports {imported}")
   assert not wrong, "\n".join(wrong)

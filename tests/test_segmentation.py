@@ -577,3 +577,132 @@ def test_missing_route_checkpoints_are_clear_errors(gan_workdir, tmp_path):
   assert not os.path.exists(tmp_path / "out")
   with pytest.raises(ConfigError, match="no GAN checkpoint"):
     train_segmenter.train_and_evaluate(config, str(tmp_path / "empty"))
+
+
+# ------------------------------------------------------------------------- the Python API
+
+
+def test_api_samples_are_the_sample_modes_pngs_and_the_generator_is_pure(trained, tmp_path):
+  import layered_gan_jax as lg  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax import visualization  # pylint: disable=g-import-not-at-top
+
+  config, workdir = trained
+  run = lg.load_run(workdir)
+  assert (run.step, run.resolution, run.config.train.max_steps) == (6, 16, 6)
+  layers = run.sample(5, seed=3, truncation=0.7)
+  assert {k: v.shape for k, v in layers.items()} == {
+    "composite": (5, 16, 16, 3),
+    "background": (5, 16, 16, 3),
+    "foreground": (5, 16, 16, 3),
+    "mask": (5, 16, 16),
+  }
+  assert layers["mask"].min() >= 0 and layers["mask"].max() <= 1
+  out = tmp_path / "cli"
+  inference.sample(config, workdir, str(out), num_samples=5, truncation=0.7, seed=3)
+  for name in inference.LAYERS:
+    want = np.stack([np.asarray(Image.open(out / name / f"{i:05d}.png")) for i in range(5)])
+    got = visualization.to_uint8(layers[name], (0.0, 1.0) if name == "mask" else (-1.0, 1.0))
+    if got.ndim == 3:  # The mask's PNG is grey written as RGB.
+      got = np.repeat(got[..., None], want.shape[-1], axis=-1)
+    np.testing.assert_array_equal(got, want, err_msg=name)
+  # The pure generator inside jax.jit and jax.vmap: the first samples of seed 3, untruncated.
+  gen = run.generator()
+  _, k_z, k_noise = jax.random.split(jax.random.PRNGKey(3), 3)
+  z = jax.random.normal(k_z, (16, gen.style_dim))
+  drawn = jax.jit(gen.apply)(gen.params, z, k_noise)
+  plain = run.sample(2, seed=3)
+  np.testing.assert_allclose(np.asarray(gen.composite(drawn))[:2], plain["composite"], atol=1e-5)
+  keys = jax.random.split(k_noise, 2)
+  both = jax.vmap(lambda k: gen.apply(gen.params, z[:2], k)["mask"])(keys)
+  np.testing.assert_allclose(both[0], gen.apply(gen.params, z[:2], keys[0])["mask"], atol=1e-5)
+
+
+def test_api_masks_are_the_segment_modes_for_rgb_grey_and_rgba_images(trained, tmp_path):
+  import layered_gan_jax as lg  # pylint: disable=g-import-not-at-top
+
+  config, workdir = trained
+  rng = np.random.default_rng(1)
+  images = {
+    "rgb": rng.integers(0, 255, (40, 30, 3), dtype=np.uint8),
+    "grey": rng.integers(0, 255, (20, 50), dtype=np.uint8),
+    "rgba": rng.integers(0, 255, (24, 24, 4), dtype=np.uint8),
+  }
+  src = tmp_path / "in"
+  src.mkdir()
+  for name, image in images.items():
+    Image.fromarray(image).save(src / f"{name}.png")
+  inference.segment(config, workdir, str(src), str(tmp_path / "out"))
+  run = lg.load_run(workdir)
+  masks = run.segment(list(images.values()))
+  for (name, image), soft in zip(images.items(), masks):
+    assert soft.shape == image.shape[:2] and soft.dtype == np.float32
+    png = np.asarray(Image.open(tmp_path / "out" / f"{name}_mask.png"))
+    np.testing.assert_array_equal((soft >= 0.5) * 255, png, err_msg=name)
+  # The route as a pure function of its parameters, inside the user's jax.jit.
+  seg = run.segmenter()
+  x = rng.uniform(-1, 1, (jax.device_count(), 16, 16, 3)).astype(np.float32)
+  np.testing.assert_allclose(
+    jax.jit(seg.apply)(seg.params, x), run.route().predict(x), rtol=1e-6, atol=1e-6
+  )
+
+
+def test_api_scores_are_the_evaluate_modes_figures():
+  import layered_gan_jax as lg  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.metrics import segmentation  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(2)
+  gt = [rng.random((12, 10)) < 0.3, rng.random((12, 10)) < 0.5, rng.random((7, 9)) < 0.4]
+  masks = [rng.random(g.shape).astype(np.float32) for g in gt]
+  images = [rng.integers(0, 255, g.shape + (3,), dtype=np.uint8) for g in gt]
+  scores = lg.score_masks(masks, gt, images=images, baselines=("full_image", "center_prior"))
+  per_image = [segmentation.segmentation_metrics(m >= 0.5, g, scores=m) for m, g in zip(masks, gt)]
+  for key, value in scores["masks"].items():
+    assert value == pytest.approx(np.mean([s[key] for s in per_image]), rel=1e-9), key
+  full = [segmentation.foreground_iou(np.ones_like(g), g) for g in gt]
+  assert scores["baselines"]["full_image"]["fg_iou"] == pytest.approx(np.mean(full), rel=1e-9)
+  perfect = lg.score_masks([g.astype(np.float32) for g in gt], gt)
+  assert perfect == {"masks": dict.fromkeys(("fg_iou", "miou", "pixel_accuracy", "max_fbeta"), 1.0)}
+
+
+def test_api_fid_is_the_fid_modes(trained, tmp_path, monkeypatch):
+  """With a stand-in feature extractor (colour moments): the API's FID / KID equal
+  ``--mode=fid``'s on the same checkpoint."""
+  import layered_gan_jax as lg  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
+  from layered_gan_jax.nets import inception_weights  # pylint: disable=g-import-not-at-top
+
+  class Moments:
+    batch_size = 8
+
+    def __call__(self, images):
+      x = np.asarray(images, np.float64) / 255.0
+      return np.concatenate([x.mean((1, 2)), (x**2).mean((1, 2))], axis=1)
+
+  monkeypatch.setattr(fid, "extractor_for", lambda path="": Moments())
+  monkeypatch.setattr(inception_weights, "cache_dir", lambda: str(tmp_path / "cache"))
+  config, workdir = trained
+  config = config.copy_and_resolve_references()
+  config.eval.fid_samples, config.eval.fid_real_images = 12, 16
+  cli = evaluate.fid_of_checkpoint(config, workdir)
+  api = lg.load_run(workdir).fid(num_samples=12, real_images=16)
+  assert (api["fid"], api["kid"], api["num_generated"]) == (cli["fid"], cli["kid"], 12)
+
+
+def test_api_bad_arguments_are_one_clear_exception_each(trained, tmp_path):
+  import layered_gan_jax as lg  # pylint: disable=g-import-not-at-top
+
+  with pytest.raises(ConfigError, match="no trained run in"):
+    lg.load_run(str(tmp_path))
+  run = lg.load_run(trained[1])
+  cases = [
+    (lambda: run.segment(np.zeros((4, 4, 3), np.float32)), "expected uint8 pixels"),
+    (lambda: run.segment([]), "non-empty"),
+    (lambda: run.segment(np.zeros((4, 4), np.uint8)), r"for one image pass images\[None\]"),
+    (lambda: run.segment([np.zeros((4, 4, 5), np.uint8)]), r"got shape \(4, 4, 5\)"),
+    (lambda: run.sample(0), "positive integer"),
+    (lambda: run.segment([np.zeros((4, 4, 3), np.uint8)], route="grabcut"), "choose one of"),
+    (lambda: lg.score_masks([np.zeros((3, 3))], [np.zeros((3, 4))]), "is \\(3, 3\\) but"),
+  ]
+  for call, message in cases:
+    with pytest.raises(ValueError, match=message):
+      call()

@@ -7,7 +7,7 @@ inputs.
 """
 
 import os
-from typing import List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import jax
 import numpy as np
@@ -33,20 +33,18 @@ def _check_output(output: Optional[str], mode: str) -> str:
   return str(files.resolve(output))
 
 
-def sample(
-  config,
-  workdir: str,
-  output: str,
-  num_samples: int = 16,
-  truncation: Optional[float] = None,
+def iter_sample_layers(
+  gan: loading.LoadedGAN,
+  num_samples: int,
   seed: int = 0,
+  truncation: Optional[float] = None,
   batch: int = 16,
-) -> List[str]:
-  """Writes PNGs of composite, background, foreground and mask per sample, and a grid."""
-  output = _check_output(output, "sample")
-  if num_samples <= 0:
-    raise ConfigError(f"--num_samples={num_samples} must be > 0")
-  gan = loading.load_gan(workdir, config)
+) -> Iterator[dict]:
+  """The layers of ``num_samples`` samples of the EMA generator, ``batch`` at a time (the last
+  batch shorter): dicts of host arrays ``background`` and ``foreground`` float32 [n, R, R, 3]
+  in about [-1, 1] and ``mask`` float32 [n, R, R, 1] in [0, 1]. Each batch draws its latents
+  and noise from ``seed``'s key sequence; with ``truncation``, styles are pulled towards the
+  mean styles (StyleGAN's truncation trick)."""
   w_avg = None
   if truncation is not None:
     w_avg = generator_lib.mean_styles(
@@ -67,13 +65,33 @@ def sample(
     )
 
   key = jax.random.PRNGKey(seed)
-  written, grid_rows = [], None
   for start in range(0, num_samples, batch):
     key, k_z, k_noise = jax.random.split(key, 3)
     z = sampler.latents(k_z, batch, gan.generator.style_dim)
     layers = jax.device_get(generate(gan.ema_params, z, k_noise))
-    rows = visualization.layer_rows(layers)[:4]
     n = min(batch, num_samples - start)
+    yield {k: np.asarray(v)[:n] for k, v in layers.items()}
+
+
+def sample(
+  config,
+  workdir: str,
+  output: str,
+  num_samples: int = 16,
+  truncation: Optional[float] = None,
+  seed: int = 0,
+  batch: int = 16,
+) -> List[str]:
+  """``--mode=sample``: PNGs of composite, background, foreground and mask per sample (the
+  layers of :func:`iter_sample_layers`), and a grid."""
+  output = _check_output(output, "sample")
+  if num_samples <= 0:
+    raise ConfigError(f"--num_samples={num_samples} must be > 0")
+  gan = loading.load_gan(workdir, config)
+  written, grid_rows, start = [], None, 0
+  for layers in iter_sample_layers(gan, num_samples, seed, truncation, batch):
+    rows = visualization.layer_rows(layers)[:4]
+    n = len(rows[0])
     for name, images in zip(LAYERS, rows):
       for i in range(n):
         path = files.join(output, name, f"{start + i:05d}.png")
@@ -81,21 +99,25 @@ def sample(
         written.append(path)
     if grid_rows is None:
       grid_rows = [r[: min(n, 16)] for r in rows]
+    start += n
   visualization.save_png(files.join(output, "grid.png"), visualization.grid(grid_rows))
   logging.info("Wrote %d samples (x %d layers) to %s", num_samples, len(LAYERS), output)
   return written
 
 
 class Route:
-  """A trained segmentation route: ``predict(images)`` maps float images [B, R, R, 3] in
-  [-1, 1] (B a multiple of the device count) to soft foreground masks [B, R, R] in [0, 1]."""
+  """A trained segmentation route. ``apply(params, images)`` is a pure function (usable inside
+  ``jax.jit`` / ``jax.vmap``) from float images [B, R, R, 3] in [-1, 1] to soft foreground
+  masks [B, R, R] in [0, 1]; ``params`` its parameters. ``predict(images)`` runs it on host
+  arrays (B a multiple of the device count)."""
 
-  def __init__(self, name: str, resolution: int, predict, info: dict):
+  def __init__(self, name: str, resolution: int, apply, params, info: dict, jit: bool = True):
     self.name, self.resolution, self.info = name, resolution, info
-    self._predict = predict
+    self.apply, self.params = apply, params
+    self._predict = jax.jit(apply) if jit else apply
 
   def predict(self, images: np.ndarray) -> np.ndarray:
-    return np.asarray(jax.device_get(self._predict(parallel.put_batch(images))))
+    return np.asarray(jax.device_get(self._predict(self.params, parallel.put_batch(images))))
 
 
 def route_directory(workdir: str, route: str) -> str:
@@ -131,10 +153,9 @@ def load_route(config, workdir: str, route: str, gan: Optional[loading.LoadedGAN
     )
   if route == "distilled":
     model, params, meta = loading.load_segmenter(workdir)
-    params = parallel.put_replicated(params)
     mirror = bool(config.segment.mirror_average)
 
-    def apply(x):
+    def apply(params, x):
       logits = model.apply({"params": params}, x)
       if mirror:  # The U-Net was trained on mirrored pairs too: average both views.
         logits = 0.5 * (logits + model.apply({"params": params}, x[:, :, ::-1])[:, :, ::-1])
@@ -143,7 +164,8 @@ def load_route(config, workdir: str, route: str, gan: Optional[loading.LoadedGAN
     return Route(
       route,
       int(meta["resolution"]),
-      jax.jit(apply),
+      apply,
+      parallel.put_replicated(params),
       {
         "gan_step": meta.get("gan_step"),
         "segmenter_step": meta.get("best_step"),
@@ -154,13 +176,38 @@ def load_route(config, workdir: str, route: str, gan: Optional[loading.LoadedGAN
   if gan is None:
     gan = loading.load_gan(workdir, config, with_critic=True)
   setup, enc_params = loading.load_encoder(config, workdir, gan)
-  predict = setup.predict_fn()
+  predict = setup.predict_fn()  # Compiled: the encoder, its refinement, the frozen generator.
   return Route(
     route,
     setup.gan.resolution,
-    lambda x: predict(enc_params, setup.frozen, x)[0]["mask"][..., 0],
+    lambda p, x: predict(p["encoder"], p["frozen"], x)[0]["mask"][..., 0],
+    {"encoder": enc_params, "frozen": setup.frozen},
     {"gan_step": setup.gan.step},
+    jit=False,
   )
+
+
+def masks_of_images(route: Route, images: Sequence[np.ndarray], batch: int = 16) -> List:
+  """Soft foreground masks float32 [H, W] in [0, 1] of uint8 RGB images [H, W, 3] of any
+  sizes, one per image at its own size: each image resized to the route's R x R, ``batch`` at
+  a time (rounded to the device count), and its R x R mask resized back (bilinear). A pixel is
+  foreground where its mask is >= 0.5 (the masks ``--mode=segment`` writes)."""
+  r = route.resolution
+  n_dev = jax.device_count()
+  batch = max(n_dev, (batch // n_dev) * n_dev)
+  out = []
+  for start in range(0, len(images), batch):
+    chunk = images[start : start + batch]
+    x = np.stack([transforms.to_float(transforms.resize_square(im, r)) for im in chunk])
+    pad = batch - len(x)
+    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    for image, soft in zip(chunk, route.predict(x)[: len(chunk)]):
+      h, w = image.shape[:2]
+      resized = Image.fromarray(soft.astype(np.float32), mode="F").resize(
+        (w, h), Image.Resampling.BILINEAR
+      )
+      out.append(np.asarray(resized))
+  return out
 
 
 def _output_stem(path: str, root: str, used: set) -> str:
@@ -194,9 +241,6 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
     )
   inputs = image_io.list_images(input_path) if root else [input_path]
   route = load_route(config, workdir, config.segment.route)
-  r = route.resolution
-  n_dev = jax.device_count()
-  batch = max(n_dev, (batch // n_dev) * n_dev)
   failed, done, used = [], [], set()
   for start in range(0, len(inputs), batch):
     loaded = []
@@ -206,22 +250,9 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
       except (image_io.DataError, OSError, ValueError) as e:
         logging.warning("Skipping %s: %s", path, e)
         failed.append({"file": path, "error": str(e)})
-    if not loaded:
-      continue
-    x = np.stack([transforms.to_float(transforms.resize_square(im, r)) for _, im in loaded])
-    pad = batch - len(x)
-    x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
-    masks = route.predict(x)[: len(loaded)]
-    for (path, image), soft in zip(loaded, masks):
-      h, w = image.shape[:2]
-      full = (
-        np.asarray(
-          Image.fromarray(soft.astype(np.float32), mode="F").resize(
-            (w, h), Image.Resampling.BILINEAR
-          )
-        )
-        >= 0.5
-      )
+    soft = masks_of_images(route, [image for _, image in loaded], batch)
+    for (path, image), mask in zip(loaded, soft):
+      full = mask >= 0.5
       stem = _output_stem(path, root, used)
       visualization.save_png(files.join(output, stem + "_mask.png"), (full * 255).astype(np.uint8))
       visualization.save_png(
@@ -232,7 +263,7 @@ def segment(config, workdir: str, input_path: str, output: str, batch: int = 16)
     "segmented": len(done),
     "failed": failed,
     "output": output,
-    "resolution": r,
+    "resolution": route.resolution,
     "route": route.name,
     **route.info,
   }
