@@ -1,18 +1,21 @@
 """Ours vs the official PyTorch code, same CPU, same architecture (reference widths), same batch,
 fp32, measured back to back in one run.
 
-Needs a fetched copy of github adambielski/perturbed-seg (a bare git directory), a separate
-virtual environment with torch 2.13.0 CPU, and the harness that times the official code
-(``ref_bench.py``, kept outside this repository: ../shared/tools/ref_bench.py by default):
+Needs a fetched copy of github adambielski/perturbed-seg (a bare git directory or a checkout)
+and a separate virtual environment with torch 2.13.0 CPU:
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
-  python -m benchmarks.compare_reference --mirror=GIT_DIR --torch_python=/tmp/torchvenv/bin/python \
-      --ref_bench=../shared/tools/ref_bench.py --setting=32:16 --setting=64:8 \
+  git clone --mirror https://github.com/adambielski/perturbed-seg /tmp/perturbed-seg.git
+  python -m benchmarks.compare_reference --mirror=/tmp/perturbed-seg.git \
+      --torch_python=/tmp/torchvenv/bin/python --setting=32:16 --setting=64:8 \
       --json=benchmarks/results/compare_reference.json
 
 Run it from the repository root.
 For each RESOLUTION:BATCH it runs ``python -m benchmarks.throughput --config=configs/car.py`` (ours)
-and ``ref_bench.py`` (theirs) one after the other and reports images/s and the ratio.
+and ``TORCH_PYTHON -m benchmarks.official_timing`` (theirs: the official code loaded from the
+mirror and its training loop timed, see ``benchmarks/official_timing.py``) one after the other,
+and reports images/s and the ratio. A missing mirror or a python without torch: one line, exit
+status 2, before anything runs.
 """
 
 import argparse
@@ -25,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks import official_code
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF_BENCH = os.path.join(os.path.dirname(REPO), "shared", "tools", "ref_bench.py")
 
 
 def run_ours(resolution, batch, steps, warmup, dtype):
@@ -49,23 +53,19 @@ def run_ours(resolution, batch, steps, warmup, dtype):
       return json.load(g), " ".join(cmd[1:])
 
 
-def run_theirs(torch_python, ref_bench, mirror, resolution, batch, steps, warmup):
+def run_theirs(torch_python, mirror, resolution, batch, steps, warmup):
   cmd = [
     torch_python,
-    ref_bench,
-    "--mirror",
-    mirror,
-    "--resolution",
-    str(resolution),
-    "--batch",
-    str(batch),
-    "--steps",
-    str(steps),
-    "--warmup",
-    str(warmup),
+    "-m",
+    "benchmarks.official_timing",
+    f"--mirror={os.path.abspath(mirror)}",
+    f"--resolution={resolution}",
+    f"--batch={batch}",
+    f"--steps={steps}",
+    f"--warmup={warmup}",
     "--gemm",
   ]
-  out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+  out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
   last = [l for l in out.splitlines() if l.startswith("ref_img_per_s=")][-1]
   fields = dict(kv.split("=") for kv in last.split())
   gemm = re.findall(r"gemm[^\n]*", out)
@@ -79,26 +79,27 @@ def run_theirs(torch_python, ref_bench, mirror, resolution, batch, steps, warmup
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument("--mirror", required=True)
-  p.add_argument("--torch_python", required=True)
-  p.add_argument("--ref_bench", default=REF_BENCH, help="path of ref_bench.py")
+  p.add_argument("--mirror", required=True, help="git directory or checkout of perturbed-seg")
+  p.add_argument("--torch_python", required=True, help="python of a CPU PyTorch venv")
   p.add_argument("--setting", action="append", default=None, help="RESOLUTION:BATCH")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--json", required=True)
   args = p.parse_args()
-  for path, what in ((args.ref_bench, "--ref_bench"), (args.torch_python, "--torch_python")):
-    if not os.path.isfile(path):
-      p.error(f"{what}={path} is not a file")
-  if not os.path.isdir(args.mirror):
-    p.error(f"--mirror={args.mirror} is not a git directory of adambielski/perturbed-seg")
+  for flag, value, check in (
+    ("--mirror", args.mirror, official_code.locate),
+    ("--torch_python", args.torch_python, official_code.check_torch_python),
+  ):
+    try:
+      check(value)
+    except official_code.SourceError as e:
+      print(f"error: {flag}: {e}", file=sys.stderr)
+      sys.exit(2)
   results = []
   for setting in args.setting or ["32:16", "64:8"]:
     r, b = (int(x) for x in setting.split(":"))
     ours, ours_cmd = run_ours(r, b, args.steps, args.warmup, "float32")
-    theirs, theirs_cmd = run_theirs(
-      args.torch_python, args.ref_bench, args.mirror, r, b, args.steps, args.warmup
-    )
+    theirs, theirs_cmd = run_theirs(args.torch_python, args.mirror, r, b, args.steps, args.warmup)
     row = {
       "resolution": r,
       "batch": b,

@@ -1,6 +1,8 @@
 """What the parity fixture (``official_parity.py``) and the behaviour comparison
 (``official_behaviour.py``) share: the name map between the official parameters and ours, the
-official code's logged random draws read in call order, and running the official driver.
+official code's logged random draws read in call order, and running the official driver
+(``official_driver.py``, under the PyTorch python; it loads the official code through
+``official_code.py``).
 
 The name map (``name_map``) is the one place that knows how an official parameter name and
 layout correspond to ours:
@@ -20,13 +22,15 @@ Images and noise are NCHW there and NHWC here; shifts are (x, y) there and (dy, 
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from typing import Dict, List, Tuple
 
 import numpy as np
 
+from benchmarks import official_code
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DRIVER = os.path.join(REPO, "benchmarks", "official_driver.py")
 
 
 def name_map(channels, mapping_layers) -> List[Tuple[str, str, Tuple[str, ...], str]]:
@@ -238,21 +242,39 @@ def nhwc(x):
   return np.asarray(x).transpose(0, 2, 3, 1)
 
 
+def check_official_inputs(args):
+  """Exits with status 2 and one line unless ``args.mirror`` is a copy of the official code and
+  ``args.torch_python`` a python that imports torch (before minutes of work, not after)."""
+  for flag, value, check in (
+    ("--mirror", args.mirror, official_code.locate),
+    ("--torch_python", args.torch_python, official_code.check_torch_python),
+  ):
+    try:
+      check(value)
+    except official_code.SourceError as e:
+      print(f"error: {flag}: {e}", file=sys.stderr)
+      sys.exit(2)
+
+
 def run_driver(args, mode, spec, out_path):
+  """``python -m benchmarks.official_driver --mode=MODE`` on ``spec`` under
+  ``args.torch_python``, with this repository on its path (it imports
+  ``benchmarks.official_code``); its arrays land in ``out_path``."""
+  check_official_inputs(args)
   with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
     json.dump(spec, f)
   cmd = [
     args.torch_python,
-    DRIVER,
+    "-m",
+    "benchmarks.official_driver",
     f"--mode={mode}",
     f"--mirror={args.mirror}",
     f"--spec={f.name}",
     f"--out={out_path}",
   ]
-  if args.ref_bench:
-    cmd.append(f"--ref_bench={args.ref_bench}")
+  path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
   print("running the official code:", " ".join(cmd), flush=True)
-  subprocess.run(cmd, check=True)
+  subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONPATH=path))
   os.unlink(f.name)
 
 

@@ -1,10 +1,11 @@
 """Drives the official PyTorch code (github adambielski/perturbed-seg) for official_parity.py.
 
 Runs under a separate PyTorch environment (no JAX, no TensorFlow), started by
-``benchmarks/official_parity.py``; not meant to be called by hand. None of the official code is
-copied here: its .py files are extracted from a git directory at run time and imported by the
-shared harness ``../shared/tools/ref_bench.py`` (``--ref_bench``), which also stubs the
-third-party imports the training loop never uses.
+``benchmarks/official_parity.py`` as ``python -m benchmarks.official_driver`` from the repository
+root; not meant to be called by hand. None of the official code is copied here:
+``benchmarks/official_code.py`` loads it from a git directory or checkout at run time (with
+stand-ins for the third-party imports the training loop never uses) and calls its
+``train.train()``.
 
 What this driver replaces around the official modules, without editing any of them:
   * the channel table: the official ``BgFgMask`` and ``Discriminator`` hard-code the reference
@@ -17,7 +18,7 @@ What this driver replaces around the official modules, without editing any of th
     generator through stand-ins for ``torch``/``random`` in the official modules' namespaces,
     and is recorded in call order, so that our code can be fed the same values.
   * data, logging, checkpoints and the progress bar of ``train.train()`` (in-memory batches,
-    a recording logger, no-op ``save``, a fixed iteration range), as ref_bench.py does.
+    a recording logger, no-op ``save``, a fixed iteration range): ``official_code.run_train``.
 
 Modes (``--mode``):
   fixture    one set of seeded official weights, forward outputs at 8/16/32 px, every loss
@@ -31,22 +32,14 @@ Modes (``--mode``):
 """
 
 import argparse
-import importlib.util
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 import types
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_REF_BENCH = os.path.join(
-  os.path.dirname(os.path.dirname(HERE)), "shared", "tools", "ref_bench.py"
-)
-
+from benchmarks import official_code
 
 # ----------------------------------------------------------------------------------- draws
 
@@ -241,17 +234,15 @@ def load_named(module, arrays, torch):
 
 
 class Harness:
-  """The official modules imported, their randomness routed through ``Draws``."""
+  """The official modules (an ``official_code.Official``), their randomness routed through
+  ``Draws``."""
 
-  def __init__(self, rb, mirror, torch):
-    self.torch = torch
-    self.src = tempfile.mkdtemp(prefix="official_parity_")
-    self.commit = rb.extract_reference(mirror, "HEAD", self.src)
-    self.ref, _ = rb.import_reference(self.src)
-    self.rb = rb
+  def __init__(self, official, torch):
+    self.official, self.torch = official, torch
+    self.ref, self.commit = official.modules, official.commit
 
   def close(self):
-    shutil.rmtree(self.src, ignore_errors=True)
+    self.official.close()
 
   def route(self, draws: Draws):
     ref = self.ref
@@ -280,24 +271,11 @@ class Harness:
 
   def wrapped(self, generator, draws, shift_fraction, jitter):
     """renderer.ModelWrapper(generator, perturbers, renderer) as train.py's __main__ builds."""
-    p, r = self.ref["perturber"], self.ref["renderer"]
-    perturbers = []
-    if shift_fraction > 0:
-      perturbers.append(p.RandomShift(draws.location_noise_fn()))
-    if jitter > 0:
-      perturbers.append(p.BgContrastJitter(jitter))
-    perturber = p.CompositePerturber(*perturbers) if perturbers else None
-    return r.ModelWrapper(generator, perturber, r.LayeredRenderer())
+    shift = draws.location_noise_fn() if shift_fraction > 0 else None
+    return official_code.wrap_generator(self.official, generator, shift, jitter)
 
   def optimizers(self, generator, disc, lr, mapping_lr_mult):
-    optim = self.torch.optim
-    groups = generator.parameter_groups()
-    g_opt = optim.Adam(groups["generator"], lr=lr, betas=(0.0, 0.99))
-    g_opt.add_param_group(
-      {"params": groups["style"], "lr": lr * mapping_lr_mult, "mult": mapping_lr_mult}
-    )
-    d_opt = optim.Adam(disc.parameters(), lr=lr, betas=(0.0, 0.99))
-    return g_opt, d_opt
+    return official_code.adam_optimizers(self.torch, generator, disc, lr, mapping_lr_mult)
 
   def run_train(
     self,
@@ -315,102 +293,42 @@ class Harness:
     code_size,
   ):
     """One call of the official ``train.train()`` for ``iterations`` iterations."""
-    tm, rb = self.ref["train"], self.rb
-    tm.device = self.torch.device("cpu")
-    tm.code_size = code_size
-    tm.n_critic = 1
-    tm.g_optimizer, tm.d_optimizer = g_opt, d_opt
-    tm.sample_data = lambda *a, **k: loader
-    tm.tqdm = lambda *a, **k: _Range(iterations)
-    tm.save = lambda *a, **k: None
-    tm.train(
+    official_code.run_train(
+      self.official,
       args_ns,
-      None,
       gen_dp,
       g_running_wrapped,
       disc_dp,
-      mask_loss_fn=mask_loss,
-      logger=logger,
-      log_dir=self.src,
+      (g_opt, d_opt),
+      mask_loss,
+      loader,
+      official_code.Progress(iterations),
+      logger,
+      device=self.torch.device("cpu"),
+      code_size=code_size,
       step=step,
-      gen_every=rb.NeverDivides(),
     )
 
 
-class _Range:
-  def __init__(self, n):
-    self.n = n
-
-  def __iter__(self):
-    return iter(range(self.n))
-
-  def set_description(self, desc):
-    pass
+def array_batches(torch, batches):
+  """The given NCHW arrays as the official loader's batches, in order, cycling."""
+  return official_code.Batches(
+    lambda i: torch.from_numpy(np.ascontiguousarray(batches[i], np.float32)), len(batches)
+  )
 
 
-class Loader:
-  """Stand-in for data.sample_data's loader: the given NCHW batches in order, cycling (each
-  ``iter`` starts over: train() reads its first 64 images for logging through one iterator and
-  trains from another)."""
-
-  def __init__(self, torch, batches):
-    self.torch, self.batches = torch, batches
-
-  def __iter__(self):
-    while True:
-      for b in self.batches:
-        yield self.torch.from_numpy(np.ascontiguousarray(b, np.float32)), None
-
-
-class MemmapLoader:
-  """Batches ``first, first + 1, ...`` of an .npy stream [N, B, H, W, 3] as NCHW tensors,
-  cycling like ``Loader``."""
-
-  def __init__(self, torch, stream, first, count):
-    self.torch, self.stream, self.first, self.count = torch, stream, first, count
-
-  def __iter__(self):
-    while True:
-      for i in range(self.first, self.first + self.count):
-        b = np.ascontiguousarray(np.asarray(self.stream[i]).transpose(0, 3, 1, 2), np.float32)
-        yield self.torch.from_numpy(b), None
-
-
-class RecordingLogger:
-  """train.train()'s logger: keeps each iteration's metrics; ``after(n)``, when given, is called
-  once ``n`` iterations are logged (train() logs after the iteration's EMA update)."""
-
-  def __init__(self, after=None):
-    self.metrics = []
-    self.after = after
-
-  def log_metrics(self, metrics, i):
-    self.metrics.append(dict(metrics))
-    if self.after is not None:
-      self.after(len(self.metrics))
-
-  def __getattr__(self, name):
-    return lambda *a, **k: None
+def stream_batches(torch, stream, count):
+  """The first ``count`` batches of an .npy stream [N, B, H, W, 3] as NCHW tensors, cycling."""
+  return official_code.Batches(
+    lambda i: torch.from_numpy(
+      np.ascontiguousarray(np.asarray(stream[i]).transpose(0, 3, 1, 2), np.float32)
+    ),
+    count,
+  )
 
 
 def train_args(init_size, batch, lr, phase, used_sample, max_size):
-  return argparse.Namespace(
-    init_size=init_size,
-    max_size=max_size,
-    batch=dict(batch),
-    batch_default=32,
-    num_workers=0,
-    org_to_crop=1.0,
-    lr=dict(lr),
-    lr_disc_mult=1.0,
-    phase=phase,
-    used_sample=used_sample,
-    mixing=True,
-    same_mixing=False,
-    loss="wgan-gp",
-    real_penalty=0.001,
-    n_critic=1,
-  )
+  return official_code.train_arguments(init_size, batch, lr, phase, used_sample, max_size)
 
 
 def setup(torch, harness, a, init=None, seed=None):
@@ -534,7 +452,7 @@ def fixture(h: Harness, a) -> dict:
   h.route(draws)
   reals = [draws.uniform("real", (batch, 3, res, res)).numpy() * 2 - 1]
   snaps = _CriticGradients(torch, disc)
-  logger = RecordingLogger()
+  logger = official_code.MetricsLog()
   with snaps:
     _iterations(h, a, gen, disc, draws, logger, [(stage, [alpha], reals)], eta)
   for term, grads in zip(("real", "fake", "gp"), snaps.terms):
@@ -555,7 +473,7 @@ def fixture(h: Harness, a) -> dict:
     plan.append(
       (stage, alphas, [draws.uniform("real", (batch, 3, res, res)).numpy() * 2 - 1 for _ in alphas])
     )
-  logger = RecordingLogger()
+  logger = official_code.MetricsLog()
   g_opt, d_opt, g_running = _iterations(h, a, gen, disc, draws, logger, plan, eta)
   out.update({f"train/g/{k}": v for k, v in named(gen).items()})
   out.update({f"train/d/{k}": v for k, v in named(disc).items()})
@@ -647,7 +565,7 @@ def _iterations(h, a, gen, disc, draws, logger, plan, eta):
       g_opt,
       d_opt,
       mask_loss,
-      Loader(torch, reals),
+      array_batches(torch, reals),
       len(alphas),
       stage,
       logger,
@@ -699,7 +617,7 @@ def train(h: Harness, a) -> dict:
       for tag, opt, module in (("g_opt", g_opt, gen), ("d_opt", d_opt, disc)):
         snapshots.update({f"snap/{n}/{tag}/{k}": v for k, v in adam_state(opt, module).items()})
 
-  logger = RecordingLogger(snapshot)
+  logger = official_code.MetricsLog(snapshot)
   start = time.time()
   done = 0
   for st in a["stages"]:  # [{stage, iterations, fade_images, stream}]
@@ -727,7 +645,7 @@ def train(h: Harness, a) -> dict:
       g_opt,
       d_opt,
       mask_loss,
-      MemmapLoader(torch, stream, 0, st["iterations"]),
+      stream_batches(torch, stream, st["iterations"]),
       st["iterations"],
       st["stage"],
       logger,
@@ -780,23 +698,22 @@ def _ramped_accumulate(tm):
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--mode", choices=("fixture", "train"), required=True)
-  p.add_argument("--mirror", required=True)
+  p.add_argument("--mirror", required=True, help="git directory or checkout of perturbed-seg")
   p.add_argument("--spec", required=True, help="JSON file of the run's settings")
   p.add_argument("--out", required=True)
-  p.add_argument("--ref_bench", default=DEFAULT_REF_BENCH)
   p.add_argument("--threads", type=int, default=2)
   args = p.parse_args()
+  try:
+    source = official_code.locate(args.mirror)
+  except official_code.SourceError as e:
+    print(f"error: --mirror: {e}", file=sys.stderr)
+    sys.exit(2)
   import torch  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(args.threads)
-  if not os.path.isfile(args.ref_bench):
-    sys.exit(f"error: {args.ref_bench} not found; pass --ref_bench=PATH of ref_bench.py")
-  spec = importlib.util.spec_from_file_location("ref_bench", args.ref_bench)
-  rb = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(rb)
   with open(args.spec) as f:
     a = json.load(f)
-  h = Harness(rb, args.mirror, torch)
+  h = Harness(official_code.Official(source), torch)
   try:
     out = fixture(h, a) if args.mode == "fixture" else train(h, a)
   finally:

@@ -1,9 +1,9 @@
 """Ours against the official PyTorch code (github adambielski/perturbed-seg): same weights, same
 numbers; same data, same budget, same behaviour.
 
-Needs a fetched copy of the official repository (a git directory) and a separate CPU PyTorch
+Needs a fetched copy of the official repository (a git directory or a checkout) and a CPU PyTorch
 environment; nothing of the official code is copied into this project (see
-``benchmarks/official_driver.py``, which drives it):
+``benchmarks/official_driver.py``, which drives it through ``benchmarks/official_code.py``):
 
   python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 numpy
 
@@ -559,9 +559,8 @@ def build_parser():
   sub = p.add_subparsers(dest="command", required=True)
   for name in ("fixture", "behaviour"):
     s = sub.add_parser(name)
-    s.add_argument("--mirror", required=True, help="git directory of adambielski/perturbed-seg")
+    s.add_argument("--mirror", required=True, help="git directory or checkout of perturbed-seg")
     s.add_argument("--torch_python", required=True, help="python of a CPU PyTorch venv")
-    s.add_argument("--ref_bench", default="", help="path of ../shared/tools/ref_bench.py")
   f = sub.choices["fixture"]
   f.add_argument("--out", default=FIXTURE)
   f.add_argument(
@@ -614,6 +613,8 @@ def build_parser():
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
+  if args.command in ("fixture", "behaviour") and not args.reuse_official:
+    oc.check_official_inputs(args)  # before minutes of work, not after
   if args.command == "fixture":
     cmd_fixture(args)
   elif args.command == "faults":

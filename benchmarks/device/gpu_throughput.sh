@@ -5,8 +5,8 @@
 # orbax-checkpoint and torch but no TensorFlow (the image of the team's lent GPU machines).
 # Needs, in ignored folders of the checkout:
 #   .whl/       wheels of clu and ml_collections (pip download --no-deps ... -d .whl)
-#   .devrun/    ref_bench.py (copy of shared/tools/ref_bench.py) and ref_mirror.git (a bare
-#               clone of github adambielski/perturbed-seg)
+#   .devrun/    ref_mirror.git (git clone --mirror https://github.com/adambielski/perturbed-seg),
+#               which benchmarks/official_code.py loads the official code from
 # Writes under $OUT (default ./gpu_out): one JSON + log per setting of ours, one log per
 # setting of the official code. Summarize with:
 #   python -m benchmarks.device.gpu_summary --dir=$OUT --json=benchmarks/results/gpu_h200.json
@@ -32,7 +32,7 @@ ours r128_fp32 150 --resolution=128 --batch=32 --steps=8 --warmup=2 --pipeline_b
 ours r64_bf16 150 --resolution=64 --batch=32 --steps=8 --warmup=2 --pipeline_batches=4 --distinct_batches=2 --dtype=bfloat16
 ours r128_bf16 150 --resolution=128 --batch=32 --steps=8 --warmup=2 --pipeline_batches=4 --distinct_batches=2 --dtype=bfloat16
 for r in 64 128; do
-  timeout 120 python3 -m benchmarks.device.ref_bench_cuda --harness=.devrun/ref_bench.py \
+  timeout 120 python3 -m benchmarks.device.ref_bench_cuda \
     --mirror .devrun/ref_mirror.git --resolution $r --batch 32 --steps 10 --warmup 3 \
     > "$OUT/official_r$r.log" 2>&1
   echo "official r$r rc=$?"; tail -1 "$OUT/official_r$r.log"

@@ -42,7 +42,7 @@ ours r128_cap24 24 false
 ours r128_cap16 16 false
 ours r128_remat_uncapped 0 true
 ours r128_remat_cap16 16 true
-timeout 120 python3 -m benchmarks.device.ref_bench_cuda --harness=.devrun/ref_bench.py \
+timeout 120 python3 -m benchmarks.device.ref_bench_cuda \
   --mirror .devrun/ref_mirror.git --resolution "$RES" --batch "$BATCH" --steps 6 --warmup 2 \
   > "$OUT/official_r128.log" 2>&1
 echo "official r128 rc=$? $(grep -o 'official_peak_bytes [0-9]*' "$OUT/official_r128.log")" >> "$L"
