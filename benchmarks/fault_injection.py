@@ -93,11 +93,11 @@ def save_finalizing_line(step: int) -> str:
 
 
 class Run:
-  """``python main.py args`` in a subprocess; stdout+stderr are read line by line on a thread,
+  """``python main.py args`` (or ``program``) in a subprocess; stdout+stderr are read line by line on a thread,
   which sends ``signal_on = (regex, signal)`` to the process as soon as a line matches (or
   calls ``signal_on[1](run)`` if it is a function)."""
 
-  def __init__(self, args, signal_on=None, env=None):
+  def __init__(self, args, signal_on=None, env=None, program=None):
     self.args = list(args)
     self.command = command_line(args)
     self.lines = []
@@ -107,7 +107,7 @@ class Run:
     self._start = time.time()
     self.seconds = None
     self.proc = subprocess.Popen(
-      [sys.executable, "-u", MAIN] + self.args,
+      [sys.executable, "-u"] + list(program or [MAIN]) + self.args,
       cwd=REPO,
       env=dict(os.environ, **(env or {})),
       stdout=subprocess.PIPE,
@@ -155,8 +155,10 @@ class Run:
     return "\n".join(self.lines[-n:])
 
 
-def run(args, signal_on=None, env=None, timeout: float = 600) -> Run:
-  r = Run(args, signal_on, env)
+def run(args, signal_on=None, env=None, timeout: float = 600, program=None) -> Run:
+  """``program`` (default: main.py) with ``args``; ``program`` is what follows ``python -u``,
+  e.g. ``["-m", "tests.gcs_main"]``."""
+  r = Run(args, signal_on, env, program)
   r.wait(timeout)
   return r
 

@@ -178,9 +178,9 @@ def test_incomplete_steps_are_ignored_by_readers_and_removed_by_the_writer(tmp_p
   writer.close()
 
 
-def test_without_any_commit_marker_orbax_decides(tmp_path):
-  """Checkpoints written by an orbax that writes no commit_success.txt: no step is flagged
-  (none is deleted on a heuristic); temporary folders still are."""
+def test_a_step_without_the_commit_marker_is_incomplete_even_when_no_step_has_one(tmp_path):
+  """What a bucket holds after the first save of a run was killed (the step's objects, not the
+  marker): not a checkpoint, nor are the others without one; temporary folders neither."""
   items = ("state", "config", "meta")
   d = str(tmp_path)
   ckpt = checkpoints.Checkpointer(d, items)
@@ -190,8 +190,11 @@ def test_without_any_commit_marker_orbax_decides(tmp_path):
   for step in (1, 2):
     os.remove(os.path.join(d, str(step), checkpoints.COMMIT_MARKER))
   os.makedirs(os.path.join(d, "3.orbax-checkpoint-tmp"))
-  assert [s for s, _, _ in layout.incomplete_steps(d)] == [3]
-  assert checkpoints.Checkpointer(d, items).latest_step() == 2
+  assert [s for s, _, _ in layout.incomplete_steps(d)] == [1, 2, 3]
+  assert layout.complete_steps(d) == []
+  reader = checkpoints.Checkpointer(d, items)
+  assert reader.latest_step() is None and reader.all_steps() == []
+  reader.close()
 
 
 # ------------------------------------------------------------------------------ config errors

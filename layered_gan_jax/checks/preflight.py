@@ -15,6 +15,7 @@
 Nothing here writes: a refused command leaves the workdir as it was.
 """
 
+import re
 from typing import List, Optional
 
 from etils import epath
@@ -35,6 +36,32 @@ from layered_gan_jax.run.layout import (
 NEEDS_GAN = ("train_encoder", "train_segmenter", "evaluate", "sample", "segment", "fid")
 
 
+def check_bucket(path: str, flag: str) -> None:
+  """For an object-store path (``gs://bucket/...``): its bucket exists and may be read. A
+  local path passes (its folders are made)."""
+  scheme, _, rest = str(path).partition("://")
+  if scheme not in ("gs", "s3") or not rest:
+    return
+  bucket = f"{scheme}://{rest.split('/', 1)[0]}"
+  try:
+    found = epath.Path(bucket).exists()
+  except Exception as e:  # pylint: disable=broad-except
+    text = f"{type(e).__name__}: {e}"
+    if isinstance(e, PermissionError) or re.search(r"403|forbidden|permission", text, re.I):
+      raise ConfigError(
+        f"{flag}={path}: no permission to read the bucket {bucket} ({text.splitlines()[0]}); "
+        "use credentials that may read and write it (gcloud auth application-default login)"
+      ) from e
+    raise ConfigError(
+      f"{flag}={path}: cannot reach the bucket {bucket} ({text.splitlines()[0]})"
+    ) from e
+  if not found:
+    raise ConfigError(
+      f"{flag}={path}: the bucket {bucket} does not exist (or these credentials cannot see "
+      f"it); create it (gcloud storage buckets create {bucket}) or fix {flag}"
+    )
+
+
 def check_flags(
   mode: str,
   workdir: Optional[str],
@@ -47,6 +74,9 @@ def check_flags(
     raise ConfigError(
       "--workdir is missing; give the run's folder (local or gs://...), e.g. --workdir=/tmp/run"
     )
+  check_bucket(workdir, "--workdir")
+  if output:
+    check_bucket(output, "--output")
   path = epath.Path(workdir)
   blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
   if blocking is not None:

@@ -287,9 +287,13 @@ def _list_images_uri(path: str, recursive: bool) -> list[str]:
   walk = (
     root.walk() if recursive else [(root, [], [p.name for p in root.iterdir() if not p.is_dir()])]
   )
+  scheme = os.fspath(root).split("://", 1)[0]
   for dirpath, dirnames, filenames in walk:
     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    found.extend(os.fspath(dirpath / f) for f in filenames if is_image_file(f))
+    folder = os.fspath(dirpath)
+    if not is_uri(folder):  # etils' fsspec backend walks without the scheme.
+      folder = f"{scheme}://{folder.lstrip('/')}"
+    found.extend(f"{folder.rstrip('/')}/{f}" for f in filenames if is_image_file(f))
   if not found:
     raise DataError(
       f"{path}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"

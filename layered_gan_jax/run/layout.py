@@ -5,11 +5,12 @@ follows the same rule.
 
 A workdir holds one folder per trained network (:data:`NETWORKS`); each holds one folder per
 saved step, ``<step>/``, with one subfolder per item. Orbax writes :data:`COMMIT_MARKER` last
-into every step it finishes. A step is *incomplete* if it is an Orbax temporary folder
-(``<step>.orbax-checkpoint-tmp*``) or, when another step of the folder has the marker, lacks
-it. (A folder in which no step has the marker, written by an Orbax that does not write it, is
-left as it is: nothing is flagged.) A damaged step that the writer moved aside is
-``<step>.damaged``.
+into every step it finishes, on a local disk (inside its temporary folder, before the rename)
+and on an object store (where it writes the step's objects in place, so a killed save leaves a
+``<step>/`` without it). A step is *incomplete* if it is an Orbax temporary folder
+(``<step>.orbax-checkpoint-tmp*``) or lacks the marker, also when it is the only step of its
+folder (the first save of a run killed on a bucket). A damaged step that the writer moved aside
+is ``<step>.damaged``.
 """
 
 import json
@@ -57,12 +58,11 @@ def incomplete_steps(directory) -> List[Tuple[int, str, str]]:
   if not directory.is_dir():
     return []
   found, steps = _step_folders(directory)
-  if any(committed for _, _, committed in steps):
-    found += [
-      (step, path, f"no {COMMIT_MARKER}: the save did not finish")
-      for step, path, committed in steps
-      if not committed
-    ]
+  found += [
+    (step, path, f"no {COMMIT_MARKER}: the save did not finish")
+    for step, path, committed in steps
+    if not committed
+  ]
   return sorted(found)
 
 
@@ -72,9 +72,7 @@ def complete_steps(directory) -> List[int]:
   if not directory.is_dir():
     return []
   _, steps = _step_folders(directory)
-  if any(committed for _, _, committed in steps):
-    steps = [s for s in steps if s[2]]
-  return sorted(step for step, _, _ in steps)
+  return sorted(step for step, _, committed in steps if committed)
 
 
 def read_saved(directory, step: int, item: str) -> Dict:

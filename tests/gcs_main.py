@@ -1,0 +1,47 @@
+"""main.py as a user runs it, for the tests on the GCS server of tests/gcs_server.py, with two
+stand-ins that the tests need:
+
+* clu's event files go to the local folder ``$GCS_TEST_EVENTS/<bucket>/<path>`` instead of
+  ``gs://<bucket>/<path>``: TensorFlow's GCS client, which writes them, cannot be pointed at
+  the local server (docs/reliability.md says what this leaves unproven).
+* with ``GCS_TEST_STAND_IN_FEATURES=1``, FID / KID use colour moments instead of the Inception
+  network (the scores' numerics are tested in test_fid.py; here, the mode's files on a bucket).
+
+  python -m tests.gcs_main --config=configs/tiny.py --workdir=gs://bucket/run --mode=train
+"""
+
+import os
+
+import numpy as np
+from absl import app
+from clu import metric_writers
+
+import main
+
+
+def _local_events(create):
+  def create_default_writer(logdir, *args, **kwargs):
+    if str(logdir).startswith("gs://"):
+      logdir = os.path.join(os.environ["GCS_TEST_EVENTS"], str(logdir)[len("gs://") :])
+    return create(logdir, *args, **kwargs)
+
+  return create_default_writer
+
+
+class ColourMoments:
+  """Stand-in features: the mean and mean square of each colour channel."""
+
+  batch_size = 8
+
+  def __call__(self, images):
+    x = np.asarray(images, np.float64) / 255.0
+    return np.concatenate([x.mean((1, 2)), (x**2).mean((1, 2))], axis=1)
+
+
+if __name__ == "__main__":
+  metric_writers.create_default_writer = _local_events(metric_writers.create_default_writer)
+  if os.environ.get("GCS_TEST_STAND_IN_FEATURES") == "1":
+    from layered_gan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
+
+    fid.extractor_for = lambda path="": ColourMoments()
+  app.run(main.main, flags_parser=main.parse_flags)
