@@ -1,7 +1,7 @@
 """What a person watching a run reads: one progress line per log step, library chatter hidden.
 
-Orbax logs some twenty INFO lines per checkpoint and clu a line per metric write and per
-progress note; :func:`quiet_library_logs` keeps only their warnings and errors, without the
+Orbax logs some twenty INFO lines per checkpoint, clu a line per metric write and per
+progress note, gcsfs a line per file read; :func:`quiet_library_logs` keeps only their warnings and errors, without the
 tracebacks their worker threads log when a write fails (the command states the failure in one
 line; ``python main.py --library_logs`` shows everything). TensorBoard still gets every
 scalar.
@@ -15,7 +15,8 @@ from typing import Dict, Optional, Tuple
 
 from absl import logging
 
-LIBRARY_PATHS = ("/orbax/", "/clu/", "/asyncio/")  # asyncio: Orbax's own event loops.
+# asyncio: Orbax's own event loops; gcsfs / fsspec: etils' backend for gs:// without TensorFlow.
+LIBRARY_PATHS = ("/orbax/", "/clu/", "/asyncio/", "/gcsfs/", "/fsspec/")
 
 
 class _LibraryFilter(std_logging.Filter):

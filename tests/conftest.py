@@ -25,9 +25,11 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 _LONGEST_FIRST = (
   "test_train.py",
   "test_segmentation.py",
+  "test_gcs.py",
   "test_reliability.py",
   "test_official_parity.py",
   "test_main.py",
+  "test_notebook.py",
   "test_runtime.py",
   "test_benchmarks.py",
   "test_emergence_smoke.py",

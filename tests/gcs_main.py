@@ -1,11 +1,13 @@
 """main.py as a user runs it, for the tests on the GCS server of tests/gcs_server.py, with two
-stand-ins that the tests need:
+stand-ins and one shortcut that the tests need:
 
 * clu's event files go to the local folder ``$GCS_TEST_EVENTS/<bucket>/<path>`` instead of
   ``gs://<bucket>/<path>``: TensorFlow's GCS client, which writes them, cannot be pointed at
   the local server (docs/reliability.md says what this leaves unproven).
 * with ``GCS_TEST_STAND_IN_FEATURES=1``, FID / KID use colour moments instead of the Inception
   network (the scores' numerics are tested in test_fid.py; here, the mode's files on a bucket).
+* with ``GCS_TEST_NO_BACKOFF=1``, gcsfs retries a failed request without waiting in between
+  (its own waits add up to about 30 s per request: minutes for a server that is gone).
 
   python -m tests.gcs_main --config=configs/tiny.py --workdir=gs://bucket/run --mode=train
 """
@@ -14,18 +16,9 @@ import os
 
 import numpy as np
 from absl import app
-from clu import metric_writers
 
 import main
-
-
-def _local_events(create):
-  def create_default_writer(logdir, *args, **kwargs):
-    if str(logdir).startswith("gs://"):
-      logdir = os.path.join(os.environ["GCS_TEST_EVENTS"], str(logdir)[len("gs://") :])
-    return create(logdir, *args, **kwargs)
-
-  return create_default_writer
+from tests import gcs_server
 
 
 class ColourMoments:
@@ -38,8 +31,25 @@ class ColourMoments:
     return np.concatenate([x.mean((1, 2)), (x**2).mean((1, 2))], axis=1)
 
 
+class _NoBackoff:
+  """``asyncio`` for gcsfs's retry loop, without the waits between its retries."""
+
+  def __getattr__(self, name):
+    import asyncio  # pylint: disable=g-import-not-at-top
+
+    return getattr(asyncio, name)
+
+  @staticmethod
+  async def sleep(seconds):
+    del seconds
+
+
 if __name__ == "__main__":
-  metric_writers.create_default_writer = _local_events(metric_writers.create_default_writer)
+  if os.environ.get("GCS_TEST_NO_BACKOFF") == "1":
+    import gcsfs.retry  # pylint: disable=g-import-not-at-top
+
+    gcsfs.retry.asyncio = _NoBackoff()
+  gcs_server.write_events_locally()
   if os.environ.get("GCS_TEST_STAND_IN_FEATURES") == "1":
     from layered_gan_jax.metrics import fid  # pylint: disable=g-import-not-at-top
 

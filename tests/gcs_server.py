@@ -133,3 +133,19 @@ class GCSServer:
       GCE_METADATA_HOST="127.0.0.1:9",  # No metadata server: never wait for one.
     )
     return env
+
+
+def write_events_locally() -> None:
+  """Makes clu's writers put the event files of ``gs://<bucket>/<path>`` in the local folder
+  ``$GCS_TEST_EVENTS/<bucket>/<path>`` (TensorFlow's GCS client, which writes them, cannot be
+  pointed at the test server). For the processes the tests start."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+
+  create = metric_writers.create_default_writer
+
+  def create_default_writer(logdir, *args, **kwargs):
+    if str(logdir).startswith("gs://"):
+      logdir = os.path.join(os.environ["GCS_TEST_EVENTS"], str(logdir)[len("gs://") :])
+    return create(logdir, *args, **kwargs)
+
+  metric_writers.create_default_writer = create_default_writer

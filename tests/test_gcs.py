@@ -27,6 +27,7 @@ from gcs_server import GCSServer, binary
 from PIL import Image
 
 from benchmarks import fault_injection as fi
+from layered_gan_jax import errors
 from layered_gan_jax.data import synthetic
 from layered_gan_jax.run import layout, lease
 
@@ -326,3 +327,83 @@ def test_bad_buckets_are_refused_in_one_line(gcs):
     ],
   )
   assert r.proc.returncode == 2 and "lmdb" in r.lines[-1], r.tail()
+
+
+def test_the_server_gone_mid_run_stops_in_one_line(gcs):
+  """The storage server stops answering after iteration 2: the next write fails (gcsfs's
+  retries, here without their waits) and the command stops with one line and exit status 5."""
+  with GCSServer() as server:
+    server.bucket("gone")
+    env = server.env(dict(gcs.env, GCS_TEST_NO_BACKOFF="1"))
+    args = [a for a in fi.train_args("gs://gone/run", STEPS) if a != "--library_logs"]
+    r = fi.run(
+      args, (r"GAN step 2/8", lambda run: server.stop()), env, program=["-m", "tests.gcs_main"]
+    )
+  assert r.proc.returncode == errors.EXIT_WRITE_FAILED, r.tail()
+  assert r.lines[-1].startswith("stopped: could not write"), r.tail()
+  assert "the storage server cannot be reached" in r.lines[-1]
+  assert not any("Traceback" in line for line in r.lines), r.tail()
+
+
+# -------------------------------------------------------------------------------- two hosts
+
+
+def test_two_processes_on_one_bucket_agree_on_one_checkpoint(gcs, tmp_path):
+  """The multi-host CPU test on a bucket: 2 processes x 2 devices, SIGTERM to process 1 alone
+  after its first step; both stop at the same step and that step is checkpointed once."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  flags = gcs.env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+  env = dict(gcs.env, XLA_FLAGS=flags.strip())
+  common = ["--workdir", f"gs://{BUCKET}/hosts", "--out", str(tmp_path / "p.npz")]
+  common += ["--coordinator", f"127.0.0.1:{port}", "--num_processes", "2", "--step_delay_s=1"]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-m", "tests.train_subprocess", *common, "--process_id", str(i)]
+      + (["--sigterm_after_steps=1"] if i == 1 else []),
+      cwd=fi.REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  stops = [re.findall(r"preempted: GAN training stopped at step (\d+)", o) for o in outs]
+  assert all(len(s) == 1 for s in stops), [o[-2000:] for o in outs]
+  stop = int(stops[0][0])
+  assert int(stops[1][0]) == stop and 1 <= stop < 4, stops
+  assert _committed(gcs, "hosts/checkpoints/") == [stop]
+  assert _steps_with_objects(gcs, "hosts/checkpoints/") == [stop]
+  assert not (tmp_path / "p.npz").exists()
+
+
+def test_a_cub_list_on_the_bucket_is_read_as_a_local_one(gcs, tmp_path):
+  """ReDO's split file and CUB's images.txt in the bucket: the same test images as from a
+  local copy (read by another process: this one's etils backend is TensorFlow's)."""
+  from layered_gan_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+
+  split = "1 0\n2 2\n3 1\n4 2\n"
+  images = "1 001.Albatross/a_1.jpg\n2 001.Albatross/b_2.jpg\n3 002.Auklet/c_3.jpg\n"
+  images += "4 002.Auklet/d_4.jpg\n"
+  for name, text in (("split.txt", split), ("images.txt", images)):
+    gcs.server.upload(BUCKET, f"cub/{name}", text.encode())
+    (tmp_path / name).write_text(text)
+  local = tfds_sources.read_cub_test_names(
+    str(tmp_path / "split.txt"), str(tmp_path / "images.txt")
+  )
+  code = (
+    "from layered_gan_jax.data import tfds_sources as t; "
+    f"print(t.read_cub_test_names('gs://{BUCKET}/cub/split.txt', 'gs://{BUCKET}/cub/images.txt'))"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code], env=gcs.env, cwd=fi.REPO, capture_output=True, text=True
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == str(local) and len(local) == 2

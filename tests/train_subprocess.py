@@ -37,6 +37,11 @@ def main():
     )
   import numpy as np  # pylint: disable=g-import-not-at-top
 
+  if os.environ.get("GCS_TEST_EVENTS"):  # A gs:// workdir on the server of tests/gcs_server.py.
+    from tests import gcs_server  # pylint: disable=g-import-not-at-top
+
+    gcs_server.write_events_locally()
+
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from layered_gan_jax import errors  # pylint: disable=g-import-not-at-top
   from layered_gan_jax.training import train_gan  # pylint: disable=g-import-not-at-top
