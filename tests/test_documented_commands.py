@@ -71,6 +71,8 @@ SMALLEST = {
   "benchmarks.run_folder_faults": ["--help"],
   # Saves car.py's initial state (1.1 GB) several times.
   "benchmarks.checkpoint_hashing": ["--help"],
+  # Saves car.py's state (1.1 GB) on a local disk and on a GCS server, four times each.
+  "benchmarks.bucket_save": ["--help"],
   # Compiles and trains four times (a minute on configs/tiny.py).
   "benchmarks.loop_overhead": ["--help"],
   "benchmarks.refusal_table": ["--cases=workdir is a file"],

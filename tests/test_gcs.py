@@ -317,16 +317,17 @@ def test_bad_buckets_are_refused_in_one_line(gcs):
   assert r.proc.returncode == 2 and "no permission to read the bucket gs://runs" in r.lines[-1], (
     r.tail()
   )
+  with socket.socket() as closed:  # A port nothing listens on: no server at all.
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
   r = _run(
     gcs,
-    [
-      "--config=configs/tiny.py",
-      "--workdir=/tmp/unused",
-      "--config.data.name=lsun_lmdb",
-      f"--config.data.path=gs://{BUCKET}/car_lmdb",
-    ],
+    ["--config=configs/tiny.py", f"--workdir=gs://{BUCKET}/run"],
+    env={"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GCS_TEST_NO_BACKOFF": "1"},
   )
-  assert r.proc.returncode == 2 and "lmdb" in r.lines[-1], r.tail()
+  assert r.proc.returncode == 2 and "cannot reach the bucket gs://runs" in r.lines[-1], r.tail()
+  assert "network and credentials" in r.lines[-1]
+  # An lmdb database on a bucket: tests/test_main.py's refusals (lmdb on an object store).
 
 
 def test_the_server_gone_mid_run_stops_in_one_line(gcs):

@@ -53,7 +53,9 @@ def check_bucket(path: str, flag: str) -> None:
         "use credentials that may read and write it (gcloud auth application-default login)"
       ) from e
     raise ConfigError(
-      f"{flag}={path}: cannot reach the bucket {bucket} ({text.splitlines()[0]})"
+      f"{flag}={path}: cannot reach the bucket {bucket} ({text.splitlines()[0]}); check "
+      "this machine's network and credentials (gcloud auth application-default login), or use "
+      f"a local {flag}"
     ) from e
   if not found:
     raise ConfigError(
