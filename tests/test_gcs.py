@@ -300,23 +300,28 @@ class _Forbidden(BaseHTTPRequestHandler):
     pass
 
 
+def _refused(gcs, args, env=None):
+  """main.py itself: a refusal comes before the event files (no stand-ins needed)."""
+  return fi.run(args, None, dict(gcs.env, **(env or {})))
+
+
 def test_bad_buckets_are_refused_in_one_line(gcs):
-  r = _run(gcs, ["--config=configs/tiny.py", "--workdir=gs://no-such-bucket/run"])
-  assert r.proc.returncode == 2 and "the bucket gs://no-such-bucket does not exist" in r.lines[-1]
+  r = _refused(gcs, ["--config=configs/tiny.py", "--workdir=gs://no-such-bucket/run"])
+  assert r.proc.returncode == 2 and len(r.lines) == 1, r.tail()
+  assert "the bucket gs://no-such-bucket does not exist" in r.lines[-1]
   forbidding = ThreadingHTTPServer(("127.0.0.1", 0), _Forbidden)
   threading.Thread(target=forbidding.serve_forever, daemon=True).start()
   url = f"http://127.0.0.1:{forbidding.server_address[1]}"
   try:
-    r = _run(
+    r = _refused(
       gcs,
       ["--config=configs/tiny.py", f"--workdir=gs://{BUCKET}/run"],
       env={"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url},
     )
   finally:
     forbidding.shutdown()
-  assert r.proc.returncode == 2 and "no permission to read the bucket gs://runs" in r.lines[-1], (
-    r.tail()
-  )
+  assert r.proc.returncode == 2 and len(r.lines) == 1, r.tail()
+  assert "no permission to read the bucket gs://runs" in r.lines[-1]
   with socket.socket() as closed:  # A port nothing listens on: no server at all.
     closed.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{closed.getsockname()[1]}"
