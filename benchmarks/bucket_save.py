@@ -44,10 +44,9 @@ def measure(target: str, config_path: str, repeats: int) -> dict:
 
   config, _ = load_config(config_path)
   state = checkpoint_hashing.random_state(config)
-  items = dict(
-    loading.gan_items(state), config=checkpoints.config_to_dict(config), meta={"step": 1}
-  )
-  nbytes = sum(x.nbytes for x in jax.tree.leaves(loading.gan_items(state)))
+  arrays = loading.gan_items(state)
+  items = dict(arrays, config=checkpoints.config_to_dict(config), meta={"step": 1})
+  nbytes = sum(x.nbytes for x in jax.tree.leaves(arrays))
   seconds = []
   for i in range(repeats + 1):  # The first save (Orbax's and the clients' set-up) is apart.
     folder = os.path.join(target, f"save_{uuid.uuid4().hex[:8]}", layout.GAN_DIR)
